@@ -100,6 +100,9 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     optimizer = optimizers.make_optimizer(
         config.optimizer, learning_rate=config.learning_rate, momentum=config.momentum,
         nesterov=config.nesterov)
+    # Create the slot variables now: created inside the first call, they would make
+    # tf.function trace the loop a second time.
+    optimizer.build(model.trainable_variables)
     global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     train_loop = loop.make_train_loop(steps.make_train_step(model, optimizer), global_step,
                                       log_every_step=config.log_every_step)

@@ -54,6 +54,7 @@ def make_evaluator(model: tf.keras.Model, *, num_classes: int, input_dim: int,
 def result_from_sums(loss_sum: np.ndarray, correct: np.ndarray,
                      count: np.ndarray) -> EvalResult:
     """Turns per-class sums into means; a class with no examples gets nan."""
+    loss_sum, correct, count = (np.asarray(a, np.float64) for a in (loss_sum, correct, count))
     total = count.sum()
     with np.errstate(invalid="ignore", divide="ignore"):
         return EvalResult(loss=float(loss_sum.sum() / total), accuracy=float(correct.sum() / total),

@@ -7,6 +7,8 @@ graph, at its own global step.
 
 import tensorflow as tf
 
+from trainers import writers
+
 
 def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: bool = True):
     """Compiles `train_loop(iterator, num_steps) -> sums over those steps`.
@@ -31,9 +33,9 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
         for _ in tf.range(num_steps):
             metrics = train_step(next(iterator))
             if log_every_step:
-                tf.summary.scalar("train/loss", metrics["loss"], step=global_step)
-                tf.summary.scalar("train/accuracy", metrics["accuracy"], step=global_step)
-                tf.summary.scalar("train/phase", metrics["phase"], step=global_step)
+                writers.scalars_in_graph(global_step, {
+                    "train/loss": metrics["loss"], "train/accuracy": metrics["accuracy"],
+                    "train/phase": metrics["phase"]})
             global_step.assign_add(1)
             loss, accuracy = metrics["loss"], metrics["accuracy"]
             loss_sum += loss * metrics["count"]

@@ -21,3 +21,17 @@ def write_text(writer, step: int, tag: str, text: str) -> None:
     """Writes `text` (markdown) under `tag` at `step`."""
     with writer.as_default():
         tf.summary.text(tag, text, step=step)
+
+
+def scalars_in_graph(step, scalars: dict) -> None:
+    """Writes `{"group/name": tensor}` from inside a `tf.function`, tags kept as given.
+
+    `tf.summary.scalar` prefixes the enclosing name scope, and AutoGraph's loops open
+    one ("while/"); an absolute scope (ending in "/") keeps the tag exactly.
+    """
+    for tag, value in scalars.items():
+        scope, _, name = tag.rpartition("/")
+        if not scope:
+            raise ValueError(f"tag ({tag!r}) must have a group, like 'train/loss'")
+        with tf.name_scope(scope + "/"):
+            tf.summary.scalar(name, value, step=step)

@@ -1,0 +1,79 @@
+"""Logging tier: a small run writes events that read back with the right tags and steps."""
+
+import json
+
+import numpy as np
+import pytest
+
+from data import pipelines, splits
+from tests.conftest import event_tags, fake_mnist, read_events
+from trainers import controller
+from trainers.config import Config
+
+NOISE = dict(dataset="noise", noise_examples=200, hidden_sizes=(16,), dropout=0.0,
+             batch_size=50, epochs=3, steps_per_loop=2, learning_rate=0.01)
+
+
+def test_noise_run_logs_every_step_and_every_epoch(tmp_path):
+    config = Config(**NOISE)
+    results = controller.train_and_evaluate(config, tmp_path / "run", verbose=False)
+    events = read_events(tmp_path / "run")
+    data = controller.load_splits(config)
+    per_epoch = pipelines.plan_epoch(data.y_train, order="shuffled", batch_size=50).total_steps
+    total = 3 * per_epoch
+    assert per_epoch == 4 and results["steps"] == total  # 180 training examples, batch 50
+    for tag in ("train/loss", "train/accuracy", "train/phase"):
+        assert sorted(events[tag]) == list(range(total)), tag  # contiguous from 0, no gaps
+    # In shuffled order the phase is the epoch.
+    assert [events["train/phase"][s] for s in range(total)] == [0] * 4 + [1] * 4 + [2] * 4
+    epoch_ends = [per_epoch * (e + 1) for e in range(3)]
+    for tag in ("epoch/train_loss", "epoch/train_accuracy", "test/loss", "test/accuracy",
+                "val/loss", "val/accuracy"):
+        assert sorted(events[tag]) == epoch_ends, tag
+    assert "config" in event_tags(tmp_path / "run")
+    # Printed/saved results agree with the events.
+    assert results["test_accuracy"] == pytest.approx(events["test/accuracy"][total], abs=1e-6)
+    mean_batch_acc = np.mean([events["train/accuracy"][s] for s in range(8, 12)])
+    assert results["train_accuracy"] == pytest.approx(mean_batch_acc, abs=0.02)
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["test_class_accuracy"] == results["test_class_accuracy"]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["dataset"] == "noise"
+    assert results["train_loop_traces"] == 1  # one trace for the whole run, partial batches too
+
+
+def test_sorted_current_class_validates_each_block_on_its_class(tmp_path):
+    data = splits.mnist_splits(fake_mnist(n_train=200, n_test=50), validation_split=0.1)
+    config = Config(order="sorted", validation_scope="current_class", epochs=2, batch_size=8,
+                    hidden_sizes=(8,), steps_per_loop=4)
+    controller.train_and_evaluate(config, tmp_path / "run", data=data, verbose=False)
+    events = read_events(tmp_path / "run")
+    plan = pipelines.plan_epoch(data.y_train, order="sorted", batch_size=8)
+    boundaries = np.cumsum(plan.steps * 2).tolist()  # two epochs of ten class blocks
+    assert sorted(events["val/accuracy"]) == boundaries
+    # Each batch's phase is the class block it came from.
+    phases = [events["train/phase"][s] for s in range(boundaries[-1])]
+    expected = [c for c, n in zip(plan.phases * 2, plan.steps * 2) for _ in range(n)]
+    assert phases == expected
+
+
+def test_run_dir_holding_a_run_is_refused_unless_overwrite(tmp_path):
+    config = Config(**NOISE | dict(epochs=1))
+    controller.train_and_evaluate(config, tmp_path / "run", verbose=False)
+    with pytest.raises(controller.RunDirError, match="already holds a run"):
+        controller.train_and_evaluate(config, tmp_path / "run", verbose=False)
+    (tmp_path / "run" / "stale").write_text("x")
+    controller.train_and_evaluate(config, tmp_path / "run", verbose=False, overwrite=True)
+    assert not (tmp_path / "run" / "stale").exists()
+
+
+def test_run_dir_under_a_file_is_refused(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(controller.RunDirError, match="is a file"):
+        controller.check_run_dir(tmp_path / "afile" / "run", overwrite=False)
+
+
+def test_same_seed_same_results(tmp_path):
+    config = Config(**NOISE | dict(epochs=1))
+    a = controller.train_and_evaluate(config, None, verbose=False)
+    b = controller.train_and_evaluate(config, None, verbose=False)
+    assert a["test_loss"] == b["test_loss"] and a["train_loss"] == b["train_loss"]

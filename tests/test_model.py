@@ -1,0 +1,68 @@
+"""The MLP: the tutorial's parameter counts, logits out, bad sizes refused."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainers import model as model_lib, optimizers
+
+
+@pytest.mark.parametrize("input_dim,hidden,classes,dropout,expected", [
+    (10, (100, 100), 3, 0.0, 11_503),
+    (784, (150, 100), 10, 0.5, 133_860),
+])
+def test_parameter_counts_match_the_tutorial(input_dim, hidden, classes, dropout, expected):
+    m = model_lib.build_mlp(input_dim=input_dim, hidden_sizes=hidden, num_classes=classes,
+                            dropout=dropout, seed=0)
+    assert model_lib.trainable_parameter_count(m) == expected
+    assert f"{expected:,}" in model_lib.summary_lines(m)[-1]
+
+
+def test_dropout_layers_follow_each_hidden_layer_and_output_is_linear():
+    m = model_lib.build_mlp(input_dim=4, hidden_sizes=(8, 6), num_classes=3, dropout=0.5, seed=0)
+    kinds = [type(layer).__name__ for layer in m.layers]
+    assert kinds == ["Dense", "Dropout", "Dense", "Dropout", "Dense"]
+    x = np.ones((5, 4), np.float32) * 50.0
+    logits = m(x, training=False).numpy()
+    assert logits.shape == (5, 3)
+    assert not np.allclose(logits.sum(axis=1), 1.0)  # logits, not probabilities
+    # Dropout is active only in training.
+    np.testing.assert_array_equal(m(x, training=False), m(x, training=False))
+    assert not np.array_equal(m(x, training=True).numpy(), m(x, training=True).numpy())
+
+
+def test_same_seed_same_initial_weights():
+    a = model_lib.build_mlp(input_dim=4, hidden_sizes=(8,), num_classes=3, seed=3)
+    b = model_lib.build_mlp(input_dim=4, hidden_sizes=(8,), num_classes=3, seed=3)
+    c = model_lib.build_mlp(input_dim=4, hidden_sizes=(8,), num_classes=3, seed=4)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    assert not np.array_equal(a.get_weights()[0], c.get_weights()[0])
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(hidden_sizes=()), "sizes must be positive"),
+    (dict(hidden_sizes=(0,)), "sizes must be positive"),
+    (dict(dropout=1.0), r"dropout \(1.0\)"),
+])
+def test_bad_model_arguments(kwargs, match):
+    args = dict(input_dim=4, hidden_sizes=(8,), num_classes=3, dropout=0.0) | kwargs
+    with pytest.raises(ValueError, match=match):
+        model_lib.build_mlp(**args)
+
+
+@pytest.mark.parametrize("name,cls", [("sgd", "SGD"), ("rmsprop", "RMSprop"), ("adam", "Adam")])
+def test_optimizers_by_name(name, cls):
+    opt = optimizers.make_optimizer(name, learning_rate=0.01, momentum=0.9, nesterov=True)
+    assert type(opt).__name__ == cls
+    assert float(opt.learning_rate) == pytest.approx(0.01)
+    if name == "sgd":
+        assert opt.momentum == 0.9 and opt.nesterov
+
+
+def test_bad_optimizer_arguments():
+    with pytest.raises(ValueError, match="optimizer \\('lbfgs'\\)"):
+        optimizers.make_optimizer("lbfgs", learning_rate=0.1)
+    with pytest.raises(ValueError, match=r"learning_rate \(0.0\)"):
+        optimizers.make_optimizer("adam", learning_rate=0.0)
+    assert tf.keras.optimizers.Adam  # Keras 3 is tf.keras here.

@@ -1,0 +1,105 @@
+"""End to end: the real script as a subprocess, on a few hundred real MNIST images."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, fake_mnist, read_events, write_idx_dir
+
+
+def _train(*args, cwd=REPO, timeout=300):
+    return subprocess.run([sys.executable, "-m", "trainers.train", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout,
+                          env=os.environ | {"PYTHONPATH": str(REPO)})
+
+
+def test_sorted_run_on_real_mnist_writes_files_and_prints_the_table(tmp_path, real_mnist):
+    logdir = tmp_path / "logs"
+    proc = _train("--flagfile=trainers/configs/mnist_sorted.flags", "--epochs=2",
+                  "--max_train_examples=600", "--max_test_examples=300",
+                  f"--logdir={logdir}", "--run_name=small")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = logdir / "small"
+    results = json.loads((run / "results.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    assert config["order"] == "sorted" and config["hidden_sizes"] == [150, 100]
+    out = proc.stdout
+    assert "133,860" in out  # the model summary
+    assert "epoch 2/2" in out and "test accuracy per class:" in out
+    table = out[out.index("test accuracy per class:"):].splitlines()[1:]
+    assert table[0].split() == ["class", "examples", "test"]
+    assert len(table) == 12  # header, ten classes, "all"
+    all_row = table[-1].split()
+    assert all_row[:2] == ["all", "300"]
+    assert float(all_row[2]) == pytest.approx(results["test_accuracy"], abs=5e-5)
+    for c in range(10):
+        row = table[1 + c].split()
+        assert int(row[0]) == c
+        assert float(row[2]) == pytest.approx(results["test_class_accuracy"][c], abs=5e-5)
+    events = read_events(run)
+    assert sorted(events["train/loss"]) == list(range(results["steps"]))
+
+
+def test_flag_file_then_override(tmp_path):
+    proc = _train("--flagfile=trainers/configs/noise.flags", "--epochs=2",
+                  "--learning_rate=0.05", f"--logdir={tmp_path}", "--run_name=noise")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    config = json.loads((tmp_path / "noise" / "config.json").read_text())
+    assert config["learning_rate"] == 0.05 and config["epochs"] == 2
+    assert config["hidden_sizes"] == [100, 100] and config["dataset"] == "noise"
+    assert "11,503" in proc.stdout
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--batch_size=0", "batch_size"),
+    ("--learning_rate=0", "learning_rate must be positive"),
+    ("--learning_rate=-0.1", "learning_rate must be positive"),
+    ("--optimizer=lbfgs", "optimizer"),
+    ("--order=random", "order"),
+    ("--dataset=cifar", "dataset"),
+    ("--validation_split=1.0", "validation_split"),
+    ("--validation_split=-0.5", "validation_split"),
+    ("--hidden_sizes=150,abc", "hidden_sizes"),
+    ("--hidden_sizes=150,0", "hidden_sizes"),
+    ("--epochs=0", "epochs"),
+    ("--validation_scope=current_class", "needs order 'sorted'"),
+])
+def test_bad_flags_exit_with_one_clear_line_and_create_nothing(tmp_path, flag, message):
+    logdir = tmp_path / "logs"
+    proc = _train("--dataset=noise", flag, f"--logdir={logdir}", "--run_name=r", timeout=60)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not logdir.exists()
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "corrupt"])
+def test_bad_data_dir_exits_with_one_clear_line_and_creates_nothing(tmp_path, case):
+    data_dir = tmp_path / "mnist"
+    if case != "missing":
+        data_dir.mkdir()
+    if case == "corrupt":
+        write_idx_dir(data_dir, fake_mnist())
+        labels = data_dir / "train-labels-idx1-ubyte"
+        labels.write_bytes(b"\x00\x00\x08\x01" + labels.read_bytes()[4:-7])
+    logdir = tmp_path / "logs"
+    proc = _train(f"--data_dir={data_dir}", f"--logdir={logdir}", "--run_name=r", timeout=120)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(data_dir) in errors[0], proc.stderr[-1500:]
+    assert "Traceback" not in proc.stderr
+    assert not logdir.exists()
+
+
+def test_help_describes_every_flag():
+    proc = subprocess.run([sys.executable, "-m", "trainers.train", "--helpshort"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60,
+                          env=os.environ | {"PYTHONPATH": str(REPO)})
+    text = proc.stdout + proc.stderr
+    for flag in ("order", "validation_scope", "hidden_sizes", "optimizer", "learning_rate",
+                 "batch_size", "epochs", "data_dir", "steps_per_loop", "logdir", "run_name"):
+        assert f"--{flag}" in text
+    assert "(no help available)" not in text
