@@ -51,23 +51,34 @@ def real_mnist() -> mnist.Mnist:
 
 def read_events(run_dir: Path) -> dict[str, dict[int, float]]:
     """Every scalar of a run as {tag: {step: value}}, read with TensorBoard's own reader."""
-    from tensorboard.backend.event_processing import event_accumulator
+    from trainers import events
 
-    acc = event_accumulator.EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
-    acc.Reload()
-    out = {}
-    for tag in acc.Tags()["tensors"]:
-        events = acc.Tensors(tag)
-        if events and events[0].tensor_proto.dtype != 7:  # 7 = DT_STRING (text summaries)
-            from tensorflow import make_ndarray
-
-            out[tag] = {e.step: float(make_ndarray(e.tensor_proto)) for e in events}
-    return out
+    return events.read_scalars(run_dir)
 
 
 def event_tags(run_dir: Path) -> list[str]:
-    from tensorboard.backend.event_processing import event_accumulator
+    """Every tag of a run, of any plugin."""
+    from trainers import events
 
-    acc = event_accumulator.EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
-    acc.Reload()
-    return acc.Tags()["tensors"]
+    return [tag for tags in events.tags_by_plugin(run_dir).values() for tag in tags]
+
+
+SMALL_SORTED = dict(order="sorted", epochs=2, batch_size=6, hidden_sizes=(8,), steps_per_loop=4,
+                    probe_per_class=5, eval_every_steps=3, seed=0)
+
+
+@pytest.fixture(scope="session")
+def small_sorted_run(tmp_path_factory):
+    """A finished 2-epoch class-sorted run on 200 fake MNIST images: 60 steps, probe every 3.
+
+    Returns (run_dir, results, config).
+    """
+    from data import splits
+    from trainers import controller
+    from trainers.config import Config
+
+    config = Config(**SMALL_SORTED)
+    data = splits.mnist_splits(fake_mnist(n_train=200, n_test=60), validation_split=0.1)
+    run_dir = tmp_path_factory.mktemp("runs") / "small_sorted"
+    results = controller.train_and_evaluate(config, run_dir, data=data, verbose=False)
+    return run_dir, results, config

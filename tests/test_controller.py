@@ -11,7 +11,8 @@ from trainers import controller
 from trainers.config import Config
 
 NOISE = dict(dataset="noise", noise_examples=200, hidden_sizes=(16,), dropout=0.0,
-             batch_size=50, epochs=3, steps_per_loop=2, learning_rate=0.01)
+             batch_size=50, epochs=3, steps_per_loop=2, learning_rate=0.01, probe_per_class=20,
+             eval_every_steps=3)
 
 
 def test_noise_run_logs_every_step_and_every_epoch(tmp_path):
@@ -44,7 +45,7 @@ def test_noise_run_logs_every_step_and_every_epoch(tmp_path):
 def test_sorted_current_class_validates_each_block_on_its_class(tmp_path):
     data = splits.mnist_splits(fake_mnist(n_train=200, n_test=50), validation_split=0.1)
     config = Config(order="sorted", validation_scope="current_class", epochs=2, batch_size=8,
-                    hidden_sizes=(8,), steps_per_loop=4)
+                    hidden_sizes=(8,), steps_per_loop=4, probe_per_class=5)
     controller.train_and_evaluate(config, tmp_path / "run", data=data, verbose=False)
     events = read_events(tmp_path / "run")
     plan = pipelines.plan_epoch(data.y_train, order="sorted", batch_size=8)

@@ -20,6 +20,7 @@ def test_sorted_run_on_real_mnist_writes_files_and_prints_the_table(tmp_path, re
     logdir = tmp_path / "logs"
     proc = _train("--flagfile=trainers/configs/mnist_sorted.flags", "--epochs=2",
                   "--max_train_examples=600", "--max_test_examples=300",
+                  "--probe_per_class=20",
                   f"--logdir={logdir}", "--run_name=small")
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = logdir / "small"
@@ -29,7 +30,7 @@ def test_sorted_run_on_real_mnist_writes_files_and_prints_the_table(tmp_path, re
     out = proc.stdout
     assert "133,860" in out  # the model summary
     assert "epoch 2/2" in out and "test accuracy per class:" in out
-    table = out[out.index("test accuracy per class:"):].splitlines()[1:]
+    table = out[out.index("test accuracy per class:"):].splitlines()[1:13]
     assert table[0].split() == ["class", "examples", "test"]
     assert len(table) == 12  # header, ten classes, "all"
     all_row = table[-1].split()
@@ -41,10 +42,14 @@ def test_sorted_run_on_real_mnist_writes_files_and_prints_the_table(tmp_path, re
         assert float(row[2]) == pytest.approx(results["test_class_accuracy"][c], abs=5e-5)
     events = read_events(run)
     assert sorted(events["train/loss"]) == list(range(results["steps"]))
+    assert f"forgetting on the probe: average {results['average_forgetting']:.4f}" in out
+    for name in ("accuracy_matrix.csv", "accuracy_matrix.png", "weights/initial.npz",
+                 "weights/final.npz"):
+        assert (run / name).is_file(), name
 
 
 def test_flag_file_then_override(tmp_path):
-    proc = _train("--flagfile=trainers/configs/noise.flags", "--epochs=2",
+    proc = _train("--flagfile=trainers/configs/noise.flags", "--epochs=2", "--probe_per_class=50",
                   "--learning_rate=0.05", f"--logdir={tmp_path}", "--run_name=noise")
     assert proc.returncode == 0, proc.stderr[-2000:]
     config = json.loads((tmp_path / "noise" / "config.json").read_text())

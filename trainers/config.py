@@ -46,7 +46,9 @@ class Config:
     # Execution and logging.
     steps_per_loop: int = 50  # training steps run inside one compiled call (host syncs less)
     eval_batch_size: int = 1000  # examples per evaluation batch (no effect on results)
-    log_every_step: bool = True  # write train loss/accuracy/phase at every step
+    log_every_step: bool = True  # write train loss/accuracy/phase/grad norm at every step
+    eval_every_steps: int = 10  # probe + weight drift every this many steps (0: off)
+    probe_per_class: int = 100  # held-out probe: this many test examples of every class
 
     def __post_init__(self):
         _one_of("dataset", self.dataset, DATASETS)
@@ -57,7 +59,8 @@ class Config:
         for name in ("batch_size", "epochs", "steps_per_loop", "eval_batch_size",
                      "noise_examples", "noise_dim"):
             _positive_int(name, getattr(self, name))
-        for name in ("max_train_examples", "max_test_examples"):
+        _positive_int("probe_per_class", self.probe_per_class)
+        for name in ("max_train_examples", "max_test_examples", "eval_every_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} ({getattr(self, name)}) must be >= 0 (0: all)")
         if self.noise_classes < 2:

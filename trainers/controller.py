@@ -16,11 +16,16 @@ import numpy as np
 import tensorflow as tf
 
 from data import mnist, pipelines, splits
-from trainers import evaluation, loop, model as model_lib, optimizers, steps, tables, writers
+from trainers import (evaluation, instruments, loop, model as model_lib, optimizers, probe,
+                      steps, tables, writers)
 from trainers.config import Config
 
 
-class RunDirError(ValueError):
+class SetupError(ValueError):
+    """The run cannot start as configured; the message says why and what to do."""
+
+
+class RunDirError(SetupError):
     """The run directory cannot be used; the message says why and what to do."""
 
 
@@ -68,7 +73,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
 
     Args:
       config: the run's settings.
-      run_dir: where events, `config.json` and `results.json` go; None logs nothing.
+      run_dir: where events, `config.json`, `results.json`, `accuracy_matrix.csv`/`.png`
+        and `weights/` go; None logs nothing.
       data: preloaded splits (default: `load_splits(config)`).
       overwrite: replace whatever `run_dir` holds.
       verbose: print the set-up, a progress bar, one line per epoch and the final table.
@@ -76,17 +82,26 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     Returns:
       The results (also saved as `run_dir/results.json`): final test loss/accuracy
       overall and per class, last epoch's training loss/accuracy, last validation
-      loss/accuracy, steps, and seconds per epoch.
+      loss/accuracy, forgetting metrics (None with the probe off), steps, and seconds
+      per epoch.
 
     Raises:
-      RunDirError, mnist.DataError: before anything is written.
+      SetupError (RunDirError), mnist.DataError: before anything is written.
     """
     say = print if verbose else (lambda *a, **k: None)
     if run_dir is not None:
-        check_run_dir(Path(run_dir), overwrite=overwrite)
-    data = data if data is not None else load_splits(config)
-    if run_dir is not None:
         run_dir = Path(run_dir)
+        check_run_dir(run_dir, overwrite=overwrite)
+    data = data if data is not None else load_splits(config)
+    probe_set = None
+    if config.eval_every_steps:
+        try:
+            probe_set = probe.select_probe(data.x_test, data.y_test,
+                                           per_class=config.probe_per_class,
+                                           num_classes=data.num_classes)
+        except ValueError as e:
+            raise SetupError(str(e)) from None
+    if run_dir is not None:
         if overwrite and run_dir.exists():
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -104,8 +119,13 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     # tf.function trace the loop a second time.
     optimizer.build(model.trainable_variables)
     global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-    train_loop = loop.make_train_loop(steps.make_train_step(model, optimizer), global_step,
-                                      log_every_step=config.log_every_step)
+    writer = writers.create_writer(run_dir)
+    tools = (instruments.Instruments(model, probe_set, num_classes=data.num_classes,
+                                     writer=writer, run_dir=run_dir) if probe_set else None)
+    train_loop = loop.make_train_loop(
+        steps.make_train_step(model, optimizer), global_step,
+        log_every_step=config.log_every_step, every_n_steps=config.eval_every_steps,
+        periodic=tools.periodic if tools else None)
     evaluate = evaluation.make_evaluator(model, num_classes=data.num_classes,
                                          input_dim=data.input_dim,
                                          batch_size=config.eval_batch_size)
@@ -113,20 +133,26 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     stream = iter(pipelines.make_pipeline(
         config.order, data.x_train, data.y_train, batch_size=config.batch_size,
         seed=config.seed, epochs=config.epochs, class_order=config.class_order))
+    trained_classes = tuple(sorted(set(int(c) for c in data.y_train)))
 
     say(f"data: {data.source}")
     say(f"train {len(data.y_train)}, validation {len(data.y_val)} "
         f"({config.validation_scope}), test {len(data.y_test)} examples; "
         f"order {config.order}, batch {config.batch_size}")
+    say(f"probe: {len(probe_set[1])} test examples, every {config.eval_every_steps} steps "
+        "and at every phase end" if tools else "probe: off")
     for line in model_lib.summary_lines(model):
         say("  " + line)
     if run_dir is not None:
         say(f"logging to {run_dir}  (tensorboard --logdir {run_dir.parent})")
+        instruments.save_weights(run_dir / "weights" / "initial.npz", model)
 
-    writer = writers.create_writer(run_dir)
     results = {"epoch_seconds": []}
     with writer.as_default():
-        writers.write_text(writer, 0, "config", f"```\n{config.to_json()}\n```")
+        instruments.describe_run(writer, config, instrumented=tools is not None)
+        if tools:
+            loop.make_periodic_writer(tools.periodic, global_step,
+                                      len(model.trainable_variables))()
         for epoch in range(config.epochs):
             plan = pipelines.plan_epoch(data.y_train, order=config.order,
                                         batch_size=config.batch_size, epoch=epoch,
@@ -137,23 +163,32 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
             sums = np.zeros(3)  # loss_sum, correct, count
             done = 0
             for phase, phase_steps in zip(plan.phases, plan.steps):
+                if tools:
+                    tools.phase_start()
                 for k in _chunks(phase_steps, config.steps_per_loop):
                     out = train_loop(stream, tf.constant(k, tf.int64))
                     out = {key: float(v) for key, v in out.items()}
                     sums += (out["loss_sum"], out["correct"], out["count"])
                     done += k
                     bar.update(done, [("loss", out["loss"]), ("acc", out["accuracy"])])
+                step = int(global_step)
                 if phase in val_sets:
                     val = evaluate(*val_sets[phase])
-                    writers.write_scalars(writer, int(global_step), val.scalars("val"))
+                    writers.write_scalars(writer, step, val.scalars("val"))
                     results.update(val_loss=val.loss, val_accuracy=val.accuracy)
-            seconds = time.perf_counter() - start
-            step = int(global_step)
+                if tools:
+                    tools.phase_end(step=step, epoch=epoch, phase=phase,
+                                    task=(phase,) if config.order == "sorted" else trained_classes)
             test = evaluate(data.x_test, data.y_test)
             train_loss, train_accuracy = sums[0] / sums[2], sums[1] / sums[2]
+            if tools:
+                tools.epoch_end(step)
+            seconds = time.perf_counter() - start
             writers.write_scalars(writer, step, {
                 "epoch/train_loss": train_loss, "epoch/train_accuracy": train_accuracy,
-                "epoch/seconds": seconds, **test.scalars("test")})
+                "epoch/seconds": seconds, **test.scalars("test"),
+                **{f"test/accuracy/class_{c}": a for c, a in enumerate(test.class_accuracy)
+                   if not np.isnan(a)}})
             writer.flush()
             results["epoch_seconds"].append(seconds)
             results.update(train_loss=train_loss, train_accuracy=train_accuracy)
@@ -162,18 +197,30 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
             say(f"epoch {epoch + 1}/{config.epochs} step {step}: train loss {train_loss:.4f} "
                 f"acc {train_accuracy:.4f}{val_text} | test loss {test.loss:.4f} "
                 f"acc {test.accuracy:.4f} | {seconds:.1f} s", flush=True)
+        final = tools.summary() if tools else None
+        writers.write_scalars(writer, step, {
+            "final/test_accuracy": test.accuracy,
+            **({"final/average_forgetting": final["average_forgetting"],
+                "final/bwt": final["bwt"]} if final else {})})
     writer.close()
 
     results.update(
-        steps=int(global_step), epochs=config.epochs, test_loss=test.loss,
+        steps=step, epochs=config.epochs, test_loss=test.loss,
         test_accuracy=test.accuracy, test_class_accuracy=_floats(test.class_accuracy),
         test_class_count=[int(c) for c in test.class_count],
+        average_forgetting=final["average_forgetting"] if final else None,
+        bwt=final["bwt"] if final else None,
+        class_forgetting=_floats(final["class_forgetting"]) if final else None,
         train_loop_traces=train_loop.experimental_get_tracing_count())
     if run_dir is not None:
+        instruments.save_weights(run_dir / "weights" / "final.npz", model)
         (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     say("\ntest accuracy per class:")
     say(tables.class_accuracy_table({"test": (test.accuracy, test.class_accuracy)},
                                     counts=test.class_count))
+    if final:
+        say(f"forgetting on the probe: average {final['average_forgetting']:.4f}, "
+            f"BWT {final['bwt']:+.4f}")
     return results
 
 

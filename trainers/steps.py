@@ -12,23 +12,31 @@ def cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 
 
 def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimizer):
-    """Returns `train_step(batch) -> {loss, accuracy, count, phase}` that updates `model`.
+    """Returns `train_step(batch) -> metrics` that updates `model` once.
 
-    `loss` and `accuracy` are those of this batch alone (not a running mean),
-    computed with the weights before the update; `count` is the batch size.
+    Metrics: `loss` and `accuracy` of this batch alone (not a running mean),
+    computed with the weights before the update; `count` (batch size); `phase`;
+    `grad_norms` and `update_norms`, the L2 norm of each trainable variable's
+    gradient and applied update; `grad_norm`, the gradient's global norm.
     """
+    variables = model.trainable_variables
 
     def train_step(batch):
         images, labels = batch["image"], batch["label"]
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
             loss = tf.reduce_mean(cross_entropy(labels, logits))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        grads = tape.gradient(loss, variables)
+        before = [tf.identity(v) for v in variables]  # read before the update (auto deps)
+        optimizer.apply_gradients(zip(grads, variables))
+        grad_norms = tf.stack([tf.norm(g) for g in grads])
         correct = tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), labels),
                           tf.float32)
         return {"loss": loss, "accuracy": tf.reduce_mean(correct),
-                "count": tf.cast(tf.size(labels), tf.float32), "phase": batch["phase"]}
+                "count": tf.cast(tf.size(labels), tf.float32), "phase": batch["phase"],
+                "grad_norms": grad_norms,
+                "grad_norm": tf.sqrt(tf.reduce_sum(tf.square(grad_norms))),
+                "update_norms": tf.stack([tf.norm(v - b) for v, b in zip(variables, before)])}
 
     return train_step
 

@@ -63,6 +63,12 @@ _EVAL_BATCH_SIZE = flags.DEFINE_integer("eval_batch_size", 1000, "Examples per e
                                         "batch (no effect on results).", lower_bound=1)
 _LOG_EVERY_STEP = flags.DEFINE_boolean("log_every_step", True, "Write train loss, accuracy "
                                        "and phase at every step.")
+_EVAL_EVERY_STEPS = flags.DEFINE_integer(
+    "eval_every_steps", 10, "Every this many steps, evaluate the held-out probe per class and "
+    "log weight drift (0: off).", lower_bound=0)
+_PROBE_PER_CLASS = flags.DEFINE_integer(
+    "probe_per_class", 100, "Held-out probe size: this many test examples of every class "
+    "(never trained on).", lower_bound=1)
 _LOGDIR = flags.DEFINE_string("logdir", "logs", "TensorBoard root: runs go to LOGDIR/RUN_NAME.")
 _RUN_NAME = flags.DEFINE_string("run_name", None, "Run directory under --logdir (default: "
                                 "DATASET_ORDER_TIMESTAMP).")
@@ -100,7 +106,8 @@ def config_from_flags() -> config_lib.Config:
         learning_rate=_LEARNING_RATE.value, momentum=_MOMENTUM.value,
         nesterov=_NESTEROV.value, batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value,
         seed=_SEED.value, steps_per_loop=_STEPS_PER_LOOP.value,
-        eval_batch_size=_EVAL_BATCH_SIZE.value, log_every_step=_LOG_EVERY_STEP.value)
+        eval_batch_size=_EVAL_BATCH_SIZE.value, log_every_step=_LOG_EVERY_STEP.value,
+        eval_every_steps=_EVAL_EVERY_STEPS.value, probe_per_class=_PROBE_PER_CLASS.value)
 
 
 def main(argv):
@@ -119,7 +126,7 @@ def main(argv):
     try:
         controller.train_and_evaluate(config, Path(_LOGDIR.value) / run_name,
                                       overwrite=_OVERWRITE.value)
-    except (DataError, controller.RunDirError) as e:
+    except (DataError, controller.SetupError) as e:
         sys.exit(f"error: {e}")
 
 

@@ -1,0 +1,74 @@
+"""Weight drift against numpy on known weights."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainers import drift, model as model_lib
+
+
+def _model():
+    return model_lib.build_mlp(input_dim=3, hidden_sizes=(2,), num_classes=2, seed=0)
+
+
+def test_names_follow_the_layers():
+    assert drift.variable_names(_model()) == ["dense_0/kernel", "dense_0/bias",
+                                              "logits/kernel", "logits/bias"]
+
+
+def test_drift_metrics_match_numpy():
+    m = _model()
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=v.shape).astype(np.float32) for v in m.trainable_variables]
+    start[1][:] = 0.0  # a bias starting at zero: no relative drift for it
+    for v, w in zip(m.trainable_variables, start):
+        v.assign(w)
+    tracker = drift.WeightDrift(m)
+    middle = [w + 0.5 for w in start]
+    for v, w in zip(m.trainable_variables, middle):
+        v.assign(w)
+    tracker.mark_phase_start()
+    end = [w + rng.normal(size=w.shape).astype(np.float32) for w in middle]
+    for v, w in zip(m.trainable_variables, end):
+        v.assign(w)
+    grads = tf.constant([1.0, 2.0, 3.0, 4.0])
+    updates = tf.constant([0.1, 0.2, 0.3, 0.4])
+    out = {k: float(v) for k, v in tracker.metrics(grads, updates).items()}
+
+    for i, name in enumerate(tracker.names):
+        from_init = np.linalg.norm(end[i] - start[i])
+        assert out[f"drift/from_init/{name}"] == pytest.approx(from_init, rel=1e-5)
+        assert out[f"drift/from_phase_start/{name}"] == pytest.approx(
+            np.linalg.norm(end[i] - middle[i]), rel=1e-5)
+        if name == "dense_0/bias":
+            assert f"drift/relative/{name}" not in out
+        else:
+            assert out[f"drift/relative/{name}"] == pytest.approx(
+                from_init / np.linalg.norm(start[i]), rel=1e-5)
+        assert out[f"drift/grad_norm/{name}"] == pytest.approx(float(grads[i]))
+        assert out[f"drift/update_norm/{name}"] == pytest.approx(float(updates[i]))
+    flat = lambda ws: np.concatenate([w.ravel() for w in ws])  # noqa: E731
+    assert out["drift/from_init/model"] == pytest.approx(
+        np.linalg.norm(flat(end) - flat(start)), rel=1e-5)
+    assert out["drift/from_phase_start/model"] == pytest.approx(
+        np.linalg.norm(flat(end) - flat(middle)), rel=1e-5)
+    assert out["drift/relative/model"] == pytest.approx(
+        np.linalg.norm(flat(end) - flat(start)) / np.linalg.norm(flat(start)), rel=1e-5)
+    assert out["drift/grad_norm/model"] == pytest.approx(np.sqrt(1 + 4 + 9 + 16), rel=1e-6)
+    assert out["drift/update_norm/model"] == pytest.approx(np.sqrt(0.3), rel=1e-5)
+
+
+def test_train_step_update_and_grad_norms_match_the_weight_change():
+    from trainers import steps
+
+    m = _model()
+    before = [v.numpy() for v in m.trainable_variables]
+    batch = {"image": tf.constant(np.eye(3, dtype=np.float32)),
+             "label": tf.constant([0, 1, 0], tf.int32), "phase": tf.constant(0)}
+    out = tf.function(steps.make_train_step(m, tf.keras.optimizers.SGD(0.5)))(batch)
+    after = [v.numpy() for v in m.trainable_variables]
+    updates = [np.linalg.norm(a - b) for a, b in zip(after, before)]
+    np.testing.assert_allclose(out["update_norms"].numpy(), updates, rtol=1e-5)
+    # Plain SGD: update = lr * gradient.
+    np.testing.assert_allclose(out["grad_norms"].numpy(), np.array(updates) / 0.5, rtol=1e-5)
+    assert float(out["grad_norm"]) == pytest.approx(np.linalg.norm(updates) / 0.5, rel=1e-5)

@@ -1,0 +1,95 @@
+"""Logging tier for the forgetting instruments: probe, drift, matrix, layout, HParams."""
+
+import numpy as np
+import pytest
+from tensorboard.plugins.custom_scalar import layout_pb2
+
+from tests.conftest import read_events
+from trainers import events
+
+
+def test_probe_and_drift_tags_at_every_multiple_of_the_cadence(small_sorted_run):
+    run_dir, results, config = small_sorted_run
+    scalars = read_events(run_dir)
+    k, total = config.eval_every_steps, results["steps"]
+    assert total == 60  # 18 training images per class, batch 6: 3 steps x 10 classes x 2
+    cadence = set(range(0, total + 1, k))
+    probe_tags = [t for t in scalars if t.startswith("probe/")]
+    drift_tags = [t for t in scalars if t.startswith("drift/")]
+    assert len(probe_tags) == 2 + 2 * 10  # overall + per class, accuracy and loss
+    assert {"drift/from_init/model", "drift/from_phase_start/dense_0/kernel",
+            "drift/relative/logits/kernel", "drift/update_norm/model",
+            "drift/grad_norm/dense_0/bias"} <= set(drift_tags)
+    assert not any(t.startswith("drift/relative/") and t.endswith("/bias") for t in drift_tags)
+    for tag in drift_tags:
+        assert set(scalars[tag]) == cadence, tag  # exactly the cadence, no gaps
+    boundaries = {3 * (i + 1) for i in range(20)}  # every class block ends after 3 steps
+    for tag in probe_tags:
+        assert set(scalars[tag]) == cadence | boundaries, tag  # cadence plus phase ends
+    # Before any update the update and gradient norms are zero, afterwards they are not.
+    assert scalars["drift/update_norm/model"][0] == 0.0
+    assert scalars["drift/update_norm/model"][3] > 0.0
+    assert scalars["drift/from_init/model"][0] == 0.0
+
+
+def test_forgetting_metrics_at_every_phase_boundary(small_sorted_run):
+    run_dir, results, _ = small_sorted_run
+    scalars = read_events(run_dir)
+    boundaries = [3 * (i + 1) for i in range(20)]
+    for tag in ["forgetting/average"] + [f"forgetting/row/class_{c}" for c in range(10)] + [
+            f"forgetting/class_{c}" for c in range(10)]:
+        assert sorted(scalars[tag]) == boundaries, tag
+    assert sorted(scalars["forgetting/bwt"]) == boundaries[1:]  # needs two rows
+    # The row written at a boundary is the probe at that step.
+    for c in range(10):
+        for step in boundaries:
+            assert scalars[f"forgetting/row/class_{c}"][step] == pytest.approx(
+                scalars[f"probe/accuracy/class_{c}"][step])
+    csv = (run_dir / "accuracy_matrix.csv").read_text().splitlines()
+    assert len(csv) == 1 + 20 and csv[1].startswith("3,0,0,")
+    assert csv[-1].startswith("60,1,9,")
+    assert results["average_forgetting"] == pytest.approx(scalars["forgetting/average"][60])
+    assert results["bwt"] == pytest.approx(scalars["forgetting/bwt"][60])
+    assert scalars["final/average_forgetting"][60] == pytest.approx(results["average_forgetting"])
+
+
+def test_drift_agrees_with_numpy_on_the_saved_weights(small_sorted_run):
+    run_dir, results, _ = small_sorted_run
+    scalars = read_events(run_dir)
+    initial = np.load(run_dir / "weights" / "initial.npz")
+    final = np.load(run_dir / "weights" / "final.npz")
+    step = results["steps"]
+    total_sq = 0.0
+    for name in initial.files:
+        distance = np.linalg.norm(final[name].astype(np.float64) - initial[name])
+        total_sq += distance ** 2
+        assert scalars[f"drift/from_init/{name}"][step] == pytest.approx(distance, rel=1e-5)
+    assert scalars["drift/from_init/model"][step] == pytest.approx(np.sqrt(total_sq), rel=1e-5)
+
+
+def test_layout_hparams_text_images_histograms_are_written(small_sorted_run):
+    run_dir, _, config = small_sorted_run
+    by_plugin = events.tags_by_plugin(run_dir)
+    assert "config" in by_plugin["text"]
+    assert "forgetting/accuracy_matrix" in by_plugin["images"]
+    assert {"weights/dense_0/kernel", "weights/logits/bias"} <= set(by_plugin["histograms"])
+    assert by_plugin["hparams"]  # experiment config and session start
+    assert by_plugin["custom_scalars"]
+    from tensorboard.backend.event_processing import event_accumulator
+
+    acc = event_accumulator.EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
+    acc.Reload()
+    layout_tag = by_plugin["custom_scalars"][0]
+    raw = acc.Tensors(layout_tag)[0].tensor_proto.string_val[0]
+    layout = layout_pb2.Layout.FromString(raw)
+    charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
+    assert charts["probe accuracy, every class"] == [r"probe/accuracy/class_\d+"]
+    hparams_tags = by_plugin["hparams"]
+    content = b"".join(acc.SummaryMetadata(t).plugin_data.content for t in hparams_tags)
+    assert b"final/test_accuracy" in content and b"final/bwt" in content
+    assert b"learning_rate" in content and b"order" in content
+
+
+def test_in_graph_probe_costs_no_retrace(small_sorted_run):
+    _, results, _ = small_sorted_run
+    assert results["train_loop_traces"] == 1

@@ -1,0 +1,67 @@
+"""Weight drift: how far the weights moved, from the start and from the current phase's start.
+
+Kept in the graph: reference copies of the weights live in variables, so the
+distances are computed inside the compiled loop without a host round trip.
+"""
+
+import tensorflow as tf
+
+
+def variable_names(model: tf.keras.Model) -> list[str]:
+    """Short names of the trainable variables, e.g. "dense_0/kernel", in model order."""
+    prefix = model.name + "/"
+    return [v.path[len(prefix):] if v.path.startswith(prefix) else v.path
+            for v in model.trainable_variables]
+
+
+class WeightDrift(tf.Module):
+    """Reference weights (initial, phase start) and the drift metrics measured against them."""
+
+    def __init__(self, model: tf.keras.Model):
+        super().__init__(name="weight_drift")
+        self._weights = list(model.trainable_variables)
+        self.names = variable_names(model)
+        self.initial = [tf.Variable(v, trainable=False, name=f"initial_{i}")
+                        for i, v in enumerate(self._weights)]
+        self.phase_start = [tf.Variable(v, trainable=False, name=f"phase_start_{i}")
+                            for i, v in enumerate(self._weights)]
+        # Relative drift needs a non-zero starting norm: biases start at zero, so they get none.
+        self._initial_norms = [float(tf.norm(v)) for v in self.initial]
+
+    def mark_phase_start(self) -> None:
+        """Remembers the current weights as the start of a new phase."""
+        for ref, v in zip(self.phase_start, self._weights):
+            ref.assign(v)
+
+    def metrics(self, grad_norms: tf.Tensor, update_norms: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Drift scalars per variable and for the whole model.
+
+        Args:
+          grad_norms: (num_variables,) L2 norm of each variable's last gradient.
+          update_norms: (num_variables,) L2 norm of each variable's last update.
+
+        Returns:
+          `drift/{from_init,from_phase_start,relative,update_norm,grad_norm}/NAME` for
+          every variable NAME and for `model` (all variables as one vector).
+        """
+        from_init = [tf.norm(v - r) for v, r in zip(self._weights, self.initial)]
+        from_phase = [tf.norm(v - r) for v, r in zip(self._weights, self.phase_start)]
+        out = {}
+        for i, name in enumerate(self.names):
+            out[f"drift/from_init/{name}"] = from_init[i]
+            out[f"drift/from_phase_start/{name}"] = from_phase[i]
+            if self._initial_norms[i] > 0:
+                out[f"drift/relative/{name}"] = from_init[i] / self._initial_norms[i]
+            out[f"drift/update_norm/{name}"] = update_norms[i]
+            out[f"drift/grad_norm/{name}"] = grad_norms[i]
+        total_init = _global_norm(from_init)
+        out["drift/from_init/model"] = total_init
+        out["drift/from_phase_start/model"] = _global_norm(from_phase)
+        out["drift/relative/model"] = total_init / _global_norm(self._initial_norms)
+        out["drift/update_norm/model"] = _global_norm(tf.unstack(update_norms))
+        out["drift/grad_norm/model"] = _global_norm(tf.unstack(grad_norms))
+        return out
+
+
+def _global_norm(norms) -> tf.Tensor:
+    return tf.sqrt(tf.add_n([tf.square(tf.cast(n, tf.float32)) for n in norms]))

@@ -1,0 +1,178 @@
+"""Forgetting metrics over an accuracy matrix, in numpy (host side, at phase boundaries).
+
+The accuracy matrix A has one row per finished phase t (in run order) and one
+column per class c: A[t, c] is the held-out probe accuracy on class c right after
+phase t. A phase is a class block in sorted order and an epoch in shuffled order;
+its *task* is the set of classes it trained on.
+
+- Per-class forgetting after phase t: f[c] = max_{l <= t} A[l, c] - A[t, c], the
+  best accuracy so far minus the current one (>= 0).
+- Average forgetting: the mean of f over the classes trained so far.
+- Backward transfer (Lopez-Paz & Ranzato 2017, "Gradient Episodic Memory"):
+  BWT_t = mean over earlier phases i < t of (R[t, task_i] - R[i, task_i]), where
+  R[t, task] is the mean accuracy over the task's classes after phase t. Negative
+  BWT: learning later phases hurt earlier ones. With one pass over ten single-class
+  tasks this is exactly the paper's definition; over several epochs every earlier
+  phase counts as a task of its own.
+"""
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class AccuracyMatrix:
+    """Rows of per-class probe accuracy, one per finished phase, with where they were taken."""
+
+    num_classes: int
+    rows: list = dataclasses.field(default_factory=list)  # each (num_classes,) float
+    tasks: list = dataclasses.field(default_factory=list)  # classes trained in each phase
+    steps: list = dataclasses.field(default_factory=list)  # global step at each row
+    epochs: list = dataclasses.field(default_factory=list)  # epoch of each row
+    phases: list = dataclasses.field(default_factory=list)  # phase id of each row
+
+    def add(self, row, *, task, step: int, epoch: int, phase: int) -> None:
+        """Appends the row measured after a phase that trained the classes `task`."""
+        row = np.asarray(row, np.float64)
+        if row.shape != (self.num_classes,):
+            raise ValueError(f"row has shape {row.shape}, expected ({self.num_classes},)")
+        self.rows.append(row)
+        self.tasks.append(tuple(int(c) for c in task))
+        self.steps.append(int(step))
+        self.epochs.append(int(epoch))
+        self.phases.append(int(phase))
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return np.array(self.rows).reshape(len(self.rows), self.num_classes)
+
+    def summary(self) -> dict:
+        """Forgetting metrics after the latest row (see the module docstring)."""
+        seen = sorted({c for task in self.tasks for c in task})
+        per_class = class_forgetting(self.matrix)
+        return {"class_forgetting": per_class,
+                "average_forgetting": average_forgetting(self.matrix, seen),
+                "bwt": backward_transfer(self.matrix, self.tasks)}
+
+    def to_csv(self) -> str:
+        """step, epoch, phase, class_0, ..., one line per row."""
+        head = ",".join(["step", "epoch", "phase"] + [f"class_{c}"
+                                                      for c in range(self.num_classes)])
+        lines = [head]
+        for step, epoch, phase, row in zip(self.steps, self.epochs, self.phases, self.rows):
+            lines.append(",".join([str(step), str(epoch), str(phase)]
+                                  + [f"{v:.6f}" for v in row]))
+        return "\n".join(lines) + "\n"
+
+
+def class_forgetting(matrix: np.ndarray) -> np.ndarray:
+    """Best accuracy so far minus the last row's, per class (zeros for a single row)."""
+    matrix = np.asarray(matrix, np.float64)
+    if matrix.ndim != 2 or len(matrix) == 0:
+        raise ValueError(f"matrix must be 2-D with at least one row, got {matrix.shape}")
+    return np.nanmax(matrix, axis=0) - matrix[-1]
+
+
+def average_forgetting(matrix: np.ndarray, classes) -> float:
+    """Mean of `class_forgetting` over `classes` (the classes trained so far)."""
+    classes = list(classes)
+    if not classes:
+        return float("nan")
+    return float(np.mean(class_forgetting(matrix)[classes]))
+
+
+def backward_transfer(matrix: np.ndarray, tasks) -> float:
+    """Mean change, from right after its phase to now, of every earlier phase's task."""
+    matrix = np.asarray(matrix, np.float64)
+    if len(matrix) < 2:
+        return float("nan")
+    last = matrix[-1]
+    changes = [last[list(task)].mean() - matrix[i, list(task)].mean()
+               for i, task in enumerate(tasks[:-1])]
+    return float(np.mean(changes))
+
+
+def heatmap(matrix: np.ndarray, *, cell_height: int = 4, cell_width: int = 24) -> np.ndarray:
+    """Draws the matrix as an RGB uint8 image: rows = phases (top first), columns = classes.
+
+    Colour runs from dark blue (accuracy 0) through teal to yellow (accuracy 1); a
+    missing value (nan) is grey. Each cell is `cell_height` x `cell_width` pixels.
+    """
+    matrix = np.asarray(matrix, np.float64)
+    stops = np.array([[40, 20, 90], [30, 140, 140], [250, 230, 40]], np.float64)
+    v = np.clip(np.nan_to_num(matrix, nan=0.0), 0.0, 1.0) * 2.0
+    low = np.minimum(v.astype(int), 1)
+    frac = (v - low)[..., None]
+    rgb = stops[low] * (1.0 - frac) + stops[low + 1] * frac
+    rgb[np.isnan(matrix)] = 128.0
+    image = np.repeat(np.repeat(rgb, cell_height, axis=0), cell_width, axis=1)
+    return image.round().astype(np.uint8)
+
+
+def sawtooth(curves: dict[int, np.ndarray], phase_of_step: dict[int, int], *,
+             start: int, end: int) -> dict:
+    """Per-class shape of the probe curves over one stretch of training (e.g. the last epoch).
+
+    Args:
+      curves: `{step: per-class probe accuracy}` at the probe steps.
+      phase_of_step: `{step: phase of the batch trained at that step}`.
+      start, end: the stretch is the probes at steps in (start, end], each the state
+        right after the batch of step s - 1.
+
+    Returns:
+      `spread`: max - min per class over the stretch;
+      `peak_phase`: phase of the batch just trained at each class's first maximum;
+      `peak_in_own_block`: whether the class's accuracy is highest (ties included)
+        at a probe taken inside the block that trains that class (sorted order).
+
+    Raises:
+      ValueError: if no probe lies in the stretch.
+    """
+    steps = sorted(s for s in curves if start < s <= end)
+    if not steps:
+        raise ValueError(f"no probe steps in ({start}, {end}]")
+    values = np.array([curves[s] for s in steps])
+    phases = np.array([phase_of_step.get(s - 1, -1) for s in steps])
+    best = np.nanmax(values, axis=0)
+    own_best = np.array([np.nanmax(values[phases == c, c]) if np.any(phases == c) else -np.inf
+                         for c in range(values.shape[1])])
+    return {"spread": best - np.nanmin(values, axis=0),
+            "peak_phase": phases[np.nanargmax(values, axis=0)],
+            "peak_in_own_block": own_best >= best - 1e-9}
+
+
+def block_ids(phase_of_step: dict[int, int]) -> dict[int, int]:
+    """Numbers the phase blocks: a new block starts wherever the phase changes."""
+    out, block, previous = {}, -1, None
+    for step in sorted(phase_of_step):
+        phase = phase_of_step[step]
+        if phase != previous or step - 1 not in phase_of_step:
+            block += 1
+        out[step] = block
+        previous = phase
+    return out
+
+
+def drift_growth(drift: dict[int, float], phase_of_step: dict[int, int]) -> dict:
+    """How distance-from-phase-start behaves inside each phase block.
+
+    Args:
+      drift: `{step: distance from the phase-start weights}` at the probe steps; the
+        probe at step s measured the state right after the batch of step s - 1.
+      phase_of_step: `{step: phase of the batch trained at that step}`.
+
+    Returns:
+      `rising_pairs` / `pairs`: consecutive probes inside one block where the distance
+      grew; `rising_blocks` / `blocks`: blocks (with two or more probes) whose last
+      probe is farther than their first.
+    """
+    blocks_of = block_ids(phase_of_step)
+    blocks: dict[int, list[float]] = {}
+    for step in sorted(drift):
+        if step - 1 in blocks_of:
+            blocks.setdefault(blocks_of[step - 1], []).append(drift[step])
+    runs = [b for b in blocks.values() if len(b) >= 2]
+    return {"rising_pairs": sum(int(b[i + 1] > b[i]) for b in runs for i in range(len(b) - 1)),
+            "pairs": sum(len(b) - 1 for b in runs),
+            "rising_blocks": sum(int(b[-1] > b[0]) for b in runs), "blocks": len(runs)}

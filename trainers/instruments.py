@@ -1,0 +1,117 @@
+"""The forgetting instruments of a run: held-out probe, weight drift, accuracy matrix.
+
+One object owns them so the controller only says *when* (phase start, phase end,
+epoch end, end of run); what is measured and written lives here.
+
+- In the compiled loop, every `eval_every_steps` steps: `periodic(metrics)` returns
+  the probe's per-class accuracy and loss and the drift scalars, written in-graph.
+- At every phase end (host): the probe again, exactly at the boundary; it becomes a
+  row of the accuracy matrix, from which forgetting and BWT are written.
+- At every epoch end: weight histograms and the accuracy-matrix heatmap.
+"""
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from trainers import drift, forgetting, probe, writers
+
+FINAL_METRICS = ("final/test_accuracy", "final/average_forgetting", "final/bwt")
+
+
+class Instruments:
+    """Probe + drift + accuracy matrix for one model, writing to one writer."""
+
+    def __init__(self, model: tf.keras.Model, probe_set: tuple[np.ndarray, np.ndarray], *,
+                 num_classes: int, writer, run_dir: Path | None):
+        self.num_classes = num_classes
+        self.drift = drift.WeightDrift(model)
+        self.matrix = forgetting.AccuracyMatrix(num_classes)
+        self._model = model
+        self._writer = writer
+        self._run_dir = run_dir
+        self._probe = probe.make_probe(model, *probe_set, num_classes=num_classes)
+        self._probe_now = tf.function(self._probe)
+
+    def periodic(self, metrics: dict) -> dict[str, tf.Tensor]:
+        """The in-graph scalars at a cadence step: probe and drift (see `loop.make_train_loop`)."""
+        return {**self._probe(), **self.drift.metrics(metrics["grad_norms"],
+                                                      metrics["update_norms"])}
+
+    def phase_start(self) -> None:
+        self.drift.mark_phase_start()
+
+    def phase_end(self, *, step: int, epoch: int, phase: int, task: tuple[int, ...]) -> None:
+        """Probes at the boundary, adds the matrix row, writes it and the forgetting metrics.
+
+        The probe curves also get this exact phase-end point, where a class's accuracy
+        peaks in sorted order, whatever the cadence.
+        """
+        values = {tag: float(v) for tag, v in self._probe_now().items()}
+        row = [values[f"probe/accuracy/class_{c}"] for c in range(self.num_classes)]
+        self.matrix.add(row, task=task, step=step, epoch=epoch, phase=phase)
+        summary = self.matrix.summary()
+        scalars = dict(values)
+        scalars.update({f"forgetting/row/class_{c}": row[c] for c in range(self.num_classes)})
+        scalars.update({f"forgetting/class_{c}": summary["class_forgetting"][c]
+                        for c in range(self.num_classes)})
+        scalars["forgetting/average"] = summary["average_forgetting"]
+        if not np.isnan(summary["bwt"]):
+            scalars["forgetting/bwt"] = summary["bwt"]
+        writers.write_scalars(self._writer, step, scalars)
+        if self._run_dir is not None:
+            _write_atomic(self._run_dir / "accuracy_matrix.csv", self.matrix.to_csv().encode())
+
+    def epoch_end(self, step: int) -> None:
+        """Weight histograms and the accuracy-matrix heatmap (image summary and PNG file)."""
+        writers.write_histograms(self._writer, step, {
+            f"weights/{name}": v for name, v in zip(self.drift.names,
+                                                    self._model.trainable_variables)})
+        image = forgetting.heatmap(self.matrix.matrix)
+        writers.write_image(self._writer, step, "forgetting/accuracy_matrix", image)
+        if self._run_dir is not None:
+            _write_atomic(self._run_dir / "accuracy_matrix.png",
+                          tf.io.encode_png(image).numpy())
+
+    def summary(self) -> dict:
+        """Forgetting after the last phase: per class, average, BWT."""
+        return self.matrix.summary()
+
+
+def describe_run(writer, config, *, instrumented: bool) -> None:
+    """Config as text and HParams; the one-chart layouts of the per-class curves."""
+    writers.write_text(writer, 0, "config", f"```\n{config.to_json()}\n```")
+    writers.write_hparams(writer, dataclasses.asdict(config), list(FINAL_METRICS))
+    if not instrumented:
+        return
+    writers.write_layout(writer, {
+        "forgetting": {
+            "probe accuracy, every class": [r"probe/accuracy/class_\d+"],
+            "probe loss, every class": [r"probe/loss/class_\d+"],
+            "accuracy-matrix rows (after each phase)": [r"forgetting/row/class_\d+"],
+            "forgetting per class (after each phase)": [r"forgetting/class_\d+"],
+        },
+        "drift": {
+            "distance from phase start": [r"drift/from_phase_start/.*"],
+            "distance from initial weights": [r"drift/from_init/.*"],
+            "relative drift": [r"drift/relative/.*"],
+            "update and gradient norms (model)": [r"drift/(update|grad)_norm/model"],
+        }})
+
+
+def save_weights(path: Path, model: tf.keras.Model) -> None:
+    """Saves the model's trainable variables as npz, keyed by their short names."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {name: v.numpy() for name, v in zip(drift.variable_names(model),
+                                                 model.trainable_variables)}
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _write_atomic(path: Path, payload: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(payload)
+    os.replace(tmp, path)

@@ -1,0 +1,54 @@
+"""The held-out probe: a fixed, balanced set of test examples evaluated per class."""
+
+import numpy as np
+import tensorflow as tf
+
+from trainers import steps
+
+
+def select_probe(images: np.ndarray, labels: np.ndarray, *, per_class: int,
+                 num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Takes the first `per_class` examples of every class, in file order.
+
+    The probe does not depend on the seed, so runs with different seeds are probed
+    on the same examples.
+
+    Raises:
+      ValueError: if a class has fewer than `per_class` examples.
+    """
+    if per_class < 1:
+        raise ValueError(f"probe_per_class ({per_class}) must be a positive integer")
+    counts = np.bincount(labels, minlength=num_classes)
+    if counts.min() < per_class:
+        c = int(counts.argmin())
+        raise ValueError(f"probe_per_class ({per_class}) exceeds what the test split "
+                         f"allows: class {c} has only {counts[c]} test examples")
+    chosen = np.concatenate([np.flatnonzero(labels == c)[:per_class]
+                             for c in range(num_classes)])
+    return images[chosen], labels[chosen]
+
+
+def make_probe(model: tf.keras.Model, images: np.ndarray, labels: np.ndarray, *,
+               num_classes: int):
+    """Returns `probe() -> {tag: tensor}`: overall and per-class accuracy and loss.
+
+    Tags: `probe/accuracy`, `probe/loss`, `probe/accuracy/class_C`, `probe/loss/class_C`.
+    The probe set is held in the graph, so one call evaluates it with no input pipeline.
+    """
+    images = tf.constant(images, tf.float32)
+    labels = tf.constant(labels, tf.int32)
+    eval_step = steps.make_eval_step(model, num_classes)
+
+    def probe():
+        sums = eval_step(images, labels)
+        count = sums["count"]
+        out = {"probe/accuracy": tf.reduce_sum(sums["correct"]) / tf.reduce_sum(count),
+               "probe/loss": tf.reduce_sum(sums["loss_sum"]) / tf.reduce_sum(count)}
+        accuracy = sums["correct"] / count
+        loss = sums["loss_sum"] / count
+        for c in range(num_classes):
+            out[f"probe/accuracy/class_{c}"] = accuracy[c]
+            out[f"probe/loss/class_{c}"] = loss[c]
+        return out
+
+    return probe
