@@ -1,33 +1,56 @@
-"""The report prints runs side by side from their results."""
+"""The report reads runs back from their events and prints them side by side."""
 
-import json
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 
+from tests.conftest import REPO, read_events
 from trainers import report
 
 
-def _results(test_accuracy, per_class):
-    return {"train_accuracy": 0.9, "val_accuracy": 0.8, "test_loss": 0.5,
-            "test_accuracy": test_accuracy, "test_class_accuracy": per_class,
-            "test_class_count": [10, 20, 30], "epoch_seconds": [3.0, 1.0, 2.0]}
+def test_summary_numbers_come_from_the_events(small_sorted_run):
+    run_dir, results, _ = small_sorted_run
+    s = report.summarize(run_dir)
+    assert s.test_accuracy == pytest.approx(results["test_accuracy"])
+    np.testing.assert_allclose(s.test_class_accuracy, results["test_class_accuracy"])
+    np.testing.assert_allclose(s.class_forgetting, results["class_forgetting"])
+    assert s.average_forgetting == pytest.approx(results["average_forgetting"])
+    assert s.bwt == pytest.approx(results["bwt"])
+    assert s.class_blocks  # sorted: the last epoch has ten blocks
+    scalars = read_events(run_dir)
+    # The sawtooth is computed over the last epoch's probes, steps (30, 60].
+    last = [s.curves[k] for k in sorted(s.curves) if 30 < k <= 60]
+    np.testing.assert_allclose(s.last_epoch["spread"], np.ptp(np.array(last), axis=0))
+    assert s.drift_from_init == pytest.approx(scalars["drift/from_init/model"][60])
+    # Blocks of 3 steps with drift every 3 steps: one drift probe per block, no pairs.
+    assert s.growth == {"rising_pairs": 0, "pairs": 0, "rising_blocks": 0, "blocks": 0}
 
 
-def test_comparison_puts_runs_side_by_side(tmp_path):
-    for name, acc, per_class in (("shuffled", 0.95, [0.9, 1.0, 0.95]),
-                                 ("sorted", 0.5, [0.1, None, 0.99])):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "results.json").write_text(json.dumps(_results(acc, per_class)))
-    runs = {n: report.load_results(tmp_path / n) for n in ("shuffled", "sorted")}
-    text = report.comparison(runs)
-    lines = text.splitlines()
-    assert lines[0].split() == ["shuffled", "sorted"]
-    assert "test accuracy" in text and "0.9500" in text and "0.5000" in text
-    row1 = next(line for line in lines if line.startswith("1 "))
-    assert row1.split() == ["1", "20", "1.0000", "-"]  # absent class prints "-"
-    assert any(line.startswith("seconds per epoch") and "2.0000" in line for line in lines)
+def test_comparison_text_and_csv(small_sorted_run, tmp_path):
+    run_dir, results, _ = small_sorted_run
+    out = subprocess.run([sys.executable, "-m", "trainers.report", str(run_dir), str(run_dir),
+                          f"--csv={tmp_path / 'curves.csv'}"], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["small_sorted", "small_sorted"]
+    row = next(line for line in lines if line.startswith("test accuracy "))
+    assert row.split()[-1] == f"{results['test_accuracy']:.4f}"
+    row = next(line for line in lines if line.startswith("backward transfer"))
+    assert row.split()[-1] == f"{results['bwt']:+.4f}"
+    assert "forgetting per class" in out.stdout and "spread of probe accuracy" in out.stdout
+    csv = (tmp_path / "curves.csv").read_text().splitlines()
+    assert csv[0] == "run,step," + ",".join(f"class_{c}" for c in range(10))
+    steps = [int(line.split(",")[1]) for line in csv[1:]]
+    assert len(steps) == 2 * len(report.summarize(run_dir).curves)  # both runs
+    assert steps[:3] == [0, 3, 6]
 
 
-def test_missing_results_are_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="results.json: no results"):
-        report.load_results(tmp_path)
+def test_missing_or_unfinished_runs_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no TensorBoard event files"):
+        report.summarize(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "trainers.report", str(tmp_path / "nope")],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "error:" in out.stderr and "Traceback" not in out.stderr

@@ -1,64 +1,165 @@
-"""Prints finished runs side by side: `python -m trainers.report RUN_DIR [RUN_DIR ...]`."""
+"""Prints runs side by side from their event files: `python -m trainers.report RUN_DIR ...`.
 
-import json
+Everything is read back with TensorBoard's own reader (a step written twice keeps
+its latest value), so the report shows exactly what the dashboards show.
+"""
+
+import dataclasses
+import re
 import sys
 from pathlib import Path
 
-from absl import app
+import numpy as np
+from absl import app, flags, logging
 
-from trainers import tables
+from trainers import events, forgetting, tables
+
+_CSV = flags.DEFINE_string("csv", None, "Also write the per-class probe accuracy curves to "
+                           "this CSV file: run, step, class_0, class_1, ...")
 
 
-def load_results(run_dir: Path) -> dict:
-    """Reads `run_dir/results.json`.
+@dataclasses.dataclass
+class RunSummary:
+    """What the report shows of one run."""
+
+    name: str
+    test_accuracy: float
+    test_class_accuracy: np.ndarray
+    class_forgetting: np.ndarray
+    average_forgetting: float
+    bwt: float
+    drift_from_init: float  # whole model, at the last probe
+    drift_relative: float  # whole model, at the last probe
+    growth: dict | None  # forgetting.drift_growth of distance-from-phase-start
+    last_epoch: dict | None  # forgetting.sawtooth over the last epoch
+    class_blocks: bool  # the last epoch was made of several (class) blocks
+    seconds_per_epoch: float  # median
+    curves: dict  # {step: per-class probe accuracy}
+
+
+def summarize(run_dir: Path) -> RunSummary:
+    """Reads one run's events and derives the report's numbers.
 
     Raises:
-      FileNotFoundError, ValueError: with a message naming the file.
+      FileNotFoundError: no event files; ValueError: the run has no test results yet.
     """
-    path = Path(run_dir) / "results.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no results (is {run_dir} a finished run?)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    scalars = events.read_scalars(run_dir)
+    if "test/accuracy" not in scalars:
+        raise ValueError(f"{run_dir}: no test results yet (the first epoch did not finish)")
+    num_classes = 1 + max(int(m.group(1)) for tag in scalars
+                          if (m := re.fullmatch(r"test/accuracy/class_(\d+)", tag)))
+
+    def last(tag):
+        values = scalars.get(tag)
+        return values[max(values)] if values else float("nan")
+
+    def per_class(prefix):
+        return np.array([last(f"{prefix}/class_{c}") for c in range(num_classes)])
+
+    curves = _curves(scalars, num_classes)
+    phase_of_step = {s: int(v) for s, v in scalars.get("train/phase", {}).items()}
+    epoch_ends = sorted(scalars["epoch/train_loss"])
+    start = epoch_ends[-2] if len(epoch_ends) > 1 else 0
+    last_epoch = None
+    if curves and any(start < s <= epoch_ends[-1] for s in curves):
+        last_epoch = forgetting.sawtooth(curves, phase_of_step, start=start, end=epoch_ends[-1])
+    growth = None
+    if "drift/from_phase_start/model" in scalars and phase_of_step:
+        growth = forgetting.drift_growth(scalars["drift/from_phase_start/model"], phase_of_step)
+    last_phases = {p for s, p in phase_of_step.items() if start <= s < epoch_ends[-1]}
+    seconds = sorted(scalars.get("epoch/seconds", {}).values())
+    return RunSummary(
+        name=Path(run_dir).name, test_accuracy=last("test/accuracy"),
+        test_class_accuracy=per_class("test/accuracy"),
+        class_forgetting=per_class("forgetting"),
+        average_forgetting=last("forgetting/average"), bwt=last("forgetting/bwt"),
+        drift_from_init=last("drift/from_init/model"),
+        drift_relative=last("drift/relative/model"), growth=growth, last_epoch=last_epoch,
+        class_blocks=len(last_phases) > 1,
+        seconds_per_epoch=seconds[len(seconds) // 2] if seconds else float("nan"),
+        curves=curves)
 
 
-def comparison(runs: dict[str, dict]) -> str:
-    """Overall numbers, then per-class test accuracy, one column per run."""
-    names = list(runs)
-    width = max(10, *(len(n) + 2 for n in names))
-    rows = [("train accuracy (last epoch)", "train_accuracy"),
-            ("validation accuracy (last)", "val_accuracy"),
-            ("test loss", "test_loss"), ("test accuracy", "test_accuracy"),
-            ("seconds per epoch (median)", None)]
-    lines = [f"{'':<30}" + "".join(f"{n:>{width}}" for n in names)]
-    for label, key in rows:
-        cells = []
-        for n in names:
-            if key is None:
-                secs = sorted(runs[n]["epoch_seconds"])
-                value = secs[len(secs) // 2] if secs else None
-            else:
-                value = runs[n].get(key)
-            cells.append("-" if value is None else f"{value:.4f}")
-        lines.append(f"{label:<30}" + "".join(f"{c:>{width}}" for c in cells))
-    first = runs[names[0]]
-    table = tables.class_accuracy_table(
-        {n: (r["test_accuracy"], [float("nan") if a is None else a
-                                  for a in r["test_class_accuracy"]]) for n, r in runs.items()},
-        counts=first["test_class_count"])
-    return "\n".join(lines) + "\n\ntest accuracy per class:\n" + table
+def comparison(runs: list[RunSummary]) -> str:
+    """The side-by-side text: overall numbers, the sawtooth, drift, then per-class tables."""
+    names = [r.name for r in runs]
+    rows = [
+        ("test accuracy", [_f(r.test_accuracy) for r in runs]),
+        ("average forgetting (probe)", [_f(r.average_forgetting) for r in runs]),
+        ("backward transfer, BWT", [_f(r.bwt, signed=True) for r in runs]),
+        ("last epoch: classes peaking in own block",
+         [f"{int(np.sum(r.last_epoch['peak_in_own_block']))}/{len(r.test_class_accuracy)}"
+          if r.last_epoch and r.class_blocks else "-" for r in runs]),
+        ("last epoch: classes with spread >= 0.20",
+         [f"{int(np.sum(r.last_epoch['spread'] >= 0.20))}/{len(r.last_epoch['spread'])}"
+          if r.last_epoch else "-" for r in runs]),
+        ("last epoch: largest spread",
+         [_f(float(np.max(r.last_epoch["spread"]))) if r.last_epoch else "-" for r in runs]),
+        ("drift from initial weights (L2)", [_f(r.drift_from_init) for r in runs]),
+        ("relative drift (over initial norm)", [_f(r.drift_relative) for r in runs]),
+        ("drift from phase start: rising steps",
+         [f"{r.growth['rising_pairs']}/{r.growth['pairs']}" if r.growth else "-" for r in runs]),
+        ("drift from phase start: rising blocks",
+         [f"{r.growth['rising_blocks']}/{r.growth['blocks']}" if r.growth else "-"
+          for r in runs]),
+        ("seconds per epoch (median)", [_f(r.seconds_per_epoch) for r in runs]),
+    ]
+    parts = [tables.side_by_side(names, rows)]
+    per_class = [
+        ("test accuracy per class", lambda r: r.test_class_accuracy, False),
+        ("forgetting per class (best probe accuracy so far - final)",
+         lambda r: r.class_forgetting, False),
+        ("last epoch: spread of probe accuracy (max - min)",
+         lambda r: r.last_epoch["spread"] if r.last_epoch else None, False),
+        ("last epoch: phase of the batch at each class's probe peak",
+         lambda r: r.last_epoch["peak_phase"] if r.last_epoch and r.class_blocks else None,
+         True),
+    ]
+    num_classes = len(runs[0].test_class_accuracy)
+    for title, get, integer in per_class:
+        columns = [get(r) for r in runs]
+        rows = [(str(c), ["-" if col is None else (str(int(col[c])) if integer else _f(col[c]))
+                          for col in columns]) for c in range(num_classes)]
+        parts.append(f"{title}:\n" + tables.side_by_side(names, rows, label_width=7))
+    return "\n\n".join(parts)
+
+
+def curves_csv(runs: list[RunSummary]) -> str:
+    """`run,step,class_0,...`: every run's per-class probe accuracy at every probe step."""
+    num_classes = len(runs[0].test_class_accuracy)
+    lines = [",".join(["run", "step"] + [f"class_{c}" for c in range(num_classes)])]
+    for r in runs:
+        for step in sorted(r.curves):
+            lines.append(",".join([r.name, str(step)] + [f"{v:.6f}" for v in r.curves[step]]))
+    return "\n".join(lines) + "\n"
+
+
+def _curves(scalars: dict, num_classes: int) -> dict[int, np.ndarray]:
+    tags = [f"probe/accuracy/class_{c}" for c in range(num_classes)]
+    if not all(t in scalars for t in tags):
+        return {}
+    steps = sorted(set.intersection(*(set(scalars[t]) for t in tags)))
+    return {s: np.array([scalars[t][s] for t in tags]) for s in steps}
+
+
+def _f(value: float, signed: bool = False) -> str:
+    if value is None or np.isnan(value):
+        return "-"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
 def main(argv):
+    logging.set_verbosity(logging.WARNING)  # TensorBoard's reader logs every file it opens.
     if len(argv) < 2:
-        sys.exit("usage: python -m trainers.report RUN_DIR [RUN_DIR ...]")
+        sys.exit("usage: python -m trainers.report RUN_DIR [RUN_DIR ...] [--csv PATH]")
     try:
-        runs = {Path(d).name: load_results(Path(d)) for d in argv[1:]}
+        runs = [summarize(Path(d)) for d in argv[1:]]
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     print(comparison(runs))
+    if _CSV.value:
+        Path(_CSV.value).write_text(curves_csv(runs))
+        print(f"\nprobe curves written to {_CSV.value}")
 
 
 def run():

@@ -33,3 +33,14 @@ def class_accuracy_table(columns: Mapping[str, tuple[float, Sequence[float]]],
 
 def _fmt(value: float) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def side_by_side(names: Sequence[str], rows: Sequence[tuple[str, Sequence[str]]],
+                 label_width: int = 0) -> str:
+    """Formats rows of already-formatted cells, one column per name, labels on the left."""
+    label_width = max(label_width, *(len(label) + 2 for label, _ in rows))
+    width = max(10, *(len(n) + 2 for n in names))
+    lines = [" " * label_width + "".join(f"{n:>{width}}" for n in names)]
+    for label, cells in rows:
+        lines.append(f"{label:<{label_width}}" + "".join(f"{c:>{width}}" for c in cells))
+    return "\n".join(lines)

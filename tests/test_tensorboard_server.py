@@ -1,0 +1,61 @@
+"""End to end: a real TensorBoard server serves a finished run's per-class probe curves."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from tests.conftest import read_events
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_tensorboard_serves_the_probe_curves(small_sorted_run):
+    run_dir, _, _ = small_sorted_run
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}/data/plugin"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(run_dir.parent),
+         "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        tags, deadline = {}, time.monotonic() + 90
+        while run_dir.name not in tags or "probe/accuracy/class_9" not in tags[run_dir.name]:
+            if server.poll() is not None:
+                pytest.fail(f"tensorboard exited: {server.stderr.read()[-2000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail("tensorboard did not serve the run within 90 s")
+            time.sleep(0.5)
+            try:
+                tags = _get(f"{base}/scalars/tags")
+            except OSError:
+                continue
+        served = set(tags[run_dir.name])
+        assert {f"probe/accuracy/class_{c}" for c in range(10)} <= served
+        assert {"drift/from_phase_start/model", "forgetting/bwt", "train/loss"} <= served
+        expected = read_events(run_dir)
+        for c in (0, 9):
+            tag = f"probe/accuracy/class_{c}"
+            query = urllib.parse.urlencode({"run": run_dir.name, "tag": tag})
+            points = _get(f"{base}/scalars/scalars?{query}")  # [wall_time, step, value]
+            assert {step: value for _, step, value in points} == pytest.approx(expected[tag])
+        layout = _get(f"{base}/custom_scalars/layout")
+        titles = [c["title"] for cat in layout["category"] for c in cat["chart"]]
+        assert "probe accuracy, every class" in titles
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
