@@ -1,0 +1,226 @@
+"""Epoch time of tapeloop next to Keras `model.fit`, measured in one invocation.
+
+`python -m trainers.bench` (or `make bench`) runs every variant in its own process,
+alternating them round by round (A B C D, A B C D, ...), on the same data (the
+first 54,000 MNIST training images), the same model (784-150-100-10, dropout 0.5,
+Adam 1e-3) and batch 100:
+
+  keras_fit      (a) Keras `model.fit`, default settings
+  keras_fit_spe  (b) Keras `model.fit`, steps_per_execution = the steps of one epoch
+  tapeloop       (c) tapeloop with all logging off
+  tapeloop_full  (d) tapeloop with per-step scalars, a 1,000-image probe and weight
+                     drift every 10 steps, writing events to a temporary directory
+
+Each process trains `--epochs` epochs; the first is warm-up (tracing, caches) and
+is not counted. The report gives medians, min-max, ratios, samples per second,
+each variant's peak resident memory, and the FLOP floor: the model's training
+FLOPs per epoch divided by a dense-matmul rate measured in the same invocation.
+Machines are noisy: compare the ratios, never one wall time.
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from absl import app, flags
+
+VARIANTS = ("keras_fit", "keras_fit_spe", "tapeloop", "tapeloop_full")
+TRAIN_EXAMPLES = 54_000
+HIDDEN = (150, 100)
+
+_VARIANTS = flags.DEFINE_list("variants", list(VARIANTS), f"Which of {VARIANTS} to time.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Rounds; each round runs every variant once, "
+                               "alternating.", lower_bound=1)
+_EPOCHS = flags.DEFINE_integer("epochs", 3, "Epochs per process; the first is warm-up and "
+                               "not counted.", lower_bound=2)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 100, "Training batch size.", lower_bound=1)
+_HIDDEN = flags.DEFINE_list("hidden_sizes", [str(h) for h in HIDDEN], "Hidden layer widths.")
+_TRAIN_EXAMPLES = flags.DEFINE_integer("train_examples", TRAIN_EXAMPLES, "Training images per "
+                                       "epoch (the first N of MNIST's training split).",
+                                       lower_bound=100)
+_EVAL_EVERY = flags.DEFINE_integer("eval_every_steps", 10, "tapeloop_full: probe and drift "
+                                   "cadence.", lower_bound=1)
+_STEPS_PER_LOOP = flags.DEFINE_integer("steps_per_loop", None, "tapeloop: steps per compiled "
+                                       "call (default: tapeloop's default).", lower_bound=1)
+_JSON = flags.DEFINE_string("json", None, "Also write the raw measurements to this file.")
+_WORKER = flags.DEFINE_enum("worker", None, VARIANTS, "Internal: time one variant in this "
+                            "process and print one JSON line.")
+
+
+def training_flops_per_example(input_dim: int, hidden: tuple[int, ...], classes: int) -> int:
+    """Multiply-adds of the dense layers x 2 FLOPs, x 3 for forward + backward."""
+    widths = [input_dim, *hidden, classes]
+    macs = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+    return 2 * macs * 3
+
+
+def matmul_flops_per_second(size: int = 2048, repeats: int = 10) -> float:
+    """The best rate of a square float32 matmul on this machine, in FLOP/s."""
+    import tensorflow as tf
+
+    a = tf.random.normal([size, size])
+    b = tf.random.normal([size, size])
+    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+    matmul().numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul().numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best
+
+
+def _load_arrays(train_examples: int):
+    from data import mnist, splits
+
+    m, _ = mnist.load_mnist(download=False)
+    return splits.mnist_splits(m, validation_split=0.0, max_train_examples=train_examples)
+
+
+def _time_keras(data, *, steps_per_execution: int, epochs: int, batch_size: int,
+                hidden: tuple[int, ...]) -> list[float]:
+    import tensorflow as tf
+
+    from trainers import model as model_lib
+
+    tf.keras.utils.set_random_seed(0)
+    model = model_lib.build_mlp(input_dim=784, hidden_sizes=hidden, num_classes=10,
+                                dropout=0.5, seed=0)
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3),
+                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"], steps_per_execution=steps_per_execution)
+    seconds = []
+
+    class Timer(tf.keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.perf_counter() - self.start)
+
+    model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, shuffle=True,
+              verbose=0, callbacks=[Timer()])
+    return seconds
+
+
+def _time_tapeloop(data, *, full: bool, epochs: int, batch_size: int, hidden: tuple[int, ...],
+                   eval_every: int, steps_per_loop: int | None) -> list[float]:
+    from trainers import controller
+    from trainers.config import Config
+
+    extra = {"steps_per_loop": steps_per_loop} if steps_per_loop else {}
+    config = Config(order="shuffled", epochs=epochs, batch_size=batch_size, hidden_sizes=hidden,
+                    validation_split=0.0, log_every_step=full,
+                    eval_every_steps=eval_every if full else 0, **extra)
+    with tempfile.TemporaryDirectory() as tmp:
+        results = controller.train_and_evaluate(
+            config, os.path.join(tmp, "run") if full else None, data=data, verbose=False)
+    return results["epoch_seconds"]
+
+
+def run_worker(variant: str) -> dict:
+    """Times one variant in this process; returns epoch seconds and peak memory."""
+    data = _load_arrays(_TRAIN_EXAMPLES.value)
+    hidden = tuple(int(h) for h in _HIDDEN.value)
+    steps = -(-len(data.y_train) // _BATCH_SIZE.value)
+    common = dict(epochs=_EPOCHS.value, batch_size=_BATCH_SIZE.value, hidden=hidden)
+    if variant.startswith("keras"):
+        seconds = _time_keras(data, steps_per_execution=steps if variant == "keras_fit_spe"
+                              else 1, **common)
+    else:
+        seconds = _time_tapeloop(data, full=variant == "tapeloop_full",
+                                 eval_every=_EVAL_EVERY.value,
+                                 steps_per_loop=_STEPS_PER_LOOP.value, **common)
+    return {"variant": variant, "epoch_seconds": seconds, "samples": len(data.y_train),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _worker_command(variant: str) -> list[str]:
+    args = [sys.executable, "-m", "trainers.bench", f"--worker={variant}",
+            f"--epochs={_EPOCHS.value}", f"--batch_size={_BATCH_SIZE.value}",
+            f"--hidden_sizes={','.join(_HIDDEN.value)}",
+            f"--train_examples={_TRAIN_EXAMPLES.value}",
+            f"--eval_every_steps={_EVAL_EVERY.value}"]
+    if _STEPS_PER_LOOP.value:
+        args.append(f"--steps_per_loop={_STEPS_PER_LOOP.value}")
+    return args
+
+
+def summarize(runs: list[dict], *, flops_per_epoch: float, flop_rate: float) -> dict:
+    """Medians, ranges, samples/s and memory per variant, plus the ratios."""
+    out = {"variants": {}, "floor_seconds": flops_per_epoch / flop_rate,
+           "flop_rate": flop_rate, "flops_per_epoch": flops_per_epoch}
+    for variant in dict.fromkeys(r["variant"] for r in runs):
+        mine = [r for r in runs if r["variant"] == variant]
+        steady = [s for r in mine for s in r["epoch_seconds"][1:]]  # first epoch: warm-up
+        median = float(np.median(steady))
+        out["variants"][variant] = {
+            "median": median, "min": min(steady), "max": max(steady), "epochs": len(steady),
+            "samples_per_second": mine[0]["samples"] / median,
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in mine)}
+    v = {k: s["median"] for k, s in out["variants"].items()}
+    ratios = {}
+    if "tapeloop" in v:
+        for other, name in (("keras_fit", "c/a"), ("keras_fit_spe", "c/b")):
+            if other in v:
+                ratios[name] = v["tapeloop"] / v[other]
+        if "tapeloop_full" in v:
+            ratios["d/c"] = v["tapeloop_full"] / v["tapeloop"]
+        ratios["c/floor"] = v["tapeloop"] / out["floor_seconds"]
+    out["ratios"] = ratios
+    return out
+
+
+def format_report(summary: dict, *, rounds: int, epochs: int) -> str:
+    letters = dict(zip(VARIANTS, "abcd"))
+    lines = [f"{'variant':<18}{'median s/epoch':>15}{'min-max':>17}{'samples/s':>12}"
+             f"{'peak RSS MB':>13}"]
+    for variant, s in summary["variants"].items():
+        lines.append(f"({letters[variant]}) {variant:<14}{s['median']:>15.3f}"
+                     f"{s['min']:>8.3f}-{s['max']:<8.3f}{s['samples_per_second']:>12,.0f}"
+                     f"{s['peak_rss_mb']:>13,.0f}")
+    lines.append(f"FLOP floor: {summary['flops_per_epoch'] / 1e9:.1f} GFLOP per epoch at "
+                 f"{summary['flop_rate'] / 1e9:.0f} GFLOP/s (2048x2048 matmul) = "
+                 f"{summary['floor_seconds']:.3f} s/epoch")
+    lines.append("ratios: " + ", ".join(f"{k} = {r:.2f}" for k, r in summary["ratios"].items()))
+    lines.append(f"({rounds} rounds x {epochs - 1} steady epochs per variant, "
+                 f"{os.cpu_count()} cores)")
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    if _WORKER.value:
+        print(json.dumps(run_worker(_WORKER.value)), flush=True)
+        return
+    unknown = [v for v in _VARIANTS.value if v not in VARIANTS]
+    if unknown:
+        sys.exit(f"error: unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    runs = []
+    for round_index in range(_ROUNDS.value):
+        for variant in _VARIANTS.value:
+            proc = subprocess.run(_worker_command(variant), capture_output=True, text=True)
+            if proc.returncode != 0:
+                sys.exit(f"error: {variant} failed:\n{proc.stderr[-3000:]}")
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            runs.append(result)
+            steady = result["epoch_seconds"][1:]
+            print(f"round {round_index + 1}/{_ROUNDS.value} {variant:<14} "
+                  + " ".join(f"{s:.3f}" for s in steady) + " s/epoch", flush=True)
+    hidden = tuple(int(h) for h in _HIDDEN.value)
+    flops = training_flops_per_example(784, hidden, 10) * runs[0]["samples"]
+    summary = summarize(runs, flops_per_epoch=flops, flop_rate=matmul_flops_per_second())
+    print()
+    print(format_report(summary, rounds=_ROUNDS.value, epochs=_EPOCHS.value))
+    if _JSON.value:
+        with open(_JSON.value, "w") as f:
+            json.dump({"runs": runs, "summary": summary}, f, indent=2)
+
+
+if __name__ == "__main__":
+    app.run(main)
