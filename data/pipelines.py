@@ -7,8 +7,8 @@ the epoch in `shuffled`. Each epoch presents every training example exactly once
 
 The order is a pure function of (seed, epoch): epochs are shuffled with stateless
 random ops, so a run is reproducible, and epoch e's order does not depend on how
-many epochs came before it. Batches are built by gathering index batches from
-arrays held in memory, which keeps the input side cheap.
+many epochs came before it. Batches are gathered by index from arrays held in
+memory, in one map stage, which keeps the input side cheap.
 
 Each pipeline has a matching *plan*: the (phase, number of batches) blocks of one
 epoch, computed on the host from the labels alone. The trainer uses it to know
@@ -62,15 +62,15 @@ def shuffled(images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: i
     """
     _check_batch_size(batch_size)
     n = len(labels)
+    starts = np.arange(0, n, batch_size)
 
-    def one_epoch(epoch):
-        order = tf.random.experimental.stateless_shuffle(
+    def epoch_order(epoch):
+        return tf.random.experimental.stateless_shuffle(
             tf.range(n, dtype=tf.int32), seed=_epoch_seed(seed, epoch))
-        phase = tf.cast(epoch, tf.int32)
-        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(
-            lambda idx: (idx, phase))
 
-    return _gather(tf.data.Dataset.range(epochs).flat_map(one_epoch), images, labels)
+    return _stream(images, labels, epochs=epochs, epoch_order=epoch_order, starts=starts,
+                   ends=np.minimum(starts + batch_size, n),
+                   batch_phase=lambda epoch, b: tf.cast(epoch, tf.int32))
 
 
 def class_sorted(images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int,
@@ -91,19 +91,26 @@ def class_sorted(images: np.ndarray, labels: np.ndarray, *, batch_size: int, see
     _check_batch_size(batch_size)
     class_order = _check_class_order(labels, class_order)
     members = [tf.constant(np.flatnonzero(labels == c), tf.int32) for c in class_order]
+    starts, ends, phases, offset = [], [], [], 0
+    for c in class_order:  # The batch table is the same every epoch: only the order moves.
+        size = int(np.sum(labels == c))
+        block = np.arange(offset, offset + size, batch_size)
+        starts.append(block)
+        ends.append(np.minimum(block + batch_size, offset + size))
+        phases.append(np.full(len(block), c))
+        offset += size
+    phases = tf.constant(np.concatenate(phases), tf.int32)
 
-    def one_epoch(epoch):
+    def epoch_order(epoch):
         epoch_seed = _epoch_seed(seed, epoch)
-        blocks = None
-        for position, (c, idx) in enumerate(zip(class_order, members)):
-            order = tf.random.experimental.stateless_shuffle(
+        return tf.concat([
+            tf.random.experimental.stateless_shuffle(
                 idx, seed=tf.random.experimental.stateless_fold_in(epoch_seed, position))
-            block = tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(
-                lambda i, c=c: (i, tf.constant(c, tf.int32)))
-            blocks = block if blocks is None else blocks.concatenate(block)
-        return blocks
+            for position, idx in enumerate(members)], axis=0)
 
-    return _gather(tf.data.Dataset.range(epochs).flat_map(one_epoch), images, labels)
+    return _stream(images, labels, epochs=epochs, epoch_order=epoch_order,
+                   starts=np.concatenate(starts), ends=np.concatenate(ends),
+                   batch_phase=lambda epoch, b: phases[b])
 
 
 def make_pipeline(order: str, images: np.ndarray, labels: np.ndarray, *, batch_size: int,
@@ -118,16 +125,38 @@ def make_pipeline(order: str, images: np.ndarray, labels: np.ndarray, *, batch_s
     raise ValueError(f"order ({order!r}) must be one of {ORDERS}")
 
 
-def _gather(index_batches: tf.data.Dataset, images: np.ndarray,
-            labels: np.ndarray) -> tf.data.Dataset:
-    images = tf.constant(images, tf.float32)
-    labels = tf.constant(labels, tf.int32)
+def _stream(images: np.ndarray, labels: np.ndarray, *, epochs: int, epoch_order,
+            starts: np.ndarray, ends: np.ndarray, batch_phase) -> tf.data.Dataset:
+    """All epochs as one stream of batch dicts.
 
-    def to_batch(idx, phase):
-        return {"image": tf.gather(images, idx), "label": tf.gather(labels, idx),
-                "phase": phase}
+    Epoch e visits the examples in `epoch_order(e)` (int32 indices); its batch b is
+    `order[starts[b]:ends[b]]`, gathered from the arrays held in memory, with phase
+    `batch_phase(e, b)`. One map stage per batch and a one-thread private pool keep
+    the input side to about 40 microseconds a batch on two cores.
+    """
+    num_batches = len(starts)
+    # The arrays enter as a dataset input, held by reference: captured by the map
+    # function instead, they would be copied into its graph (twice, 170 MB each).
+    arrays = tf.data.Dataset.from_tensors((tf.constant(images, tf.float32),
+                                           tf.constant(labels, tf.int32))).repeat()
+    starts = tf.constant(starts, tf.int64)
+    ends = tf.constant(ends, tf.int64)
 
-    return index_batches.map(to_batch).prefetch(tf.data.AUTOTUNE)
+    def one_epoch(epoch):
+        order = epoch_order(epoch)
+
+        def batch(b, data):
+            idx = order[starts[b]:ends[b]]
+            return {"image": tf.gather(data[0], idx), "label": tf.gather(data[1], idx),
+                    "phase": batch_phase(epoch, b)}
+
+        return tf.data.Dataset.zip(tf.data.Dataset.range(num_batches), arrays).map(batch)
+
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = 1  # Leave the cores to the training step.
+    options.deterministic = True
+    return (tf.data.Dataset.range(epochs).flat_map(one_epoch)
+            .prefetch(2).with_options(options))
 
 
 def _epoch_seed(seed: int, epoch) -> tf.Tensor:

@@ -39,7 +39,8 @@ def test_noise_run_logs_every_step_and_every_epoch(tmp_path):
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["test_class_accuracy"] == results["test_class_accuracy"]
     assert json.loads((tmp_path / "run" / "config.json").read_text())["dataset"] == "noise"
-    assert results["train_loop_traces"] == 1  # one trace for the whole run, partial batches too
+    # One trace for the whole run: across epochs and the last partial batch of each.
+    assert results["tracing"] == {"train_loop": 1, "evaluate": 1, "probe": 1}
 
 
 def test_sorted_current_class_validates_each_block_on_its_class(tmp_path):

@@ -90,6 +90,12 @@ def test_layout_hparams_text_images_histograms_are_written(small_sorted_run):
     assert b"learning_rate" in content and b"order" in content
 
 
-def test_in_graph_probe_costs_no_retrace(small_sorted_run):
-    _, results, _ = small_sorted_run
-    assert results["train_loop_traces"] == 1
+def test_tracing_counts_are_logged_and_constant_after_the_first_epoch(small_sorted_run):
+    """Across 20 class blocks, partial batches, validation and test sets of other sizes."""
+    run_dir, results, _ = small_sorted_run
+    scalars = read_events(run_dir)
+    for name in ("train_loop", "evaluate", "probe"):
+        counts = scalars[f"tracing/{name}"]
+        assert sorted(counts) == [30, 60]  # both epoch ends
+        assert set(counts.values()) == {1.0}, name
+    assert results["tracing"] == {"train_loop": 1, "evaluate": 1, "probe": 1}

@@ -66,3 +66,28 @@ def test_bad_optimizer_arguments():
     with pytest.raises(ValueError, match=r"learning_rate \(0.0\)"):
         optimizers.make_optimizer("adam", learning_rate=0.0)
     assert tf.keras.optimizers.Adam  # Keras 3 is tf.keras here.
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("adam", {}), ("sgd", {}), ("sgd", dict(momentum=0.9)),
+    ("sgd", dict(momentum=0.9, nesterov=True)), ("rmsprop", {})])
+def test_fused_updates_equal_keras_apply_gradients(name, kwargs):
+    """The fused kernels apply Keras's own update rule, on Keras's own slot variables."""
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=s).astype(np.float32) for s in ((4, 3), (3,))]
+    grads = [[rng.normal(size=w.shape).astype(np.float32) for w in start] for _ in range(5)]
+    finals = []
+    for fused in (False, True):
+        keras_vars = [tf.keras.Variable(w) for w in start]
+        opt = optimizers.make_optimizer(name, learning_rate=0.01, **kwargs)
+        opt.build(keras_vars)
+        apply = (optimizers.apply_fn(opt, keras_vars) if fused
+                 else (lambda g, o=opt, v=keras_vars: o.apply_gradients(zip(g, v))))
+        step = tf.function(lambda g, a=apply: a(g))
+        for g in grads:
+            step([tf.constant(x) for x in g])
+        assert int(opt.iterations) == 5
+        finals.append([v.numpy() for v in keras_vars])
+        assert (optimizers._fused_update(opt) is None) == (name == "rmsprop")
+    for keras_w, fused_w in zip(*finals):
+        np.testing.assert_allclose(fused_w, keras_w, rtol=1e-5, atol=1e-6)

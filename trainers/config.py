@@ -46,6 +46,8 @@ class Config:
     # Execution and logging.
     steps_per_loop: int = 50  # training steps run inside one compiled call (host syncs less)
     eval_batch_size: int = 1000  # examples per evaluation batch (no effect on results)
+    batch_splits: int = 2  # parts of a batch whose gradients run on different cores at once
+    intra_op_threads: int = 1  # threads inside one op; 1 measured fastest here (0: TF default)
     log_every_step: bool = True  # write train loss/accuracy/phase/grad norm at every step
     eval_every_steps: int = 10  # probe + weight drift every this many steps (0: off)
     probe_per_class: int = 100  # held-out probe: this many test examples of every class
@@ -56,11 +58,12 @@ class Config:
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("activation", self.activation, ACTIVATIONS)
         _one_of("validation_scope", self.validation_scope, VALIDATION_SCOPES)
-        for name in ("batch_size", "epochs", "steps_per_loop", "eval_batch_size",
+        for name in ("batch_size", "epochs", "steps_per_loop", "eval_batch_size", "batch_splits",
                      "noise_examples", "noise_dim"):
             _positive_int(name, getattr(self, name))
         _positive_int("probe_per_class", self.probe_per_class)
-        for name in ("max_train_examples", "max_test_examples", "eval_every_steps"):
+        for name in ("max_train_examples", "max_test_examples", "eval_every_steps",
+                     "intra_op_threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} ({getattr(self, name)}) must be >= 0 (0: all)")
         if self.noise_classes < 2:

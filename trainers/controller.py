@@ -89,6 +89,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
       SetupError (RunDirError), mnist.DataError: before anything is written.
     """
     say = print if verbose else (lambda *a, **k: None)
+    threads_note = configure_threads(config.intra_op_threads)
     if run_dir is not None:
         run_dir = Path(run_dir)
         check_run_dir(run_dir, overwrite=overwrite)
@@ -115,26 +116,28 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     optimizer = optimizers.make_optimizer(
         config.optimizer, learning_rate=config.learning_rate, momentum=config.momentum,
         nesterov=config.nesterov)
-    # Create the slot variables now: created inside the first call, they would make
-    # tf.function trace the loop a second time.
-    optimizer.build(model.trainable_variables)
     global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-    writer = writers.create_writer(run_dir)
+    writer = writers.MetricWriter(run_dir)
     tools = (instruments.Instruments(model, probe_set, num_classes=data.num_classes,
-                                     writer=writer, run_dir=run_dir) if probe_set else None)
+                                     writer=writer, run_dir=run_dir,
+                                     batch_splits=config.batch_splits) if probe_set else None)
     train_loop = loop.make_train_loop(
-        steps.make_train_step(model, optimizer), global_step,
+        steps.make_train_step(model, optimizer, batch_splits=config.batch_splits), global_step,
         log_every_step=config.log_every_step, every_n_steps=config.eval_every_steps,
-        periodic=tools.periodic if tools else None)
+        periodic=tools.periodic if tools else None,
+        before_periodic=tools.before_periodic if tools else None)
     evaluate = evaluation.make_evaluator(model, num_classes=data.num_classes,
                                          input_dim=data.input_dim,
-                                         batch_size=config.eval_batch_size)
+                                         batch_size=config.eval_batch_size,
+                                         batch_splits=config.batch_splits)
     val_sets = _validation_sets(config, data)
     stream = iter(pipelines.make_pipeline(
         config.order, data.x_train, data.y_train, batch_size=config.batch_size,
         seed=config.seed, epochs=config.epochs, class_order=config.class_order))
     trained_classes = tuple(sorted(set(int(c) for c in data.y_train)))
 
+    if threads_note:
+        say(threads_note)
     say(f"data: {data.source}")
     say(f"train {len(data.y_train)}, validation {len(data.y_val)} "
         f"({config.validation_scope}), test {len(data.y_test)} examples; "
@@ -174,7 +177,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                 step = int(global_step)
                 if phase in val_sets:
                     val = evaluate(*val_sets[phase])
-                    writers.write_scalars(writer, step, val.scalars("val"))
+                    writer.write_scalars(step, val.scalars("val"))
                     results.update(val_loss=val.loss, val_accuracy=val.accuracy)
                 if tools:
                     tools.phase_end(step=step, epoch=epoch, phase=phase,
@@ -184,11 +187,18 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
             if tools:
                 tools.epoch_end(step)
             seconds = time.perf_counter() - start
-            writers.write_scalars(writer, step, {
+            writer.write_scalars(step, {
                 "epoch/train_loss": train_loss, "epoch/train_accuracy": train_accuracy,
                 "epoch/seconds": seconds, **test.scalars("test"),
                 **{f"test/accuracy/class_{c}": a for c, a in enumerate(test.class_accuracy)
                    if not np.isnan(a)}})
+            traces = _tracing_counts(train_loop, evaluate, tools)
+            writer.write_scalars(step, {f"tracing/{k}": v for k, v in traces.items()})
+            for name, count in traces.items():
+                if epoch > 0 and count > results["tracing"][name]:
+                    say(f"warning: {name} was traced again in epoch {epoch + 1} ({count} traces):"
+                        " an input changed shape or dtype, or a Python value changed")
+            results["tracing"] = traces
             writer.flush()
             results["epoch_seconds"].append(seconds)
             results.update(train_loss=train_loss, train_accuracy=train_accuracy)
@@ -198,7 +208,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                 f"acc {train_accuracy:.4f}{val_text} | test loss {test.loss:.4f} "
                 f"acc {test.accuracy:.4f} | {seconds:.1f} s", flush=True)
         final = tools.summary() if tools else None
-        writers.write_scalars(writer, step, {
+        writer.write_scalars(step, {
             "final/test_accuracy": test.accuracy,
             **({"final/average_forgetting": final["average_forgetting"],
                 "final/bwt": final["bwt"]} if final else {})})
@@ -210,8 +220,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         test_class_count=[int(c) for c in test.class_count],
         average_forgetting=final["average_forgetting"] if final else None,
         bwt=final["bwt"] if final else None,
-        class_forgetting=_floats(final["class_forgetting"]) if final else None,
-        train_loop_traces=train_loop.experimental_get_tracing_count())
+        class_forgetting=_floats(final["class_forgetting"]) if final else None)
     if run_dir is not None:
         instruments.save_weights(run_dir / "weights" / "final.npz", model)
         (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -222,6 +231,35 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         say(f"forgetting on the probe: average {final['average_forgetting']:.4f}, "
             f"BWT {final['bwt']:+.4f}")
     return results
+
+
+def configure_threads(intra_op_threads: int) -> str | None:
+    """Sets TensorFlow's threads per op (0 keeps its default) before it starts.
+
+    Returns:
+      None, or a note when TensorFlow already runs with another setting (it can only
+      be set before the first op: a notebook has to restart to change it).
+    """
+    if intra_op_threads == 0:
+        return None
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    if current == intra_op_threads:
+        return None
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+    except RuntimeError:
+        return (f"note: TensorFlow already started with intra_op_threads={current or 'default'}; "
+                f"intra_op_threads={intra_op_threads} applies to a fresh process")
+    return None
+
+
+def _tracing_counts(train_loop, evaluate, tools) -> dict[str, int]:
+    """How often each compiled function has been traced so far (1 = never retraced)."""
+    counts = {"train_loop": train_loop.experimental_get_tracing_count(),
+              "evaluate": evaluate.eval_step.experimental_get_tracing_count()}
+    if tools:
+        counts["probe"] = tools.probe_tracing_count()
+    return counts
 
 
 def _validation_sets(config: Config, data: splits.Splits) -> dict:

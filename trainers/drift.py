@@ -25,6 +25,10 @@ class WeightDrift(tf.Module):
                         for i, v in enumerate(self._weights)]
         self.phase_start = [tf.Variable(v, trainable=False, name=f"phase_start_{i}")
                             for i, v in enumerate(self._weights)]
+        # The weights just before the step being measured, for the update's norm: taken
+        # only before a measured step, so other steps copy nothing.
+        self.previous = [tf.Variable(v, trainable=False, name=f"previous_{i}")
+                         for i, v in enumerate(self._weights)]
         # Relative drift needs a non-zero starting norm: biases start at zero, so they get none.
         self._initial_norms = [float(tf.norm(v)) for v in self.initial]
 
@@ -33,12 +37,18 @@ class WeightDrift(tf.Module):
         for ref, v in zip(self.phase_start, self._weights):
             ref.assign(v)
 
-    def metrics(self, grad_norms: tf.Tensor, update_norms: tf.Tensor) -> dict[str, tf.Tensor]:
+    def mark_previous(self) -> None:
+        """Remembers the current weights; call it right before the step to be measured."""
+        for ref, v in zip(self.previous, self._weights):
+            ref.assign(v)
+
+    def metrics(self, grad_norms: tf.Tensor) -> dict[str, tf.Tensor]:
         """Drift scalars per variable and for the whole model.
+
+        The update norms compare the weights with those saved by `mark_previous`.
 
         Args:
           grad_norms: (num_variables,) L2 norm of each variable's last gradient.
-          update_norms: (num_variables,) L2 norm of each variable's last update.
 
         Returns:
           `drift/{from_init,from_phase_start,relative,update_norm,grad_norm}/NAME` for
@@ -46,6 +56,7 @@ class WeightDrift(tf.Module):
         """
         from_init = [tf.norm(v - r) for v, r in zip(self._weights, self.initial)]
         from_phase = [tf.norm(v - r) for v, r in zip(self._weights, self.phase_start)]
+        update_norms = [tf.norm(v - r) for v, r in zip(self._weights, self.previous)]
         out = {}
         for i, name in enumerate(self.names):
             out[f"drift/from_init/{name}"] = from_init[i]
@@ -58,7 +69,7 @@ class WeightDrift(tf.Module):
         out["drift/from_init/model"] = total_init
         out["drift/from_phase_start/model"] = _global_norm(from_phase)
         out["drift/relative/model"] = total_init / _global_norm(self._initial_norms)
-        out["drift/update_norm/model"] = _global_norm(tf.unstack(update_norms))
+        out["drift/update_norm/model"] = _global_norm(update_norms)
         out["drift/grad_norm/model"] = _global_norm(tf.unstack(grad_norms))
         return out
 

@@ -24,8 +24,10 @@ class EvalResult:
 
 
 def make_evaluator(model: tf.keras.Model, *, num_classes: int, input_dim: int,
-                   batch_size: int = 1000):
+                   batch_size: int = 1000, batch_splits: int = 1):
     """Returns `evaluate(images, labels) -> EvalResult`, compiled once for any set size.
+
+    `batch_splits` > 1 evaluates parts of each batch concurrently on different cores.
 
     Raises:
       ValueError: if `batch_size` is not positive.
@@ -33,7 +35,7 @@ def make_evaluator(model: tf.keras.Model, *, num_classes: int, input_dim: int,
     if batch_size < 1:
         raise ValueError(f"batch_size ({batch_size}) must be a positive integer")
     eval_step = tf.function(
-        steps.make_eval_step(model, num_classes),
+        steps.make_eval_step(model, num_classes, batch_splits=batch_splits),
         input_signature=[tf.TensorSpec([None, input_dim], tf.float32),
                          tf.TensorSpec([None], tf.int32)])
 

@@ -26,20 +26,26 @@ class Instruments:
     """Probe + drift + accuracy matrix for one model, writing to one writer."""
 
     def __init__(self, model: tf.keras.Model, probe_set: tuple[np.ndarray, np.ndarray], *,
-                 num_classes: int, writer, run_dir: Path | None):
+                 num_classes: int, writer: writers.MetricWriter, run_dir: Path | None,
+                 batch_splits: int = 1):
         self.num_classes = num_classes
         self.drift = drift.WeightDrift(model)
         self.matrix = forgetting.AccuracyMatrix(num_classes)
-        self._model = model
         self._writer = writer
         self._run_dir = run_dir
-        self._probe = probe.make_probe(model, *probe_set, num_classes=num_classes)
+        self._probe = probe.make_probe(model, *probe_set, num_classes=num_classes,
+                                       batch_splits=batch_splits)
         self._probe_now = tf.function(self._probe)
+        self._write_histograms = writer.histogram_writer({
+            f"weights/{name}": v for name, v in zip(self.drift.names, model.trainable_variables)})
 
     def periodic(self, metrics: dict) -> dict[str, tf.Tensor]:
         """The in-graph scalars at a cadence step: probe and drift (see `loop.make_train_loop`)."""
-        return {**self._probe(), **self.drift.metrics(metrics["grad_norms"],
-                                                      metrics["update_norms"])}
+        return {**self._probe(), **self.drift.metrics(metrics["grad_norms"])}
+
+    def before_periodic(self) -> None:
+        """In-graph, right before a measured step: snapshot the weights it will change."""
+        self.drift.mark_previous()
 
     def phase_start(self) -> None:
         self.drift.mark_phase_start()
@@ -59,35 +65,38 @@ class Instruments:
         scalars.update({f"forgetting/class_{c}": summary["class_forgetting"][c]
                         for c in range(self.num_classes)})
         scalars["forgetting/average"] = summary["average_forgetting"]
-        if not np.isnan(summary["bwt"]):
-            scalars["forgetting/bwt"] = summary["bwt"]
-        writers.write_scalars(self._writer, step, scalars)
+        self._writer.write_scalars(step, scalars)
+        if not np.isnan(summary["bwt"]):  # Apart: one tag set per call keeps one trace each.
+            self._writer.write_scalars(step, {"forgetting/bwt": summary["bwt"]})
         if self._run_dir is not None:
             _write_atomic(self._run_dir / "accuracy_matrix.csv", self.matrix.to_csv().encode())
 
     def epoch_end(self, step: int) -> None:
         """Weight histograms and the accuracy-matrix heatmap (image summary and PNG file)."""
-        writers.write_histograms(self._writer, step, {
-            f"weights/{name}": v for name, v in zip(self.drift.names,
-                                                    self._model.trainable_variables)})
+        self._write_histograms(step)
         image = forgetting.heatmap(self.matrix.matrix)
-        writers.write_image(self._writer, step, "forgetting/accuracy_matrix", image)
+        png = tf.io.encode_png(image).numpy()
+        self._writer.write_png(step, "forgetting/accuracy_matrix", png,
+                               width=image.shape[1], height=image.shape[0])
         if self._run_dir is not None:
-            _write_atomic(self._run_dir / "accuracy_matrix.png",
-                          tf.io.encode_png(image).numpy())
+            _write_atomic(self._run_dir / "accuracy_matrix.png", png)
+
+    def probe_tracing_count(self) -> int:
+        """Traces of the phase-end probe (the cadence probe is traced with the loop)."""
+        return self._probe_now.experimental_get_tracing_count()
 
     def summary(self) -> dict:
         """Forgetting after the last phase: per class, average, BWT."""
         return self.matrix.summary()
 
 
-def describe_run(writer, config, *, instrumented: bool) -> None:
+def describe_run(writer: writers.MetricWriter, config, *, instrumented: bool) -> None:
     """Config as text and HParams; the one-chart layouts of the per-class curves."""
-    writers.write_text(writer, 0, "config", f"```\n{config.to_json()}\n```")
-    writers.write_hparams(writer, dataclasses.asdict(config), list(FINAL_METRICS))
+    writer.write_text(0, "config", f"```\n{config.to_json()}\n```")
+    writer.write_hparams(dataclasses.asdict(config), list(FINAL_METRICS))
     if not instrumented:
         return
-    writers.write_layout(writer, {
+    writer.write_layout({
         "forgetting": {
             "probe accuracy, every class": [r"probe/accuracy/class_\d+"],
             "probe loss, every class": [r"probe/loss/class_\d+"],

@@ -12,7 +12,7 @@ from trainers import writers
 
 
 def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: bool = True,
-                    every_n_steps: int = 0, periodic=None):
+                    every_n_steps: int = 0, periodic=None, before_periodic=None):
     """Compiles `train_loop(iterator, num_steps) -> sums over those steps`.
 
     Args:
@@ -24,6 +24,8 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
       every_n_steps: run `periodic` after every update that brings the global step
         to a multiple of this; 0 never runs it.
       periodic: `metrics -> {tag: tensor}`, written at the new global step.
+      before_periodic: called (in-graph) right before each step that `periodic`
+        follows, e.g. to snapshot the weights that step will change.
 
     Returns:
       A compiled function. Pass `num_steps` as an int64 tensor so that every call
@@ -33,26 +35,52 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
     """
     if every_n_steps < 0:
         raise ValueError(f"every_n_steps ({every_n_steps}) must be >= 0")
-    run_periodic = periodic is not None and every_n_steps > 0
+    k = every_n_steps if periodic is not None else 0
+
+    def one_step(iterator, sums):
+        """One step; `sums` = (loss_sum, correct, count, loss, accuracy) carried along."""
+        loss_sum, correct, count, _, _ = sums
+        metrics = train_step(next(iterator))
+        if log_every_step:
+            writers.scalars_in_graph(global_step, {
+                "train/loss": metrics["loss"], "train/accuracy": metrics["accuracy"],
+                "train/phase": metrics["phase"], "train/grad_norm": metrics["grad_norm"]})
+        global_step.assign_add(1)
+        n = metrics["count"]
+        return metrics, (loss_sum + metrics["loss"] * n, correct + metrics["accuracy"] * n,
+                         count + n, metrics["loss"], metrics["accuracy"])
+
+    def run_steps(iterator, n, sums):
+        for _ in tf.range(n):
+            _, sums = one_step(iterator, sums)
+        return sums
 
     @tf.function
     def train_loop(iterator, num_steps):
         zero = tf.constant(0.0)
-        loss_sum, correct, count, loss, accuracy = zero, zero, zero, zero, zero
-        for _ in tf.range(num_steps):
-            metrics = train_step(next(iterator))
-            if log_every_step:
-                writers.scalars_in_graph(global_step, {
-                    "train/loss": metrics["loss"], "train/accuracy": metrics["accuracy"],
-                    "train/phase": metrics["phase"], "train/grad_norm": metrics["grad_norm"]})
-            global_step.assign_add(1)
-            if run_periodic:
-                if global_step % every_n_steps == 0:
+        sums = (zero, zero, zero, zero, zero)
+        if k == 0:
+            sums = run_steps(iterator, num_steps, sums)
+        else:
+            # The cadence points in (g, g + n] are found by arithmetic, not by a
+            # conditional at every step: segment 0 is `head` plain steps, segments
+            # 1..m-1 are k - 1 plain steps, the last is the `tail`; a measured step
+            # (snapshot, step, instruments) follows every segment but the last.
+            g = global_step.read_value()
+            k64 = tf.constant(k, tf.int64)
+            first = g + k64 - g % k64  # the next multiple of k after g
+            m = tf.maximum(tf.constant(0, tf.int64), (g + num_steps - first) // k64 + 1)
+            head = tf.minimum(num_steps, first - 1 - g)
+            tail = num_steps - head - tf.where(m > 0, 1 + (m - 1) * k64, 0)
+            for j in tf.range(m + 1):
+                plain = tf.where(j == 0, head, tf.where(j < m, k64 - 1, tail))
+                sums = run_steps(iterator, plain, sums)
+                if j < m:
+                    if before_periodic is not None:
+                        before_periodic()
+                    metrics, sums = one_step(iterator, sums)
                     writers.scalars_in_graph(global_step, periodic(metrics))
-            loss, accuracy = metrics["loss"], metrics["accuracy"]
-            loss_sum += loss * metrics["count"]
-            correct += accuracy * metrics["count"]
-            count += metrics["count"]
+        loss_sum, correct, count, loss, accuracy = sums
         return {"loss_sum": loss_sum, "correct": correct, "count": count, "loss": loss,
                 "accuracy": accuracy}
 
@@ -62,13 +90,12 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
 def make_periodic_writer(periodic, global_step: tf.Variable, num_variables: int):
     """Compiles `write_now()`: `periodic` written at the current step, outside the loop.
 
-    Used at step 0, before any update: gradient and update norms are then zero.
+    Used at step 0, before any update: the gradient norms are then given as zero.
     """
     zeros = tf.zeros([num_variables])
 
     @tf.function
     def write_now():
-        writers.scalars_in_graph(global_step, periodic({"grad_norms": zeros,
-                                                        "update_norms": zeros}))
+        writers.scalars_in_graph(global_step, periodic({"grad_norms": zeros}))
 
     return write_now

@@ -5,51 +5,84 @@ No printing, numpy or file I/O here; the loop around a step decides what to log.
 
 import tensorflow as tf
 
+from trainers import optimizers
+
 
 def cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     """Per-example softmax cross-entropy from logits (stable: no explicit softmax)."""
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
 
 
-def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimizer):
+def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimizer, *,
+                    batch_splits: int = 1):
     """Returns `train_step(batch) -> metrics` that updates `model` once.
 
     Metrics: `loss` and `accuracy` of this batch alone (not a running mean),
     computed with the weights before the update; `count` (batch size); `phase`;
-    `grad_norms` and `update_norms`, the L2 norm of each trainable variable's
-    gradient and applied update; `grad_norm`, the gradient's global norm.
+    `grad_norms`, the L2 norm of each trainable variable's gradient; `grad_norm`,
+    the gradient's global norm.
+
+    With `batch_splits` > 1 the batch is cut into that many near-equal parts whose
+    forward and backward passes are independent, so TensorFlow runs them on
+    different cores at once; their summed losses and gradients are exactly the
+    full batch's mean loss and gradient (each part sums its losses over the whole
+    batch size). Only the dropout masks are drawn per part. The optimizer is built
+    on the model's variables here if it is not yet: its slot variables must exist
+    before tracing, or the first call would trace twice.
+
+    Raises:
+      ValueError: if `batch_splits` < 1.
     """
+    if batch_splits < 1:
+        raise ValueError(f"batch_splits ({batch_splits}) must be a positive integer")
     variables = model.trainable_variables
+    optimizer.build(variables)
+    apply_gradients = optimizers.apply_fn(optimizer, variables)
+
+    def loss_and_grads(images, labels, total):
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            loss = tf.reduce_sum(cross_entropy(labels, logits)) / total
+        return logits, loss, tape.gradient(loss, variables)
 
     def train_step(batch):
         images, labels = batch["image"], batch["label"]
-        with tf.GradientTape() as tape:
-            logits = model(images, training=True)
-            loss = tf.reduce_mean(cross_entropy(labels, logits))
-        grads = tape.gradient(loss, variables)
-        before = [tf.identity(v) for v in variables]  # read before the update (auto deps)
-        optimizer.apply_gradients(zip(grads, variables))
+        n = tf.size(labels)
+        total = tf.cast(n, tf.float32)
+        if batch_splits == 1:
+            logits, loss, grads = loss_and_grads(images, labels, total)
+        else:
+            sizes = tf.stack([(n + batch_splits - 1 - i) // batch_splits
+                              for i in range(batch_splits)])
+            parts = [loss_and_grads(x, y, total) for x, y in zip(
+                tf.split(images, sizes, num=batch_splits),
+                tf.split(labels, sizes, num=batch_splits))]
+            logits = tf.concat([p[0] for p in parts], axis=0)
+            loss = tf.add_n([p[1] for p in parts])
+            grads = [tf.add_n(list(g)) for g in zip(*(p[2] for p in parts))]
+        apply_gradients(grads)
         grad_norms = tf.stack([tf.norm(g) for g in grads])
         correct = tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), labels),
                           tf.float32)
-        return {"loss": loss, "accuracy": tf.reduce_mean(correct),
-                "count": tf.cast(tf.size(labels), tf.float32), "phase": batch["phase"],
-                "grad_norms": grad_norms,
-                "grad_norm": tf.sqrt(tf.reduce_sum(tf.square(grad_norms))),
-                "update_norms": tf.stack([tf.norm(v - b) for v, b in zip(variables, before)])}
+        return {"loss": loss, "accuracy": tf.reduce_mean(correct), "count": total,
+                "phase": batch["phase"], "grad_norms": grad_norms,
+                "grad_norm": tf.sqrt(tf.reduce_sum(tf.square(grad_norms)))}
 
     return train_step
 
 
-def make_eval_step(model: tf.keras.Model, num_classes: int):
+def make_eval_step(model: tf.keras.Model, num_classes: int, *, batch_splits: int = 1):
     """Returns `eval_step(images, labels) -> per-class sums` (dropout off).
 
     The result holds, per class, `loss_sum` (summed cross-entropy), `correct`
     (number classified right) and `count` (number of examples), so batches add up
-    exactly and any grouping of classes can be derived afterwards.
+    exactly and any grouping of classes can be derived afterwards. With
+    `batch_splits` > 1 the parts are evaluated concurrently on different cores.
     """
+    if batch_splits < 1:
+        raise ValueError(f"batch_splits ({batch_splits}) must be a positive integer")
 
-    def eval_step(images, labels):
+    def sums(images, labels):
         logits = model(images, training=False)
         correct = tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), labels),
                           tf.float32)
@@ -60,5 +93,15 @@ def make_eval_step(model: tf.keras.Model, num_classes: int):
         return {"loss_sum": per_class(cross_entropy(labels, logits)),
                 "correct": per_class(correct),
                 "count": per_class(tf.ones_like(correct))}
+
+    def eval_step(images, labels):
+        if batch_splits == 1:
+            return sums(images, labels)
+        n = tf.size(labels)
+        sizes = tf.stack([(n + batch_splits - 1 - i) // batch_splits
+                          for i in range(batch_splits)])
+        parts = [sums(x, y) for x, y in zip(tf.split(images, sizes, num=batch_splits),
+                                           tf.split(labels, sizes, num=batch_splits))]
+        return {k: tf.add_n([p[k] for p in parts]) for k in parts[0]}
 
     return eval_step

@@ -61,6 +61,14 @@ _STEPS_PER_LOOP = flags.DEFINE_integer(
     "larger values cost less host time.", lower_bound=1)
 _EVAL_BATCH_SIZE = flags.DEFINE_integer("eval_batch_size", 1000, "Examples per evaluation "
                                         "batch (no effect on results).", lower_bound=1)
+_BATCH_SPLITS = flags.DEFINE_integer(
+    "batch_splits", 2, "Cut every batch into this many parts whose gradients are computed on "
+    "different cores at once and summed: the same update as one full batch (only dropout "
+    "masks are drawn per part). 1: no split.", lower_bound=1)
+_INTRA_OP_THREADS = flags.DEFINE_integer(
+    "intra_op_threads", 1, "Threads TensorFlow may use inside one op (0: its default, all "
+    "cores). 1 measured fastest for the tutorial's MLP on 2 cores: see BENCHMARKS.md.",
+    lower_bound=0)
 _LOG_EVERY_STEP = flags.DEFINE_boolean("log_every_step", True, "Write train loss, accuracy "
                                        "and phase at every step.")
 _EVAL_EVERY_STEPS = flags.DEFINE_integer(
@@ -107,7 +115,8 @@ def config_from_flags() -> config_lib.Config:
         nesterov=_NESTEROV.value, batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value,
         seed=_SEED.value, steps_per_loop=_STEPS_PER_LOOP.value,
         eval_batch_size=_EVAL_BATCH_SIZE.value, log_every_step=_LOG_EVERY_STEP.value,
-        eval_every_steps=_EVAL_EVERY_STEPS.value, probe_per_class=_PROBE_PER_CLASS.value)
+        eval_every_steps=_EVAL_EVERY_STEPS.value, probe_per_class=_PROBE_PER_CLASS.value,
+        intra_op_threads=_INTRA_OP_THREADS.value, batch_splits=_BATCH_SPLITS.value)
 
 
 def main(argv):

@@ -1,0 +1,74 @@
+"""Correctness of the compiled K-step loop inside real runs (speed is measured by bench)."""
+
+import numpy as np
+import pytest
+
+from data import pipelines, splits
+from tests.conftest import SMALL_SORTED, fake_mnist, read_events
+from trainers import controller, loop
+from trainers.config import Config
+
+
+@pytest.fixture(scope="module")
+def runs_by_steps_per_loop(tmp_path_factory):
+    """The same 2-epoch sorted run (dropout on, probe every 3) with K = 1, 4 and 7."""
+    data = splits.mnist_splits(fake_mnist(n_train=200, n_test=60), validation_split=0.1)
+    out = {}
+    for k in (1, 4, 7):
+        run_dir = tmp_path_factory.mktemp(f"k{k}") / "run"
+        config = Config(**SMALL_SORTED | dict(steps_per_loop=k))
+        results = controller.train_and_evaluate(config, run_dir, data=data, verbose=False)
+        out[k] = (run_dir, results, data)
+    return out
+
+
+def test_k_steps_per_call_give_the_same_weights_and_logged_values(runs_by_steps_per_loop):
+    final = {k: np.load(run_dir / "weights" / "final.npz")
+             for k, (run_dir, _, _) in runs_by_steps_per_loop.items()}
+    events = {k: read_events(run_dir) for k, (run_dir, _, _) in runs_by_steps_per_loop.items()}
+    for k in (4, 7):
+        for name in final[1].files:
+            np.testing.assert_allclose(final[k][name], final[1][name], rtol=1e-6, atol=1e-7)
+        for tag in ("train/loss", "train/accuracy", "probe/accuracy/class_3",
+                    "drift/from_phase_start/model", "drift/update_norm/model", "val/accuracy"):
+            assert sorted(events[k][tag]) == sorted(events[1][tag]), tag
+            np.testing.assert_allclose([events[k][tag][s] for s in sorted(events[k][tag])],
+                                       [events[1][tag][s] for s in sorted(events[1][tag])],
+                                       rtol=1e-5, atol=1e-6)
+
+
+def test_every_step_logged_once_and_every_phase_boundary_seen(runs_by_steps_per_loop):
+    run_dir, results, data = runs_by_steps_per_loop[7]
+    events = read_events(run_dir)
+    assert sorted(events["train/loss"]) == list(range(results["steps"]))
+    plan = pipelines.plan_epoch(data.y_train, order="sorted", batch_size=6)
+    boundaries = list(np.cumsum(list(plan.steps) * 2))
+    assert sorted(events["forgetting/average"]) == boundaries  # every class block's end
+    assert sorted(events["val/accuracy"]) == boundaries
+    # K = 7 does not divide the 3-step blocks: calls never cross a boundary anyway.
+    phases = [events["train/phase"][s] for s in range(results["steps"])]
+    assert phases == [c for c, n in zip(plan.phases * 2, plan.steps * 2) for _ in range(n)]
+
+
+@pytest.mark.parametrize("g,n,k", [(0, 10, 3), (5, 1, 3), (2, 1, 3), (0, 2, 3), (7, 20, 5),
+                                   (9, 1, 10), (10, 10, 10)])
+def test_cadence_arithmetic_finds_every_multiple(g, n, k):
+    """The loop's head / measured steps / tail split of (g, g + n] against brute force."""
+    import tensorflow as tf
+
+    def fake_step(batch):
+        return {"loss": tf.constant(0.0), "accuracy": tf.constant(0.0),
+                "count": tf.constant(1.0), "phase": batch, "grad_norm": tf.constant(0.0),
+                "grad_norms": tf.zeros([1])}
+
+    global_step = tf.Variable(g, dtype=tf.int64)
+    seen = tf.Variable(tf.zeros([64], tf.int64))
+    train_loop = loop.make_train_loop(
+        fake_step, global_step, log_every_step=False, every_n_steps=k,
+        periodic=lambda metrics: {"x/step": tf.cast(global_step, tf.float32)},
+        before_periodic=lambda: seen.scatter_nd_update([[global_step + 1]], [1]))
+    train_loop(iter(tf.data.Dataset.from_tensors(tf.constant(0)).repeat()),
+               tf.constant(n, tf.int64))
+    measured = [int(i) for i in np.flatnonzero(seen.numpy())]
+    assert int(global_step) == g + n
+    assert measured == [s for s in range(g + 1, g + n + 1) if s % k == 0]
