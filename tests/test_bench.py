@@ -47,3 +47,14 @@ def test_tiny_bench_run_reports_every_variant(tmp_path, real_mnist):
         assert len(r["epoch_seconds"]) == 2 and r["samples"] == 600 and r["peak_rss_mb"] > 0
     assert set(result["summary"]["ratios"]) == {"c/a", "d/c", "c/floor"}
     assert "ratios: c/a = " in proc.stdout and "FLOP floor" in proc.stdout
+
+
+def test_profile_names_where_the_op_time_goes(real_mnist):
+    proc = subprocess.run([sys.executable, "-m", "trainers.bench", "--profile",
+                           "--train_examples=2000"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("one steady epoch of (c), profiled:")
+    op_types = [line.split()[0] for line in lines[2:]]
+    assert any("MatMul" in t for t in op_types) and "ResourceApplyAdam" in op_types

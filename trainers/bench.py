@@ -47,6 +47,15 @@ _EVAL_EVERY = flags.DEFINE_integer("eval_every_steps", 10, "tapeloop_full: probe
                                    "cadence.", lower_bound=1)
 _STEPS_PER_LOOP = flags.DEFINE_integer("steps_per_loop", None, "tapeloop: steps per compiled "
                                        "call (default: tapeloop's default).", lower_bound=1)
+_BATCH_SPLITS = flags.DEFINE_integer("batch_splits", None, "tapeloop: batch splits (default: "
+                                     "tapeloop's default).", lower_bound=1)
+_INTRA = flags.DEFINE_integer("intra_op_threads", None, "tapeloop: threads per op (default: "
+                              "tapeloop's default; 0: TensorFlow's).", lower_bound=0)
+_SCALING = flags.DEFINE_boolean("scaling", False, "Instead of the four-way comparison, time "
+                                "(c) and (d) over batch sizes, widths, probe cadences, data "
+                                "sizes and tapeloop's own settings; print Markdown tables.")
+_PROFILE = flags.DEFINE_boolean("profile", False, "Instead, trace one steady epoch of (c) with "
+                                "tf.profiler and print where its op time goes, by op type.")
 _JSON = flags.DEFINE_string("json", None, "Also write the raw measurements to this file.")
 _WORKER = flags.DEFINE_enum("worker", None, VARIANTS, "Internal: time one variant in this "
                             "process and print one JSON line.")
@@ -109,14 +118,19 @@ def _time_keras(data, *, steps_per_execution: int, epochs: int, batch_size: int,
 
 
 def _time_tapeloop(data, *, full: bool, epochs: int, batch_size: int, hidden: tuple[int, ...],
-                   eval_every: int, steps_per_loop: int | None) -> list[float]:
+                   eval_every: int, steps_per_loop: int | None, batch_splits: int | None,
+                   intra_op_threads: int | None) -> list[float]:
     from trainers import controller
     from trainers.config import Config
 
-    extra = {"steps_per_loop": steps_per_loop} if steps_per_loop else {}
+    extra = {k: v for k, v in (("steps_per_loop", steps_per_loop),
+                               ("batch_splits", batch_splits),
+                               ("intra_op_threads", intra_op_threads)) if v is not None}
     config = Config(order="shuffled", epochs=epochs, batch_size=batch_size, hidden_sizes=hidden,
                     validation_split=0.0, log_every_step=full,
                     eval_every_steps=eval_every if full else 0, **extra)
+    if config.intra_op_threads and controller.configure_threads(config.intra_op_threads):
+        raise RuntimeError("TensorFlow started before the thread setting could be applied")
     with tempfile.TemporaryDirectory() as tmp:
         results = controller.train_and_evaluate(
             config, os.path.join(tmp, "run") if full else None, data=data, verbose=False)
@@ -135,20 +149,70 @@ def run_worker(variant: str) -> dict:
     else:
         seconds = _time_tapeloop(data, full=variant == "tapeloop_full",
                                  eval_every=_EVAL_EVERY.value,
-                                 steps_per_loop=_STEPS_PER_LOOP.value, **common)
+                                 steps_per_loop=_STEPS_PER_LOOP.value,
+                                 batch_splits=_BATCH_SPLITS.value, intra_op_threads=_INTRA.value,
+                                 **common)
     return {"variant": variant, "epoch_seconds": seconds, "samples": len(data.y_train),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def _worker_command(variant: str) -> list[str]:
-    args = [sys.executable, "-m", "trainers.bench", f"--worker={variant}",
-            f"--epochs={_EPOCHS.value}", f"--batch_size={_BATCH_SIZE.value}",
-            f"--hidden_sizes={','.join(_HIDDEN.value)}",
-            f"--train_examples={_TRAIN_EXAMPLES.value}",
-            f"--eval_every_steps={_EVAL_EVERY.value}"]
-    if _STEPS_PER_LOOP.value:
-        args.append(f"--steps_per_loop={_STEPS_PER_LOOP.value}")
-    return args
+def _worker_command(variant: str, **overrides) -> list[str]:
+    settings = {"epochs": _EPOCHS.value, "batch_size": _BATCH_SIZE.value,
+                "hidden_sizes": ",".join(_HIDDEN.value), "train_examples": _TRAIN_EXAMPLES.value,
+                "eval_every_steps": _EVAL_EVERY.value, "steps_per_loop": _STEPS_PER_LOOP.value,
+                "batch_splits": _BATCH_SPLITS.value, "intra_op_threads": _INTRA.value}
+    settings.update(overrides)
+    return [sys.executable, "-m", "trainers.bench", f"--worker={variant}"] + [
+        f"--{k}={v}" for k, v in settings.items() if v is not None]
+
+
+def _run_worker_process(variant: str, **overrides) -> dict:
+    proc = subprocess.run(_worker_command(variant, **overrides), capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"error: {variant} {overrides} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# (table, row label, worker overrides) for `--scaling`.
+SCALING = [
+    *[("batch size", str(b), {"batch_size": b}) for b in (32, 100, 256, 1024)],
+    *[("hidden widths", w, {"hidden_sizes": w}) for w in ("150,100", "1024,1024")],
+    ("probe cadence", "off", {"eval_every_steps": 10 ** 9}),
+    *[("probe cadence", f"every {k}", {"eval_every_steps": k}) for k in (100, 10, 1)],
+    *[("training data", f"{f}%", {"train_examples": TRAIN_EXAMPLES * f // 100})
+      for f in (10, 50, 100)],
+    *[("steps per compiled call", str(k), {"steps_per_loop": k}) for k in (1, 10, 50, 100, 540)],
+    *[("batch splits", str(s), {"batch_splits": s}) for s in (1, 2)],
+    *[("threads per op", "TensorFlow default" if t == 0 else str(t), {"intra_op_threads": t})
+      for t in (0, 1)],
+]
+
+
+def run_scaling(rounds: int) -> str:
+    """Times (c) and (d) for every row of `SCALING`, alternating; returns Markdown tables."""
+    rows = []
+    for table, label, overrides in SCALING:
+        runs = []
+        for _ in range(rounds):
+            for variant in ("tapeloop", "tapeloop_full"):
+                runs.append(_run_worker_process(variant, **overrides))
+        medians = {v: float(np.median([s for r in runs if r["variant"] == v
+                                        for s in r["epoch_seconds"][1:]]))
+                   for v in ("tapeloop", "tapeloop_full")}
+        rows.append((table, label, medians, runs[0]["samples"]))
+        print(f"{table:>24}: {label:<18} (c) {medians['tapeloop']:.3f} s  "
+              f"(d) {medians['tapeloop_full']:.3f} s", flush=True)
+    out, current = [], None
+    for table, label, m, samples in rows:
+        if table != current:
+            out += ["", f"### {table}", "",
+                    f"| {table} | (c) s/epoch | (d) s/epoch | d/c | (c) samples/s | (d) samples/s |",
+                    "| --- | --- | --- | --- | --- | --- |"]
+            current = table
+        c, d = m["tapeloop"], m["tapeloop_full"]
+        out.append(f"| {label} | {c:.3f} | {d:.3f} | {d / c:.2f} | {samples / c:,.0f} | "
+                   f"{samples / d:,.0f} |")
+    return "\n".join(out)
 
 
 def summarize(runs: list[dict], *, flops_per_epoch: float, flop_rate: float) -> dict:
@@ -193,21 +257,85 @@ def format_report(summary: dict, *, rounds: int, epochs: int) -> str:
     return "\n".join(lines)
 
 
+def profile_op_types(logdir: str) -> str:
+    """Traces one steady epoch of (c) and tabulates op self-time by op type.
+
+    Uses TensorFlow's profiler and its converter to the "framework_op_stats" table
+    (the data behind TensorBoard's profile plugin), so no plugin is needed.
+    """
+    import glob
+
+    import tensorflow as tf
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as converter
+
+    from data import pipelines
+    from trainers import controller, loop, model as model_lib, steps
+    from trainers.config import Config
+
+    config = Config()
+    controller.configure_threads(config.intra_op_threads)
+    data = _load_arrays(_TRAIN_EXAMPLES.value)
+    model = model_lib.build_mlp(input_dim=784, hidden_sizes=config.hidden_sizes, num_classes=10,
+                                dropout=config.dropout, seed=0)
+    train_loop = loop.make_train_loop(
+        steps.make_train_step(model, tf.keras.optimizers.Adam(1e-3),
+                              batch_splits=config.batch_splits),
+        tf.Variable(0, dtype=tf.int64), log_every_step=False)
+    stream = iter(pipelines.shuffled(data.x_train, data.y_train, batch_size=100, seed=0,
+                                     epochs=2))
+    per_epoch = -(-len(data.y_train) // 100)
+
+    def epoch():
+        for k in range(0, per_epoch, config.steps_per_loop):
+            train_loop(stream, tf.constant(min(config.steps_per_loop, per_epoch - k), tf.int64))
+
+    epoch()  # warm-up: tracing
+    tf.profiler.experimental.start(logdir)
+    start = time.perf_counter()
+    epoch()
+    seconds = time.perf_counter() - start
+    tf.profiler.experimental.stop()
+    planes = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
+    raw, ok = converter.xspace_to_tools_data(planes, "framework_op_stats", {})
+    if not ok:
+        return f"profiler conversion failed: {raw[:200]!r}"
+    table = json.loads(raw)[0]
+    cols = [c["id"] for c in table["cols"]]
+    by_type = {}
+    for row in table["rows"]:
+        cell = dict(zip(cols, (c["v"] if c else None for c in row["c"])))
+        if cell["type"] == "IDLE":
+            continue
+        entry = by_type.setdefault(cell["type"], [0.0, 0])
+        entry[0] += cell["total_self_time"]
+        entry[1] += int(cell["occurrences"])
+    busy = sum(v[0] for v in by_type.values())
+    lines = [f"one steady epoch of (c), profiled: {seconds:.3f} s wall, {busy / 1e6:.3f} s of op "
+             f"time on {os.cpu_count()} cores", f"{'op type':<38}{'ms':>9}{'share':>8}{'calls':>8}"]
+    for name, (us, calls) in sorted(by_type.items(), key=lambda kv: -kv[1][0])[:12]:
+        lines.append(f"{name:<38}{us / 1e3:>9.1f}{100 * us / busy:>7.1f}%{calls:>8}")
+    return "\n".join(lines)
+
+
 def main(argv):
     del argv
+    if _PROFILE.value:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(profile_op_types(tmp))
+        return
     if _WORKER.value:
         print(json.dumps(run_worker(_WORKER.value)), flush=True)
         return
     unknown = [v for v in _VARIANTS.value if v not in VARIANTS]
     if unknown:
         sys.exit(f"error: unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    if _SCALING.value:
+        print(run_scaling(_ROUNDS.value))
+        return
     runs = []
     for round_index in range(_ROUNDS.value):
         for variant in _VARIANTS.value:
-            proc = subprocess.run(_worker_command(variant), capture_output=True, text=True)
-            if proc.returncode != 0:
-                sys.exit(f"error: {variant} failed:\n{proc.stderr[-3000:]}")
-            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            result = _run_worker_process(variant)
             runs.append(result)
             steady = result["epoch_seconds"][1:]
             print(f"round {round_index + 1}/{_ROUNDS.value} {variant:<14} "
