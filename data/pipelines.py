@@ -55,7 +55,7 @@ def plan_epoch(labels: np.ndarray, *, order: str, batch_size: int, epoch: int = 
 
 
 def shuffled(images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int,
-             epochs: int) -> tf.data.Dataset:
+             epochs: int, start_step: int = 0) -> tf.data.Dataset:
     """i.i.d. minibatches, reshuffled every epoch; phase = epoch index.
 
     The last batch of an epoch holds the remainder (N mod batch_size) when there is one.
@@ -68,13 +68,15 @@ def shuffled(images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: i
         return tf.random.experimental.stateless_shuffle(
             tf.range(n, dtype=tf.int32), seed=_epoch_seed(seed, epoch))
 
-    return _stream(images, labels, epochs=epochs, epoch_order=epoch_order, starts=starts,
+    return _stream(images, labels, epochs=epochs, start_step=start_step,
+                   epoch_order=epoch_order, starts=starts,
                    ends=np.minimum(starts + batch_size, n),
                    batch_phase=lambda epoch, b: tf.cast(epoch, tf.int32))
 
 
 def class_sorted(images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int,
-                 epochs: int, class_order: tuple[int, ...] | None = None) -> tf.data.Dataset:
+                 epochs: int, class_order: tuple[int, ...] | None = None,
+                 start_step: int = 0) -> tf.data.Dataset:
     """Every epoch presents all examples of one class, then the next; phase = class id.
 
     Within a class the examples are reshuffled every epoch. A batch never mixes two
@@ -87,6 +89,7 @@ def class_sorted(images: np.ndarray, labels: np.ndarray, *, batch_size: int, see
       seed: reproduces the within-class order.
       epochs: how many epochs the stream holds.
       class_order: the order of the class blocks; default ascending class ids.
+      start_step: begin the stream at this batch of the run (to resume).
     """
     _check_batch_size(batch_size)
     class_order = _check_class_order(labels, class_order)
@@ -108,30 +111,38 @@ def class_sorted(images: np.ndarray, labels: np.ndarray, *, batch_size: int, see
                 idx, seed=tf.random.experimental.stateless_fold_in(epoch_seed, position))
             for position, idx in enumerate(members)], axis=0)
 
-    return _stream(images, labels, epochs=epochs, epoch_order=epoch_order,
+    return _stream(images, labels, epochs=epochs, start_step=start_step, epoch_order=epoch_order,
                    starts=np.concatenate(starts), ends=np.concatenate(ends),
                    batch_phase=lambda epoch, b: phases[b])
 
 
 def make_pipeline(order: str, images: np.ndarray, labels: np.ndarray, *, batch_size: int,
-                  seed: int, epochs: int,
-                  class_order: tuple[int, ...] | None = None) -> tf.data.Dataset:
-    """Dispatches to the pipeline named by `order` (one of `ORDERS`)."""
+                  seed: int, epochs: int, class_order: tuple[int, ...] | None = None,
+                  start_step: int = 0) -> tf.data.Dataset:
+    """Dispatches to the pipeline named by `order` (one of `ORDERS`).
+
+    `start_step` > 0 starts the stream at that batch of the run, exactly as the
+    uninterrupted stream would have continued: how a resumed run restores its
+    input position.
+    """
     if order == "shuffled":
-        return shuffled(images, labels, batch_size=batch_size, seed=seed, epochs=epochs)
+        return shuffled(images, labels, batch_size=batch_size, seed=seed, epochs=epochs,
+                        start_step=start_step)
     if order == "sorted":
         return class_sorted(images, labels, batch_size=batch_size, seed=seed, epochs=epochs,
-                            class_order=class_order)
+                            class_order=class_order, start_step=start_step)
     raise ValueError(f"order ({order!r}) must be one of {ORDERS}")
 
 
-def _stream(images: np.ndarray, labels: np.ndarray, *, epochs: int, epoch_order,
+def _stream(images: np.ndarray, labels: np.ndarray, *, epochs: int, start_step: int, epoch_order,
             starts: np.ndarray, ends: np.ndarray, batch_phase) -> tf.data.Dataset:
     """All epochs as one stream of batch dicts.
 
     Epoch e visits the examples in `epoch_order(e)` (int32 indices); its batch b is
     `order[starts[b]:ends[b]]`, gathered from the arrays held in memory, with phase
-    `batch_phase(e, b)`. One map stage per batch and a one-thread private pool keep
+    `batch_phase(e, b)`. The stream starts at batch `start_step` of the run: the
+    order being a function of (seed, epoch), this is where the uninterrupted stream
+    would be, without replaying anything before it. One map stage per batch and a one-thread private pool keep
     the input side to about 40 microseconds a batch on two cores.
     """
     num_batches = len(starts)
@@ -142,20 +153,26 @@ def _stream(images: np.ndarray, labels: np.ndarray, *, epochs: int, epoch_order,
     starts = tf.constant(starts, tf.int64)
     ends = tf.constant(ends, tf.int64)
 
+    if not 0 <= start_step <= epochs * num_batches:
+        raise ValueError(f"start_step ({start_step}) must lie in [0, {epochs * num_batches}]")
+    first_epoch, first_batch = divmod(start_step, num_batches)
+
     def one_epoch(epoch):
         order = epoch_order(epoch)
+        # Only the first epoch of a resumed stream starts past its beginning.
+        first = tf.where(epoch == first_epoch, tf.constant(first_batch, tf.int64), 0)
 
         def batch(b, data):
             idx = order[starts[b]:ends[b]]
             return {"image": tf.gather(data[0], idx), "label": tf.gather(data[1], idx),
                     "phase": batch_phase(epoch, b)}
 
-        return tf.data.Dataset.zip(tf.data.Dataset.range(num_batches), arrays).map(batch)
+        return tf.data.Dataset.zip(tf.data.Dataset.range(first, num_batches), arrays).map(batch)
 
     options = tf.data.Options()
     options.threading.private_threadpool_size = 1  # Leave the cores to the training step.
     options.deterministic = True
-    return (tf.data.Dataset.range(epochs).flat_map(one_epoch)
+    return (tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
             .prefetch(2).with_options(options))
 
 

@@ -58,14 +58,28 @@ def test_sorted_current_class_validates_each_block_on_its_class(tmp_path):
     assert phases == expected
 
 
-def test_run_dir_holding_a_run_is_refused_unless_overwrite(tmp_path):
+def test_run_dir_holding_a_run_resumes_refuses_or_is_overwritten(tmp_path):
     config = Config(**NOISE | dict(epochs=1))
-    controller.train_and_evaluate(config, tmp_path / "run", verbose=False)
+    first = controller.train_and_evaluate(config, tmp_path / "run", verbose=False)
+    # Same settings: a finished run has nothing left to do and reports its results.
+    again = controller.train_and_evaluate(config, tmp_path / "run", verbose=False)
+    assert again["test_loss"] == first["test_loss"]
     with pytest.raises(controller.RunDirError, match="already holds a run"):
-        controller.train_and_evaluate(config, tmp_path / "run", verbose=False)
+        controller.train_and_evaluate(config, tmp_path / "run", verbose=False, resume=False)
+    other = Config(**NOISE | dict(epochs=1, learning_rate=0.02, seed=3))
+    with pytest.raises(controller.RunDirError,
+                       match=r"--learning_rate was 0.01, now 0.02, --seed was 0, now 3"):
+        controller.train_and_evaluate(other, tmp_path / "run", verbose=False)
     (tmp_path / "run" / "stale").write_text("x")
     controller.train_and_evaluate(config, tmp_path / "run", verbose=False, overwrite=True)
     assert not (tmp_path / "run" / "stale").exists()
+
+
+def test_a_run_without_checkpoint_is_not_resumed(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "events.out.tfevents.1").write_text("")
+    with pytest.raises(controller.RunDirError, match="without a checkpoint"):
+        controller.check_run_dir(tmp_path / "run", overwrite=False, resume=True)
 
 
 def test_run_dir_under_a_file_is_refused(tmp_path):

@@ -92,3 +92,19 @@ def test_bad_arguments_are_refused():
                                class_order=(0, 1, 2))
     with pytest.raises(ValueError, match="order"):
         pipelines.plan_epoch(LABELS, order="zigzag", batch_size=2)
+
+
+@pytest.mark.parametrize("order", ["shuffled", "sorted"])
+@pytest.mark.parametrize("start", [0, 1, 5, 7, 13])
+def test_a_stream_started_later_continues_the_full_stream_exactly(order, start):
+    full = _stream(pipelines.make_pipeline(order, IMAGES, LABELS, batch_size=4, seed=3,
+                                           epochs=3))
+    resumed = _stream(pipelines.make_pipeline(order, IMAGES, LABELS, batch_size=4, seed=3,
+                                              epochs=3, start_step=start))
+    assert len(resumed) == len(full) - start
+    for a, b in zip(full[start:], resumed):
+        np.testing.assert_array_equal(a[0], b[0])
+        assert a[2] == b[2]
+    with pytest.raises(ValueError, match="start_step"):
+        pipelines.make_pipeline(order, IMAGES, LABELS, batch_size=4, seed=3, epochs=3,
+                                start_step=10 ** 6)

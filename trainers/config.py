@@ -12,6 +12,9 @@ ORDERS = ("shuffled", "sorted")
 OPTIMIZERS = ("sgd", "rmsprop", "adam")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu")
 VALIDATION_SCOPES = ("all_classes", "current_class")
+# Settings a resumed run may change: they do not change what is computed.
+RESUME_FREE = ("data_dir", "epochs", "steps_per_loop", "eval_batch_size", "log_every_step",
+               "checkpoint_every_steps")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +53,9 @@ class Config:
     intra_op_threads: int = 1  # threads inside one op; 1 measured fastest here (0: TF default)
     log_every_step: bool = True  # write train loss/accuracy/phase/grad norm at every step
     eval_every_steps: int = 10  # probe + weight drift every this many steps (0: off)
+    checkpoint_every_steps: int = 500  # also checkpoint every this many steps (0: only at
+    # phase ends and at the end of the run)
+    deterministic: bool = False  # TensorFlow op determinism (bit-identical reruns, resumes)
     probe_per_class: int = 100  # held-out probe: this many test examples of every class
 
     def __post_init__(self):
@@ -63,6 +69,7 @@ class Config:
             _positive_int(name, getattr(self, name))
         _positive_int("probe_per_class", self.probe_per_class)
         for name in ("max_train_examples", "max_test_examples", "eval_every_steps",
+                     "checkpoint_every_steps",
                      "intra_op_threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} ({getattr(self, name)}) must be >= 0 (0: all)")
@@ -84,6 +91,16 @@ class Config:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    def differences(self, saved: dict) -> list[str]:
+        """Fields whose value differs from `saved` (a `to_json` dict) and change results.
+
+        How often to log, evaluate in batches or checkpoint, where the data comes from,
+        and how many epochs to run (a resumed run may be extended) are free to change.
+        """
+        mine = json.loads(self.to_json())
+        return sorted(k for k in mine.keys() | saved.keys()
+                      if k not in RESUME_FREE and mine.get(k) != saved.get(k))
 
 
 def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:

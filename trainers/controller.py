@@ -8,7 +8,9 @@ Step numbers: a value logged at step s describes the model after s updates
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,8 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from data import mnist, pipelines, splits
-from trainers import (evaluation, instruments, loop, model as model_lib, optimizers, probe,
-                      steps, tables, writers)
+from trainers import (checkpoints, evaluation, forgetting, instruments, loop,
+                      model as model_lib, optimizers, probe, steps, tables, writers)
 from trainers.config import Config
 
 
@@ -27,6 +29,18 @@ class SetupError(ValueError):
 
 class RunDirError(SetupError):
     """The run directory cannot be used; the message says why and what to do."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM stopped the run after a checkpoint; `signum`, `step` say which, where."""
+
+    def __init__(self, signum: int, step: int, message: str):
+        super().__init__(message)
+        self.signum, self.step = signum, step
+
+
+class NonFiniteError(Exception):
+    """A loss or gradient stopped being finite; no checkpoint was written after it."""
 
 
 def load_splits(config: Config) -> splits.Splits:
@@ -47,8 +61,13 @@ def load_splits(config: Config) -> splits.Splits:
         max_test_examples=config.max_test_examples, source=source)
 
 
-def check_run_dir(run_dir: Path, *, overwrite: bool) -> None:
-    """Refuses a run directory that is a file, unwritable, or already holds a run.
+def check_run_dir(run_dir: Path, *, overwrite: bool, resume: bool = False,
+                  config: Config | None = None) -> bool:
+    """Refuses a run directory that is a file, unwritable, or holds a run it cannot continue.
+
+    Returns:
+      True when `run_dir` holds a checkpointed run with a compatible config that
+      `resume` allows continuing; False when it is to be started fresh.
 
     Raises:
       RunDirError: with the reason and the way out.
@@ -61,14 +80,29 @@ def check_run_dir(run_dir: Path, *, overwrite: bool) -> None:
             if not _writable(parent):
                 raise RunDirError(f"{parent} is not writable")
             break
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
+    if not run_dir.is_dir() or not any(run_dir.iterdir()) or overwrite:
+        return False
+    if not resume:
         raise RunDirError(f"{run_dir} already holds a run: pass --overwrite to replace it, "
                           "or choose another --run_name")
+    if checkpoints.latest_step(run_dir) is None or not (run_dir / "config.json").is_file():
+        raise RunDirError(f"{run_dir} holds a run without a checkpoint to resume from: "
+                          "pass --overwrite to replace it, or choose another --run_name")
+    if config is not None:
+        saved = json.loads((run_dir / "config.json").read_text())
+        differing = config.differences(saved)
+        if differing:
+            raise RunDirError(
+                f"{run_dir} holds a run with other settings, so it cannot be resumed: "
+                + ", ".join(f"--{k} was {saved.get(k)!r}, now {getattr(config, k)!r}"
+                            for k in differing)
+                + " (pass --overwrite to start it again, or choose another --run_name)")
+    return True
 
 
 def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                        data: splits.Splits | None = None, overwrite: bool = False,
-                       verbose: bool = True) -> dict:
+                       resume: bool = True, verbose: bool = True) -> dict:
     """Trains the model of `config` and evaluates it; logs everything under `run_dir`.
 
     Args:
@@ -77,6 +111,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         and `weights/` go; None logs nothing.
       data: preloaded splits (default: `load_splits(config)`).
       overwrite: replace whatever `run_dir` holds.
+      resume: continue the checkpointed run `run_dir` holds (same settings), from its
+        latest checkpoint; False refuses a `run_dir` that holds a run.
       verbose: print the set-up, a progress bar, one line per epoch and the final table.
 
     Returns:
@@ -87,12 +123,15 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
 
     Raises:
       SetupError (RunDirError), mnist.DataError: before anything is written.
+      Interrupted: SIGINT/SIGTERM; a checkpoint was saved first.
+      NonFiniteError: a loss or gradient was NaN/Inf; the last good checkpoint stays.
     """
     say = print if verbose else (lambda *a, **k: None)
     threads_note = configure_threads(config.intra_op_threads)
+    resuming = False
     if run_dir is not None:
         run_dir = Path(run_dir)
-        check_run_dir(run_dir, overwrite=overwrite)
+        resuming = check_run_dir(run_dir, overwrite=overwrite, resume=resume, config=config)
     data = data if data is not None else load_splits(config)
     probe_set = None
     if config.eval_every_steps:
@@ -102,12 +141,14 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                                            num_classes=data.num_classes)
         except ValueError as e:
             raise SetupError(str(e)) from None
-    if run_dir is not None:
+    if run_dir is not None and not resuming:
         if overwrite and run_dir.exists():
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(config.to_json() + "\n")
 
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     tf.keras.utils.set_random_seed(config.seed)
     model = model_lib.build_mlp(
         input_dim=data.input_dim, hidden_sizes=config.hidden_sizes,
@@ -131,9 +172,28 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                                          batch_size=config.eval_batch_size,
                                          batch_splits=config.batch_splits)
     val_sets = _validation_sets(config, data)
+    state = (checkpoints.RunState(model=model, optimizer=optimizer, global_step=global_step,
+                                  drift=tools.drift if tools else None, run_dir=run_dir)
+             if run_dir is not None else None)
+    results = {"epoch_seconds": []}
+    if resuming:
+        host = state.restore_latest()
+        results = host["results"]
+        if tools and host["matrix"]:
+            tools.matrix = forgetting.AccuracyMatrix.from_dict(host["matrix"])
+    start_step = int(global_step)
+    steps_per_epoch = pipelines.plan_epoch(data.y_train, order=config.order,
+                                           batch_size=config.batch_size,
+                                           class_order=config.class_order).total_steps
+    if resuming and start_step >= config.epochs * steps_per_epoch:
+        say(f"{run_dir} already finished its {config.epochs} epochs (step {start_step}); "
+            "nothing to do (--epochs more to continue it, --overwrite to start it again)")
+        writer.close()
+        return json.loads((run_dir / "results.json").read_text())
     stream = iter(pipelines.make_pipeline(
         config.order, data.x_train, data.y_train, batch_size=config.batch_size,
-        seed=config.seed, epochs=config.epochs, class_order=config.class_order))
+        seed=config.seed, epochs=config.epochs, class_order=config.class_order,
+        start_step=start_step))
     trained_classes = tuple(sorted(set(int(c) for c in data.y_train)))
 
     if threads_note:
@@ -148,32 +208,67 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         say("  " + line)
     if run_dir is not None:
         say(f"logging to {run_dir}  (tensorboard --logdir {run_dir.parent})")
+    if resuming:
+        say(f"resuming {run_dir} from its checkpoint at step {start_step} (epoch "
+            f"{start_step // steps_per_epoch + 1}, step {start_step % steps_per_epoch} of "
+            f"{steps_per_epoch})")
+    elif run_dir is not None:
         instruments.save_weights(run_dir / "weights" / "initial.npz", model)
 
-    results = {"epoch_seconds": []}
-    with writer.as_default():
-        instruments.describe_run(writer, config, instrumented=tools is not None)
-        if tools:
-            loop.make_periodic_writer(tools.periodic, global_step,
-                                      len(model.trainable_variables))()
-        for epoch in range(config.epochs):
+    def save_checkpoint(sums):
+        if state is not None:
+            state.epoch_sums.assign(sums)
+            state.save({"results": results,
+                        "matrix": tools.matrix.to_dict() if tools else None})
+
+    stop = _StopRequests()
+    with writer.as_default(), stop:
+        if not resuming:
+            instruments.describe_run(writer, config, instrumented=tools is not None)
+            if tools:
+                loop.make_periodic_writer(tools.periodic, global_step,
+                                          len(model.trainable_variables))()
+        first_epoch, skip = divmod(start_step, steps_per_epoch)
+        for epoch in range(first_epoch, config.epochs):
             plan = pipelines.plan_epoch(data.y_train, order=config.order,
                                         batch_size=config.batch_size, epoch=epoch,
                                         class_order=config.class_order)
             bar = tf.keras.utils.Progbar(plan.total_steps, verbose=int(verbose and _tty()),
                                          stateful_metrics=["loss", "acc"])
             start = time.perf_counter()
-            sums = np.zeros(3)  # loss_sum, correct, count
+            # loss_sum, correct, count of this epoch (restored when resuming inside it).
+            sums = state.epoch_sums.numpy() if skip else np.zeros(3)
             done = 0
             for phase, phase_steps in zip(plan.phases, plan.steps):
-                if tools:
+                if skip >= phase_steps:  # A resumed run skips the phases it finished.
+                    skip -= phase_steps
+                    done += phase_steps
+                    continue
+                if tools and not skip:  # Inside a phase, the restored start counts.
                     tools.phase_start()
-                for k in _chunks(phase_steps, config.steps_per_loop):
+                done += skip
+                in_phase = skip
+                for k in _chunks(phase_steps - skip, config.steps_per_loop):
                     out = train_loop(stream, tf.constant(k, tf.int64))
                     out = {key: float(v) for key, v in out.items()}
+                    if out["first_bad_step"] >= 0:
+                        raise NonFiniteError(_non_finite_message(out, state))
                     sums += (out["loss_sum"], out["correct"], out["count"])
                     done += k
+                    in_phase += k
                     bar.update(done, [("loss", out["loss"]), ("acc", out["accuracy"])])
+                    step = int(global_step)
+                    if stop.signum is not None:
+                        save_checkpoint(sums)
+                        writer.close()
+                        raise Interrupted(stop.signum, step, (
+                            f"stopped by signal {stop.signum} at step {step}; checkpoint "
+                            f"saved: run the same command again to resume"))
+                    every = config.checkpoint_every_steps
+                    if (every and in_phase < phase_steps and step // every
+                            > (step - k) // every):
+                        save_checkpoint(sums)
+                skip = 0
                 step = int(global_step)
                 if phase in val_sets:
                     val = evaluate(*val_sets[phase])
@@ -182,6 +277,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                 if tools:
                     tools.phase_end(step=step, epoch=epoch, phase=phase,
                                     task=(phase,) if config.order == "sorted" else trained_classes)
+                if phase != plan.phases[-1]:  # The epoch end saves after its own work.
+                    save_checkpoint(sums)
             test = evaluate(data.x_test, data.y_test)
             train_loss, train_accuracy = sums[0] / sums[2], sums[1] / sums[2]
             if tools:
@@ -195,11 +292,10 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
             traces = _tracing_counts(train_loop, evaluate, tools)
             writer.write_scalars(step, {f"tracing/{k}": v for k, v in traces.items()})
             for name, count in traces.items():
-                if epoch > 0 and count > results["tracing"][name]:
+                if epoch > first_epoch and count > results["tracing"][name]:
                     say(f"warning: {name} was traced again in epoch {epoch + 1} ({count} traces):"
                         " an input changed shape or dtype, or a Python value changed")
             results["tracing"] = traces
-            writer.flush()
             results["epoch_seconds"].append(seconds)
             results.update(train_loss=train_loss, train_accuracy=train_accuracy)
             val_text = (f" | val loss {results['val_loss']:.4f} acc {results['val_accuracy']:.4f}"
@@ -207,6 +303,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
             say(f"epoch {epoch + 1}/{config.epochs} step {step}: train loss {train_loss:.4f} "
                 f"acc {train_accuracy:.4f}{val_text} | test loss {test.loss:.4f} "
                 f"acc {test.accuracy:.4f} | {seconds:.1f} s", flush=True)
+            save_checkpoint(np.zeros(3))
+            writer.flush()
         final = tools.summary() if tools else None
         writer.write_scalars(step, {
             "final/test_accuracy": test.accuracy,
@@ -231,6 +329,44 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         say(f"forgetting on the probe: average {final['average_forgetting']:.4f}, "
             f"BWT {final['bwt']:+.4f}")
     return results
+
+
+class _StopRequests:
+    """Turns the first SIGINT/SIGTERM into a request to stop after the current loop call.
+
+    A second SIGINT (Ctrl-C) is not caught: it interrupts at once, leaving the last
+    checkpoint as it was. Handlers are only installed in the main thread.
+    """
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def _request(self, signum, frame):
+        del frame
+        self.signum = signum
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print(f"\nsignal {signum}: stopping after the current steps and saving a checkpoint "
+              "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._request)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        return False
+
+
+def _non_finite_message(out: dict, state) -> str:
+    what = "loss" if out["bad_kind"] == 0 else "gradient"
+    last = state.manager.latest_checkpoint if state is not None else None
+    return (f"the {what} is not finite (NaN or Inf) at step {int(out['first_bad_step'])}; "
+            "training stopped, nothing saved after it"
+            + (f"; the last good checkpoint is {last}" if last else ""))
 
 
 def configure_threads(intra_op_threads: int) -> str | None:

@@ -55,6 +55,19 @@ class AccuracyMatrix:
                 "average_forgetting": average_forgetting(self.matrix, seen),
                 "bwt": backward_transfer(self.matrix, self.tasks)}
 
+    def to_dict(self) -> dict:
+        """JSON-ready state (for checkpoints); `from_dict` rebuilds it."""
+        return {"num_classes": self.num_classes, "rows": [list(map(float, r)) for r in self.rows],
+                "tasks": [list(t) for t in self.tasks], "steps": self.steps,
+                "epochs": self.epochs, "phases": self.phases}
+
+    @classmethod
+    def from_dict(cls, state: dict) -> "AccuracyMatrix":
+        return cls(num_classes=state["num_classes"],
+                   rows=[np.array(r, np.float64) for r in state["rows"]],
+                   tasks=[tuple(t) for t in state["tasks"]], steps=list(state["steps"]),
+                   epochs=list(state["epochs"]), phases=list(state["phases"]))
+
     def to_csv(self) -> str:
         """step, epoch, phase, class_0, ..., one line per row."""
         head = ",".join(["step", "epoch", "phase"] + [f"class_{c}"

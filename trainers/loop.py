@@ -30,17 +30,29 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
     Returns:
       A compiled function. Pass `num_steps` as an int64 tensor so that every call
       reuses one trace. It returns `loss_sum` and `correct` (example-weighted sums),
-      `count` (examples seen), and `loss`, `accuracy` of the last step.
+      `count` (examples seen), `loss`, `accuracy` of the last step, and
+      `first_bad_step` (-1 while every loss and gradient was finite) with `bad_kind`
+      (0: the loss, 1: a gradient).
       `train_loop.experimental_get_tracing_count()` tells how often it was traced.
     """
     if every_n_steps < 0:
         raise ValueError(f"every_n_steps ({every_n_steps}) must be >= 0")
     k = every_n_steps if periodic is not None else 0
+    # Non-finite guard, in the graph: the first step whose loss (0) or gradient (1) is
+    # not finite is remembered here and returned; the host stops after the call.
+    first_bad = tf.Variable(-1, dtype=tf.int64, trainable=False, name="first_bad_step")
+    bad_kind = tf.Variable(-1, dtype=tf.int64, trainable=False, name="bad_kind")
 
     def one_step(iterator, sums):
         """One step; `sums` = (loss_sum, correct, count, loss, accuracy) carried along."""
         loss_sum, correct, count, _, _ = sums
         metrics = train_step(next(iterator))
+        loss_ok = tf.math.is_finite(metrics["loss"])
+        new_bad = tf.logical_and(first_bad < 0, tf.logical_not(
+            tf.logical_and(loss_ok, tf.math.is_finite(metrics["grad_norm"]))))
+        first_bad.assign(tf.where(new_bad, global_step, first_bad))
+        bad_kind.assign(tf.where(new_bad, tf.where(loss_ok, tf.constant(1, tf.int64), 0),
+                                 bad_kind))
         if log_every_step:
             writers.scalars_in_graph(global_step, {
                 "train/loss": metrics["loss"], "train/accuracy": metrics["accuracy"],
@@ -82,7 +94,8 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
                     writers.scalars_in_graph(global_step, periodic(metrics))
         loss_sum, correct, count, loss, accuracy = sums
         return {"loss_sum": loss_sum, "correct": correct, "count": count, "loss": loss,
-                "accuracy": accuracy}
+                "accuracy": accuracy, "first_bad_step": first_bad.read_value(),
+                "bad_kind": bad_kind.read_value()}
 
     return train_loop
 

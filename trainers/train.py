@@ -77,6 +77,15 @@ _EVAL_EVERY_STEPS = flags.DEFINE_integer(
 _PROBE_PER_CLASS = flags.DEFINE_integer(
     "probe_per_class", 100, "Held-out probe size: this many test examples of every class "
     "(never trained on).", lower_bound=1)
+_CHECKPOINT_EVERY = flags.DEFINE_integer(
+    "checkpoint_every_steps", 500, "Checkpoint every this many steps, besides every phase end "
+    "and the end of the run (0: only those).", lower_bound=0)
+_DETERMINISTIC = flags.DEFINE_boolean(
+    "deterministic", False, "TensorFlow op determinism: reruns and resumed runs give "
+    "bit-identical weights and logged values.")
+_RESUME = flags.DEFINE_boolean(
+    "resume", True, "If the run directory holds a checkpointed run with the same settings, "
+    "continue it from its latest checkpoint (--noresume refuses to touch it).")
 _LOGDIR = flags.DEFINE_string("logdir", "logs", "TensorBoard root: runs go to LOGDIR/RUN_NAME.")
 _RUN_NAME = flags.DEFINE_string("run_name", None, "Run directory under --logdir (default: "
                                 "DATASET_ORDER_TIMESTAMP).")
@@ -116,7 +125,8 @@ def config_from_flags() -> config_lib.Config:
         seed=_SEED.value, steps_per_loop=_STEPS_PER_LOOP.value,
         eval_batch_size=_EVAL_BATCH_SIZE.value, log_every_step=_LOG_EVERY_STEP.value,
         eval_every_steps=_EVAL_EVERY_STEPS.value, probe_per_class=_PROBE_PER_CLASS.value,
-        intra_op_threads=_INTRA_OP_THREADS.value, batch_splits=_BATCH_SPLITS.value)
+        intra_op_threads=_INTRA_OP_THREADS.value, batch_splits=_BATCH_SPLITS.value,
+        checkpoint_every_steps=_CHECKPOINT_EVERY.value, deterministic=_DETERMINISTIC.value)
 
 
 def main(argv):
@@ -134,9 +144,12 @@ def main(argv):
 
     try:
         controller.train_and_evaluate(config, Path(_LOGDIR.value) / run_name,
-                                      overwrite=_OVERWRITE.value)
-    except (DataError, controller.SetupError) as e:
+                                      overwrite=_OVERWRITE.value, resume=_RESUME.value)
+    except (DataError, controller.SetupError, controller.NonFiniteError) as e:
         sys.exit(f"error: {e}")
+    except controller.Interrupted as e:
+        print(e, file=sys.stderr)
+        sys.exit(128 + e.signum)
 
 
 def run():
