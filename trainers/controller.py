@@ -185,7 +185,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     steps_per_epoch = pipelines.plan_epoch(data.y_train, order=config.order,
                                            batch_size=config.batch_size,
                                            class_order=config.class_order).total_steps
-    if resuming and start_step >= config.epochs * steps_per_epoch:
+    if (resuming and start_step >= config.epochs * steps_per_epoch
+            and (run_dir / "results.json").is_file()):
         say(f"{run_dir} already finished its {config.epochs} epochs (step {start_step}); "
             "nothing to do (--epochs more to continue it, --overwrite to start it again)")
         writer.close()
@@ -217,6 +218,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
 
     def save_checkpoint(sums):
         if state is not None:
+            writer.flush()  # Events up to the checkpoint are on disk with it.
             state.epoch_sums.assign(sums)
             state.save({"results": results,
                         "matrix": tools.matrix.to_dict() if tools else None})
@@ -229,6 +231,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                 loop.make_periodic_writer(tools.periodic, global_step,
                                           len(model.trainable_variables))()
         first_epoch, skip = divmod(start_step, steps_per_epoch)
+        test = None  # Stays None only when resuming a run killed while finishing.
         for epoch in range(first_epoch, config.epochs):
             plan = pipelines.plan_epoch(data.y_train, order=config.order,
                                         batch_size=config.batch_size, epoch=epoch,
@@ -248,7 +251,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                     tools.phase_start()
                 done += skip
                 in_phase = skip
-                for k in _chunks(phase_steps - skip, config.steps_per_loop):
+                for k in _chunks(phase_steps - skip, config.steps_per_loop,
+                                 start=int(global_step), every=config.checkpoint_every_steps):
                     out = train_loop(stream, tf.constant(k, tf.int64))
                     out = {key: float(v) for key, v in out.items()}
                     if out["first_bad_step"] >= 0:
@@ -265,8 +269,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                             f"stopped by signal {stop.signum} at step {step}; checkpoint "
                             f"saved: run the same command again to resume"))
                     every = config.checkpoint_every_steps
-                    if (every and in_phase < phase_steps and step // every
-                            > (step - k) // every):
+                    if every and in_phase < phase_steps and step % every == 0:
                         save_checkpoint(sums)
                 skip = 0
                 step = int(global_step)
@@ -305,6 +308,9 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                 f"acc {test.accuracy:.4f} | {seconds:.1f} s", flush=True)
             save_checkpoint(np.zeros(3))
             writer.flush()
+        step = int(global_step)
+        if test is None:
+            test = evaluate(data.x_test, data.y_test)
         final = tools.summary() if tools else None
         writer.write_scalars(step, {
             "final/test_accuracy": test.accuracy,
@@ -415,10 +421,19 @@ def _validation_sets(config: Config, data: splits.Splits) -> dict:
     return {p: (data.x_val, data.y_val) for p in phases}
 
 
-def _chunks(total: int, size: int):
-    """Yields chunk lengths of at most `size` that add up to `total`."""
-    for start in range(0, total, size):
-        yield min(size, total - start)
+def _chunks(total: int, size: int, *, start: int = 0, every: int = 0):
+    """Yields chunk lengths of at most `size` that add up to `total`.
+
+    With `every` > 0, no chunk crosses a multiple of `every` (counting from global
+    step `start`), so checkpoints land exactly on those steps.
+    """
+    done = 0
+    while done < total:
+        k = min(size, total - done)
+        if every:
+            k = min(k, every - (start + done) % every)
+        yield k
+        done += k
 
 
 def _floats(a: np.ndarray) -> list:

@@ -1,0 +1,128 @@
+"""Nothing lost: killed and resumed runs equal straight runs; signals and NaNs stop cleanly.
+
+Subprocesses, because a process has to die. Real MNIST (600 images per class
+block at most), the tutorial's 784-150-100-10 model with dropout, batch 10.
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import REPO, read_events
+from trainers import checkpoints
+
+RUN = ["--max_train_examples=3000", "--max_test_examples=1000", "--probe_per_class=50",
+       "--batch_size=10", "--epochs=2", "--checkpoint_every_steps=10", "--deterministic",
+       "--eval_every_steps=10"]
+
+
+def _command(logdir, name, *extra):
+    return [sys.executable, "-m", "trainers.train", *RUN, f"--logdir={logdir}",
+            f"--run_name={name}", *extra]
+
+
+def _run(logdir, name, *extra, timeout=300):
+    return subprocess.run(_command(logdir, name, *extra), cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, env=os.environ | {"PYTHONPATH": str(REPO)})
+
+
+def _boundaries(run_dir):
+    """Steps at which a phase ends, from the logged per-step phases."""
+    phases = read_events(run_dir)["train/phase"]
+    return {s for s in phases if s > 0 and phases[s] != phases[s - 1]}
+
+
+def _checkpoint_tensors(run_dir):
+    reader = tf.train.load_checkpoint(str(run_dir / checkpoints.CHECKPOINT_DIR))
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if "save_counter" not in k and "host_state" not in k}
+
+
+@pytest.mark.parametrize("order", ["sorted", "shuffled"])
+def test_sigkill_inside_a_block_then_resume_is_bit_identical(tmp_path, real_mnist, order):
+    straight = _run(tmp_path, "straight", f"--order={order}")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    boundaries = _boundaries(tmp_path / "straight")
+    total = json.loads((tmp_path / "straight" / "results.json").read_text())["steps"]
+    # Kill the second run right after a checkpoint that is not at a phase end appears.
+    ckpt_dir = tmp_path / "killed" / checkpoints.CHECKPOINT_DIR
+    proc = subprocess.Popen(_command(tmp_path, "killed", f"--order={order}"), cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=os.environ | {"PYTHONPATH": str(REPO)})
+    random_after = random.Random().randint(1, 20)  # a different inside-block point each time
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        step = checkpoints.latest_step(tmp_path / "killed") if ckpt_dir.exists() else None
+        if step is not None and random_after <= step < total - 50 and step not in boundaries:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    resume_step = checkpoints.latest_step(tmp_path / "killed")
+    assert resume_step not in boundaries and resume_step > 0  # inside a block
+
+    resumed = _run(tmp_path, "killed", f"--order={order}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming {tmp_path / 'killed'} from its checkpoint at step {resume_step}" \
+        in resumed.stdout
+    # Final weights and optimizer slots: bit-identical.
+    a, b = _checkpoint_tensors(tmp_path / "straight"), _checkpoint_tensors(tmp_path / "killed")
+    assert a.keys() == b.keys() and any("optimizer" in k for k in a)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    # Per-step losses after the resume point (latest value of a step wins): identical.
+    ea, eb = read_events(tmp_path / "straight"), read_events(tmp_path / "killed")
+    for tag in ("train/loss", "probe/accuracy/class_0", "drift/from_phase_start/model"):
+        after = [s for s in sorted(ea[tag]) if s >= resume_step]
+        assert after and after == [s for s in sorted(eb[tag]) if s >= resume_step]
+        assert [ea[tag][s] for s in after] == [eb[tag][s] for s in after], tag
+    assert sorted(eb["train/loss"]) == list(range(total))  # every step present once
+    ra = json.loads((tmp_path / "straight" / "results.json").read_text())
+    rb = json.loads((tmp_path / "killed" / "results.json").read_text())
+    assert ra["test_accuracy"] == rb["test_accuracy"]
+    assert ra["average_forgetting"] == rb["average_forgetting"]
+
+
+def test_sigterm_saves_a_checkpoint_flushes_and_resumes(tmp_path, real_mnist):
+    proc = subprocess.Popen(_command(tmp_path, "run", "--order=sorted"), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ | {"PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 240
+    while checkpoints.latest_step(tmp_path / "run") is None if (
+            tmp_path / "run" / checkpoints.CHECKPOINT_DIR).exists() else True:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM
+    line = [x for x in err.splitlines() if x.startswith("stopped by signal 15 at step")]
+    assert len(line) == 1 and "run the same command again to resume" in line[0]
+    step = int(line[0].split("at step ")[1].split(";")[0])
+    assert checkpoints.latest_step(tmp_path / "run") == step
+    assert max(read_events(tmp_path / "run")["train/loss"]) == step - 1  # flushed
+    resumed = _run(tmp_path, "run", "--order=sorted")
+    assert resumed.returncode == 0 and f"from its checkpoint at step {step}" in resumed.stdout
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, real_mnist):
+    proc = _run(tmp_path, "nan", "--order=sorted", "--learning_rate=1e30")
+    assert proc.returncode == 1
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and "is not finite (NaN or Inf) at step" in errors[0]
+    bad_step = int(errors[0].split("at step ")[1].split(";")[0])
+    assert "Traceback" not in proc.stderr
+    latest = checkpoints.latest_step(tmp_path / "nan")
+    assert latest is None or latest <= bad_step
+    if latest is not None:
+        for key, value in _checkpoint_tensors(tmp_path / "nan").items():
+            if value.dtype.kind == "f":
+                assert np.all(np.isfinite(value)), key
