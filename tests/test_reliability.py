@@ -126,3 +126,28 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, real
         for key, value in _checkpoint_tensors(tmp_path / "nan").items():
             if value.dtype.kind == "f":
                 assert np.all(np.isfinite(value)), key
+
+
+def test_kill_while_a_checkpoint_is_written_leaves_the_previous_one(tmp_path, real_mnist):
+    """The test-only pause holds the process after a checkpoint's files are written and
+    before the index names it; SIGKILL there must leave the previous one as latest."""
+    proc = subprocess.Popen(_command(tmp_path, "run", "--order=sorted"), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=os.environ | {"PYTHONPATH": str(REPO),
+                                              "TAPELOOP_TEST_SAVE_PAUSE": "0.5"})
+    written = []
+    for line in proc.stdout:
+        if line.startswith("checkpoint files written:"):
+            written.append(line.split(": ", 1)[1].strip())
+            if len(written) == 3:  # Kill inside the third save.
+                proc.send_signal(signal.SIGKILL)
+                break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    latest = tf.train.latest_checkpoint(str(tmp_path / "run" / checkpoints.CHECKPOINT_DIR))
+    assert latest == written[1]  # the interrupted third one is not the latest
+    assert os.path.exists(written[2] + ".index")  # its files were there, half-saved
+    resumed = _run(tmp_path, "run", "--order=sorted")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    step = int(written[1].rsplit("-", 1)[1])
+    assert f"from its checkpoint at step {step}" in resumed.stdout

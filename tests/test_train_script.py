@@ -108,3 +108,46 @@ def test_help_describes_every_flag():
                  "batch_size", "epochs", "data_dir", "steps_per_loop", "logdir", "run_name"):
         assert f"--{flag}" in text
     assert "(no help available)" not in text
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--steps_per_loop=0", "steps_per_loop"),
+    ("--eval_every_steps=-1", "eval_every_steps"),
+    ("--checkpoint_every_steps=-5", "checkpoint_every_steps"),
+    ("--batch_splits=0", "batch_splits"),
+    ("--probe_per_class=2000", "probe_per_class (2000) exceeds what the test split allows"),
+])
+def test_more_bad_values_exit_with_one_line_and_create_nothing(tmp_path, flag, message,
+                                                               real_mnist):
+    logdir = tmp_path / "logs"
+    proc = _train(flag, "--max_train_examples=300", f"--logdir={logdir}", "--run_name=r",
+                  timeout=120)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-1500:]
+    assert "Traceback" not in proc.stderr
+    assert not logdir.exists()
+
+
+def test_log_directory_that_is_a_file_or_cannot_be_written(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    for logdir, message in ((tmp_path / "afile", "is a file, not a directory"),
+                            ("/proc/tapeloop-logs", "cannot be created or written")):
+        proc = _train("--dataset=noise", f"--logdir={logdir}", "--run_name=r", timeout=120)
+        errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+        assert proc.returncode == 1 and len(errors) == 1 and message in errors[0], \
+            proc.stderr[-1500:]
+        assert "Traceback" not in proc.stderr
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_run_directory_holding_an_incompatible_run_is_left_alone(tmp_path):
+    first = _train("--dataset=noise", "--epochs=1", f"--logdir={tmp_path}", "--run_name=r")
+    assert first.returncode == 0, first.stderr[-1500:]
+    before = sorted((p.relative_to(tmp_path), p.stat().st_mtime)
+                    for p in tmp_path.rglob("*"))
+    proc = _train("--dataset=noise", "--epochs=1", "--learning_rate=0.5", "--order=sorted",
+                  f"--logdir={tmp_path}", "--run_name=r")
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert proc.returncode == 1 and len(errors) == 1, proc.stderr[-1500:]
+    assert "--learning_rate was 0.001, now 0.5" in errors[0] and "--order was" in errors[0]
+    assert sorted((p.relative_to(tmp_path), p.stat().st_mtime)
+                  for p in tmp_path.rglob("*")) == before

@@ -15,6 +15,8 @@ previous checkpoint the latest one.
 """
 
 import json
+import os
+import time
 from pathlib import Path
 
 import tensorflow as tf
@@ -39,11 +41,23 @@ class RunState:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(Path(run_dir) / CHECKPOINT_DIR), max_to_keep=max_to_keep)
         self._global_step = global_step
+        # Test-only hook: pause after a checkpoint's files are written and before the
+        # manager's own callback updates the index, so a test can kill the process in
+        # the middle of a save.
+        self._options = None
+        delay = float(os.environ.get("TAPELOOP_TEST_SAVE_PAUSE", "0"))
+        if delay > 0:
+            def pause(save_path):
+                print(f"checkpoint files written: {save_path}", flush=True)
+                time.sleep(delay)
+
+            self._options = tf.train.CheckpointOptions(experimental_write_callbacks=[pause])
 
     def save(self, host_state: dict) -> str:
         """Saves everything, with `host_state` (JSON-serialisable); returns the path."""
         self._host.assign(json.dumps(host_state))
-        return self.manager.save(checkpoint_number=int(self._global_step))
+        return self.manager.save(checkpoint_number=int(self._global_step),
+                                 options=self._options)
 
     def restore_latest(self) -> dict | None:
         """Restores the latest checkpoint; returns its host state, or None if there is none."""

@@ -142,10 +142,14 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         except ValueError as e:
             raise SetupError(str(e)) from None
     if run_dir is not None and not resuming:
-        if overwrite and run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(config.to_json() + "\n")
+        try:
+            if overwrite and run_dir.exists():
+                shutil.rmtree(run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.json").write_text(config.to_json() + "\n")
+        except OSError as e:
+            raise RunDirError(f"{run_dir} cannot be created or written: "
+                              f"{e.strerror or e}") from None
 
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
