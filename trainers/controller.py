@@ -189,7 +189,12 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     steps_per_epoch = pipelines.plan_epoch(data.y_train, order=config.order,
                                            batch_size=config.batch_size,
                                            class_order=config.class_order).total_steps
-    if (resuming and start_step >= config.epochs * steps_per_epoch
+    if resuming and start_step > config.epochs * steps_per_epoch:
+        writer.close()
+        raise SetupError(f"{run_dir} is at step {start_step}, past the {config.epochs} epochs "
+                         f"asked for ({config.epochs * steps_per_epoch} steps): pass more "
+                         "--epochs to continue it, or --overwrite to start it again")
+    if (resuming and start_step == config.epochs * steps_per_epoch
             and (run_dir / "results.json").is_file()):
         say(f"{run_dir} already finished its {config.epochs} epochs (step {start_step}); "
             "nothing to do (--epochs more to continue it, --overwrite to start it again)")
