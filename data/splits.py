@@ -19,6 +19,10 @@ class Splits:
     y_test: np.ndarray  # int32 (T,)
     num_classes: int  # labels lie in 0..num_classes-1
     source: str  # where the data came from, for the log
+    # MNIST only: the training images as uint8 pixels (N, D) and the mean subtracted,
+    # x_train == pixels / 255 - mean exactly; pipelines hold these 4x smaller arrays.
+    train_pixels: np.ndarray | None = None
+    pixel_mean: np.ndarray | None = None
 
     @property
     def input_dim(self) -> int:
@@ -62,10 +66,16 @@ def mnist_splits(m: mnist.Mnist, *, validation_split: float, max_train_examples:
         x_train, y_train = x_train[:max_train_examples], y_train[:max_train_examples]
     if max_test_examples > 0:
         x_test, y_test = x_test[:max_test_examples], y_test[:max_test_examples]
-    x_train, x_test = preprocess.subtract_mean(
-        preprocess.flatten_and_scale(x_train), preprocess.flatten_and_scale(x_test))
-    return _split(x_train, y_train.astype(np.int32), x_test, y_test.astype(np.int32),
-                  validation_split=validation_split, num_classes=10, source=source)
+    pixels = x_train.reshape(len(x_train), -1)
+    x_train = preprocess.flatten_and_scale(x_train)
+    x_test = preprocess.flatten_and_scale(x_test)
+    mean = preprocess.mean_image(x_train)  # of the whole training split, as the tutorial
+    x_train -= mean
+    x_test -= mean
+    s = _split(x_train, y_train.astype(np.int32), x_test, y_test.astype(np.int32),
+               validation_split=validation_split, num_classes=10, source=source)
+    train, _ = holdout(y_train, validation_split)
+    return dataclasses.replace(s, train_pixels=pixels[train], pixel_mean=mean)
 
 
 def noise_splits(*, num_examples: int, input_dim: int, num_classes: int,

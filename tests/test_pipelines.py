@@ -108,3 +108,21 @@ def test_a_stream_started_later_continues_the_full_stream_exactly(order, start):
     with pytest.raises(ValueError, match="start_step"):
         pipelines.make_pipeline(order, IMAGES, LABELS, batch_size=4, seed=3, epochs=3,
                                 start_step=10 ** 6)
+
+
+def test_pixel_batches_equal_the_preprocessed_arrays_bit_for_bit(real_mnist):
+    from data import splits
+
+    s = splits.mnist_splits(real_mnist, validation_split=0.1, max_train_examples=2000)
+    assert s.train_pixels.dtype == np.uint8 and s.train_pixels.shape == s.x_train.shape
+    for order in ("shuffled", "sorted"):
+        floats = pipelines.make_pipeline(order, s.x_train, s.y_train, batch_size=64, seed=1,
+                                         epochs=1)
+        pixels = pipelines.make_pipeline(order, s.train_pixels, s.y_train, batch_size=64,
+                                         seed=1, epochs=1, pixel_mean=s.pixel_mean)
+        for a, b in zip(floats, pixels):
+            np.testing.assert_array_equal(a["image"].numpy(), b["image"].numpy())
+            np.testing.assert_array_equal(a["label"].numpy(), b["label"].numpy())
+    with pytest.raises(ValueError, match="must be uint8"):
+        pipelines.shuffled(s.x_train, s.y_train, batch_size=4, seed=0, epochs=1,
+                           pixel_mean=s.pixel_mean)
