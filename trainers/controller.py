@@ -39,6 +39,14 @@ class Interrupted(Exception):
         self.signum, self.step = signum, step
 
 
+class StoppedAfter(Exception):
+    """`stop_after_steps` was reached: a checkpoint was saved; `step` says where."""
+
+    def __init__(self, step: int, message: str):
+        super().__init__(message)
+        self.step = step
+
+
 class NonFiniteError(Exception):
     """A loss or gradient stopped being finite; no checkpoint was written after it."""
 
@@ -102,7 +110,8 @@ def check_run_dir(run_dir: Path, *, overwrite: bool, resume: bool = False,
 
 def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                        data: splits.Splits | None = None, overwrite: bool = False,
-                       resume: bool = True, verbose: bool = True) -> dict:
+                       resume: bool = True, verbose: bool = True, stop_after_steps: int = 0,
+                       profile_steps: tuple[int, int] | None = None) -> dict:
     """Trains the model of `config` and evaluates it; logs everything under `run_dir`.
 
     Args:
@@ -113,6 +122,10 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
       overwrite: replace whatever `run_dir` holds.
       resume: continue the checkpointed run `run_dir` holds (same settings), from its
         latest checkpoint; False refuses a `run_dir` that holds a run.
+      stop_after_steps: > 0: stop once the global step reaches it, after saving a
+        checkpoint (raises `StoppedAfter`); rerunning continues from there.
+      profile_steps: (A, B): a TensorFlow profiler trace of steps A..B, written to
+        `run_dir/plugins/profile` for TensorBoard's Profile tab.
       verbose: print the set-up, a progress bar, one line per epoch and the final table.
 
     Returns:
@@ -125,7 +138,12 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
       SetupError (RunDirError), mnist.DataError: before anything is written.
       Interrupted: SIGINT/SIGTERM; a checkpoint was saved first.
       NonFiniteError: a loss or gradient was NaN/Inf; the last good checkpoint stays.
+      StoppedAfter: `stop_after_steps` reached; a checkpoint was saved.
     """
+    if profile_steps is not None and not 0 <= profile_steps[0] < profile_steps[1]:
+        raise SetupError(f"profile_steps ({profile_steps}) must be two steps A < B")
+    if stop_after_steps < 0:
+        raise SetupError(f"stop_after_steps ({stop_after_steps}) must be >= 0")
     say = print if verbose else (lambda *a, **k: None)
     threads_note = configure_threads(config.intra_op_threads)
     resuming = False
@@ -242,6 +260,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                 loop.make_periodic_writer(tools.periodic, global_step,
                                           len(model.trainable_variables))()
         first_epoch, skip = divmod(start_step, steps_per_epoch)
+        cuts = tuple(c for c in (stop_after_steps, *(profile_steps or ())) if c > start_step)
         test = None  # Stays None only when resuming a run killed while finishing.
         for epoch in range(first_epoch, config.epochs):
             plan = pipelines.plan_epoch(data.y_train, order=config.order,
@@ -263,7 +282,10 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                 done += skip
                 in_phase = skip
                 for k in _chunks(phase_steps - skip, config.steps_per_loop,
-                                 start=int(global_step), every=config.checkpoint_every_steps):
+                                 start=int(global_step), every=config.checkpoint_every_steps,
+                                 cuts=cuts):
+                    if profile_steps and int(global_step) == profile_steps[0]:
+                        tf.profiler.experimental.start(str(run_dir or "."))
                     out = train_loop(stream, tf.constant(k, tf.int64))
                     out = {key: float(v) for key, v in out.items()}
                     if out["first_bad_step"] >= 0:
@@ -279,6 +301,16 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                         raise Interrupted(stop.signum, step, (
                             f"stopped by signal {stop.signum} at step {step}; checkpoint "
                             f"saved: run the same command again to resume"))
+                    if profile_steps and step == profile_steps[1]:
+                        tf.profiler.experimental.stop()
+                        say(f"profiler trace of steps {profile_steps[0]}-{step} written to "
+                            f"{run_dir or '.'}/plugins/profile")
+                    if step == stop_after_steps:
+                        save_checkpoint(sums)
+                        writer.close()
+                        raise StoppedAfter(step, (
+                            f"stopped after step {step} as asked (checkpoint saved); run the "
+                            "same command without --stop_after_steps to continue"))
                     every = config.checkpoint_every_steps
                     if every and in_phase < phase_steps and step % every == 0:
                         save_checkpoint(sums)
@@ -432,17 +464,21 @@ def _validation_sets(config: Config, data: splits.Splits) -> dict:
     return {p: (data.x_val, data.y_val) for p in phases}
 
 
-def _chunks(total: int, size: int, *, start: int = 0, every: int = 0):
+def _chunks(total: int, size: int, *, start: int = 0, every: int = 0, cuts=()):
     """Yields chunk lengths of at most `size` that add up to `total`.
 
     With `every` > 0, no chunk crosses a multiple of `every` (counting from global
-    step `start`), so checkpoints land exactly on those steps.
+    step `start`), so checkpoints land exactly on those steps; nor does any chunk
+    cross a global step listed in `cuts` (where to stop, or start profiling).
     """
     done = 0
     while done < total:
         k = min(size, total - done)
         if every:
             k = min(k, every - (start + done) % every)
+        for cut in cuts:
+            if start + done < cut < start + done + k:
+                k = cut - (start + done)
         yield k
         done += k
 

@@ -8,7 +8,7 @@ import datetime
 import sys
 from pathlib import Path
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from trainers import config as config_lib
 
@@ -86,6 +86,18 @@ _DETERMINISTIC = flags.DEFINE_boolean(
 _RESUME = flags.DEFINE_boolean(
     "resume", True, "If the run directory holds a checkpointed run with the same settings, "
     "continue it from its latest checkpoint (--noresume refuses to touch it).")
+_STOP_AFTER = flags.DEFINE_integer(
+    "stop_after_steps", 0, "Run until the global step reaches N, save a checkpoint and stop "
+    "(exit 0); the same command without this flag continues from N. 0: off.", lower_bound=0)
+_PROFILE_STEPS = flags.DEFINE_list(
+    "profile_steps", None, "A,B: record a TensorFlow profiler trace of steps A to B into the "
+    "run directory (view it in TensorBoard's Profile tab; pip install 'tapeloop[profile]').")
+_RUN_EAGERLY = flags.DEFINE_boolean(
+    "run_eagerly", False, "Run the very same step functions without tf.function, so print(), "
+    "pdb breakpoints and Python asserts work inside a step (slow).")
+_CHECK_NUMERICS = flags.DEFINE_boolean(
+    "check_numerics", False, "tf.debugging.enable_check_numerics(): stop at the first op that "
+    "produces a NaN or Inf, naming it (slow).")
 _LOGDIR = flags.DEFINE_string("logdir", "logs", "TensorBoard root: runs go to LOGDIR/RUN_NAME.")
 _RUN_NAME = flags.DEFINE_string("run_name", None, "Run directory under --logdir (default: "
                                 "DATASET_ORDER_TIMESTAMP).")
@@ -101,6 +113,12 @@ def _positive_learning_rate(value):
                  "e.g. 150,100")
 def _hidden_sizes_ok(value):
     return bool(value) and all(v.strip().isdigit() and int(v) > 0 for v in value)
+
+
+@flags.validator("profile_steps", "--profile_steps must be two steps A,B with 0 <= A < B")
+def _profile_steps_ok(value):
+    return value is None or (len(value) == 2 and all(v.strip().isdigit() for v in value)
+                             and int(value[0]) < int(value[1]))
 
 
 @flags.validator("class_order", "--class_order must be comma-separated class ids, each once")
@@ -142,11 +160,30 @@ def main(argv):
     from data.mnist import DataError
     from trainers import controller
 
+    import tensorflow as tf
+
+    logging.set_verbosity(logging.WARNING)  # TensorFlow logs every checkpoint save at INFO.
+    if _RUN_EAGERLY.value:
+        tf.config.run_functions_eagerly(True)
+    if _CHECK_NUMERICS.value:
+        tf.debugging.enable_check_numerics()
     try:
-        controller.train_and_evaluate(config, Path(_LOGDIR.value) / run_name,
-                                      overwrite=_OVERWRITE.value, resume=_RESUME.value)
+        controller.train_and_evaluate(
+            config, Path(_LOGDIR.value) / run_name, overwrite=_OVERWRITE.value,
+            resume=_RESUME.value, stop_after_steps=_STOP_AFTER.value,
+            profile_steps=tuple(int(v) for v in _PROFILE_STEPS.value)
+            if _PROFILE_STEPS.value else None)
     except (DataError, controller.SetupError, controller.NonFiniteError) as e:
         sys.exit(f"error: {e}")
+    except controller.StoppedAfter as e:
+        print(e)
+    except tf.errors.InvalidArgumentError as e:
+        if not _CHECK_NUMERICS.value:
+            raise
+        lines = e.message.splitlines()
+        found = ([x.strip() for x in lines if "Infinity or NaN" in x]
+                 + [x.strip() for x in lines if "Detected" in x])
+        sys.exit(f"error: check_numerics: {found[0] if found else e.message.splitlines()[0]}")
     except controller.Interrupted as e:
         print(e, file=sys.stderr)
         sys.exit(128 + e.signum)
