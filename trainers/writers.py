@@ -5,7 +5,6 @@
 default (`with writer.as_default():` around the call).
 """
 
-import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
