@@ -13,6 +13,18 @@ def cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
 
 
+def correct_predictions(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """1.0 where the arg-max logit is the label, else 0.0 (float32, per example)."""
+    return tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), labels), tf.float32)
+
+
+def split_batch(images: tf.Tensor, labels: tf.Tensor, parts: int) -> list:
+    """Cuts a batch into `parts` near-equal (images, labels) pieces (some may be empty)."""
+    n = tf.size(labels)
+    sizes = tf.stack([(n + parts - 1 - i) // parts for i in range(parts)])
+    return list(zip(tf.split(images, sizes, num=parts), tf.split(labels, sizes, num=parts)))
+
+
 def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimizer, *,
                     batch_splits: int = 1):
     """Returns `train_step(batch) -> metrics` that updates `model` once.
@@ -47,24 +59,18 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
 
     def train_step(batch):
         images, labels = batch["image"], batch["label"]
-        n = tf.size(labels)
-        total = tf.cast(n, tf.float32)
+        total = tf.cast(tf.size(labels), tf.float32)
         if batch_splits == 1:
             logits, loss, grads = loss_and_grads(images, labels, total)
         else:
-            sizes = tf.stack([(n + batch_splits - 1 - i) // batch_splits
-                              for i in range(batch_splits)])
-            parts = [loss_and_grads(x, y, total) for x, y in zip(
-                tf.split(images, sizes, num=batch_splits),
-                tf.split(labels, sizes, num=batch_splits))]
+            parts = [loss_and_grads(x, y, total)
+                     for x, y in split_batch(images, labels, batch_splits)]
             logits = tf.concat([p[0] for p in parts], axis=0)
             loss = tf.add_n([p[1] for p in parts])
             grads = [tf.add_n(list(g)) for g in zip(*(p[2] for p in parts))]
         apply_gradients(grads)
         grad_norms = tf.stack([tf.norm(g) for g in grads])
-        correct = tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), labels),
-                          tf.float32)
-        return {"loss": loss, "accuracy": tf.reduce_mean(correct), "count": total,
+        return {"loss": loss, "accuracy": tf.reduce_mean(correct_predictions(labels, logits)), "count": total,
                 "phase": batch["phase"], "grad_norms": grad_norms,
                 "grad_norm": tf.sqrt(tf.reduce_sum(tf.square(grad_norms)))}
 
@@ -84,8 +90,7 @@ def make_eval_step(model: tf.keras.Model, num_classes: int, *, batch_splits: int
 
     def sums(images, labels):
         logits = model(images, training=False)
-        correct = tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), labels),
-                          tf.float32)
+        correct = correct_predictions(labels, logits)
 
         def per_class(values):
             return tf.math.unsorted_segment_sum(values, labels, num_classes)
@@ -97,11 +102,7 @@ def make_eval_step(model: tf.keras.Model, num_classes: int, *, batch_splits: int
     def eval_step(images, labels):
         if batch_splits == 1:
             return sums(images, labels)
-        n = tf.size(labels)
-        sizes = tf.stack([(n + batch_splits - 1 - i) // batch_splits
-                          for i in range(batch_splits)])
-        parts = [sums(x, y) for x, y in zip(tf.split(images, sizes, num=batch_splits),
-                                           tf.split(labels, sizes, num=batch_splits))]
+        parts = [sums(x, y) for x, y in split_batch(images, labels, batch_splits)]
         return {k: tf.add_n([p[k] for p in parts]) for k in parts[0]}
 
     return eval_step
