@@ -350,7 +350,6 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                 f"acc {train_accuracy:.4f}{val_text} | test loss {test.loss:.4f} "
                 f"acc {test.accuracy:.4f} | {seconds:.1f} s", flush=True)
             save_checkpoint(np.zeros(3))
-            writer.flush()
         step = int(global_step)
         if test is None:
             test = evaluate(data.x_test, data.y_test)
