@@ -1,7 +1,10 @@
 """Shared fixtures: tiny MNIST-shaped files, the real MNIST when prepared, event reading."""
 
 import gzip
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,19 @@ import pytest
 from data import mnist
 
 REPO = Path(__file__).resolve().parents[1]
+# The environment of a script run as a subprocess: the repository importable.
+SCRIPT_ENV = os.environ | {"PYTHONPATH": str(REPO)}
+
+
+def train_command(*args) -> list[str]:
+    """The command line of `python -m trainers.train` with `args`."""
+    return [sys.executable, "-m", "trainers.train", *args]
+
+
+def run_train(*args, timeout: float = 300, env: dict | None = None):
+    """Runs `python -m trainers.train` with `args` to completion; output captured as text."""
+    return subprocess.run(train_command(*args), cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env=SCRIPT_ENV | (env or {}))
 
 
 def fake_mnist(n_train: int = 60, n_test: int = 20, seed: int = 0) -> mnist.Mnist:

@@ -1,22 +1,15 @@
 """Step-level debugging flags, each exercised end to end on small data."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 
-from tests.conftest import REPO
+from tests.conftest import run_train
 
 NOISE = ["--dataset=noise", "--noise_examples=300", "--hidden_sizes=16", "--dropout=0.2",
          "--batch_size=30", "--probe_per_class=20", "--eval_every_steps=3"]
 
 
 def _train(tmp_path, name, *extra):
-    return subprocess.run([sys.executable, "-m", "trainers.train", *NOISE,
-                           f"--logdir={tmp_path}", f"--run_name={name}", *extra],
-                          cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env=os.environ | {"PYTHONPATH": str(REPO)})
+    return run_train(*NOISE, f"--logdir={tmp_path}", f"--run_name={name}", *extra)
 
 
 def _weights(tmp_path, name):

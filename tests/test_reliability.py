@@ -9,14 +9,13 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import REPO, read_events
+from tests.conftest import REPO, SCRIPT_ENV, read_events, run_train, train_command
 from trainers import checkpoints
 
 RUN = ["--max_train_examples=3000", "--max_test_examples=1000", "--probe_per_class=50",
@@ -25,13 +24,11 @@ RUN = ["--max_train_examples=3000", "--max_test_examples=1000", "--probe_per_cla
 
 
 def _command(logdir, name, *extra):
-    return [sys.executable, "-m", "trainers.train", *RUN, f"--logdir={logdir}",
-            f"--run_name={name}", *extra]
+    return train_command(*RUN, f"--logdir={logdir}", f"--run_name={name}", *extra)
 
 
-def _run(logdir, name, *extra, timeout=300):
-    return subprocess.run(_command(logdir, name, *extra), cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, env=os.environ | {"PYTHONPATH": str(REPO)})
+def _run(logdir, name, *extra):
+    return run_train(*RUN, f"--logdir={logdir}", f"--run_name={name}", *extra)
 
 
 def _boundaries(run_dir):
@@ -56,7 +53,7 @@ def test_sigkill_inside_a_block_then_resume_is_bit_identical(tmp_path, real_mnis
     ckpt_dir = tmp_path / "killed" / checkpoints.CHECKPOINT_DIR
     proc = subprocess.Popen(_command(tmp_path, "killed", f"--order={order}"), cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=os.environ | {"PYTHONPATH": str(REPO)})
+                            env=SCRIPT_ENV)
     random_after = random.Random().randint(1, 20)  # a different inside-block point each time
     deadline = time.monotonic() + 240
     while proc.poll() is None and time.monotonic() < deadline:
@@ -95,7 +92,7 @@ def test_sigkill_inside_a_block_then_resume_is_bit_identical(tmp_path, real_mnis
 def test_sigterm_saves_a_checkpoint_flushes_and_resumes(tmp_path, real_mnist):
     proc = subprocess.Popen(_command(tmp_path, "run", "--order=sorted"), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=os.environ | {"PYTHONPATH": str(REPO)})
+                            env=SCRIPT_ENV)
     deadline = time.monotonic() + 240
     while checkpoints.latest_step(tmp_path / "run") is None if (
             tmp_path / "run" / checkpoints.CHECKPOINT_DIR).exists() else True:
@@ -133,8 +130,7 @@ def test_kill_while_a_checkpoint_is_written_leaves_the_previous_one(tmp_path, re
     before the index names it; SIGKILL there must leave the previous one as latest."""
     proc = subprocess.Popen(_command(tmp_path, "run", "--order=sorted"), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env=os.environ | {"PYTHONPATH": str(REPO),
-                                              "TAPELOOP_TEST_SAVE_PAUSE": "0.5"})
+                            env=SCRIPT_ENV | {"TAPELOOP_TEST_SAVE_PAUSE": "0.5"})
     written = []
     for line in proc.stdout:
         if line.startswith("checkpoint files written:"):

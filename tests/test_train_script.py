@@ -1,19 +1,10 @@
 """End to end: the real script as a subprocess, on a few hundred real MNIST images."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO, fake_mnist, read_events, write_idx_dir
-
-
-def _train(*args, cwd=REPO, timeout=300):
-    return subprocess.run([sys.executable, "-m", "trainers.train", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout,
-                          env=os.environ | {"PYTHONPATH": str(REPO)})
+from tests.conftest import fake_mnist, read_events, run_train as _train, write_idx_dir
 
 
 def test_sorted_run_on_real_mnist_writes_files_and_prints_the_table(tmp_path, real_mnist):
@@ -100,9 +91,7 @@ def test_bad_data_dir_exits_with_one_clear_line_and_creates_nothing(tmp_path, ca
 
 
 def test_help_describes_every_flag():
-    proc = subprocess.run([sys.executable, "-m", "trainers.train", "--helpshort"], cwd=REPO,
-                          capture_output=True, text=True, timeout=60,
-                          env=os.environ | {"PYTHONPATH": str(REPO)})
+    proc = _train("--helpshort", timeout=60)
     text = proc.stdout + proc.stderr
     for flag in ("order", "validation_scope", "hidden_sizes", "optimizer", "learning_rate",
                  "batch_size", "epochs", "data_dir", "steps_per_loop", "logdir", "run_name"):
