@@ -1,8 +1,12 @@
 """Step-level debugging flags, each exercised end to end on small data."""
 
+import subprocess
+import sys
+
 import numpy as np
 
-from tests.conftest import run_train
+from tests.conftest import REPO, SCRIPT_ENV, read_events, run_train
+from trainers import step_dumps
 
 NOISE = ["--dataset=noise", "--noise_examples=300", "--hidden_sizes=16", "--dropout=0.2",
          "--batch_size=30", "--probe_per_class=20", "--eval_every_steps=3"]
@@ -14,6 +18,13 @@ def _train(tmp_path, name, *extra):
 
 def _weights(tmp_path, name):
     return np.load(tmp_path / name / "weights" / "final.npz")
+
+
+def _assert_same_weights(tmp_path, name_a, name_b):
+    a, b = _weights(tmp_path, name_a), _weights(tmp_path, name_b)
+    assert a.files == b.files
+    for key in a.files:
+        np.testing.assert_array_equal(a[key], b[key])
 
 
 def test_run_eagerly_gives_the_compiled_weights(tmp_path):
@@ -35,9 +46,7 @@ def test_stop_after_steps_checkpoints_and_the_rerun_continues_exactly(tmp_path):
     assert not (tmp_path / "stopped" / "results.json").exists()
     resumed = _train(tmp_path, "stopped", "--epochs=3", "--deterministic")
     assert resumed.returncode == 0 and "from its checkpoint at step 13" in resumed.stdout
-    a, b = _weights(tmp_path, "straight"), _weights(tmp_path, "stopped")
-    for key in a.files:
-        np.testing.assert_array_equal(a[key], b[key])
+    _assert_same_weights(tmp_path, "straight", "stopped")
 
 
 def test_check_numerics_names_the_op_that_made_the_nan(tmp_path):
@@ -55,3 +64,88 @@ def test_profile_steps_write_a_profiler_trace(tmp_path):
     assert list((tmp_path / "prof" / "plugins" / "profile").glob("*/*.xplane.pb"))
     bad = _train(tmp_path, "bad", "--profile_steps=9,3")
     assert bad.returncode != 0 and "--profile_steps must be two steps A,B" in bad.stderr
+
+
+def test_inspect_steps_dump_the_steps_and_change_nothing_else(tmp_path):
+    plain = _train(tmp_path, "plain", "--epochs=2", "--deterministic")
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    # Step 5 is a cadence step (5 + 1 is a multiple of 3): the probe follows it.
+    inspected = _train(tmp_path, "inspected", "--epochs=2", "--deterministic",
+                       "--inspect_steps=2,4-6,17")
+    assert inspected.returncode == 0, inspected.stderr[-2000:]
+    lines = [x for x in inspected.stdout.splitlines() if x.startswith("inspect step ")]
+    assert [int(x.split()[2].rstrip(":")) for x in lines] == [2, 4, 5, 6, 17]
+    events = read_events(tmp_path / "inspected")
+    for step in (2, 4, 5, 6, 17):
+        path = tmp_path / "inspected" / "inspect" / f"step_{step}.npz"
+        assert f"-> {path}" in lines[[2, 4, 5, 6, 17].index(step)]
+        dump = step_dumps.load(path)
+        assert int(dump["step"]) == step and int(dump["phase"]) == events["train/phase"][step]
+        n = len(dump["label"])
+        assert dump["image"].shape == (n, 10) and dump["logits"].shape == (n, 3)
+        np.testing.assert_allclose(dump["example_loss"].mean(), events["train/loss"][step],
+                                   rtol=1e-5)
+        assert [u.shape for u in dump["update"].values()] == [(10, 16), (16,), (16, 3), (3,)]
+        assert all(np.any(u != 0) for u in dump["update"].values())
+    # The inspected steps were the same steps: same weights, same logged values.
+    _assert_same_weights(tmp_path, "plain", "inspected")
+    plain_events = read_events(tmp_path / "plain")
+    for tag, values in plain_events.items():
+        if not tag.startswith(("epoch/seconds", "tracing/")):
+            assert events[tag] == values, tag
+    assert events["tracing/inspect"] == {9: 1.0, 18: 1.0}  # traced once, then reused
+
+
+def test_report_inspect_prints_a_dump_readably(tmp_path):
+    proc = _train(tmp_path, "run", "--epochs=1", "--inspect_steps=3")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    path = tmp_path / "run" / "inspect" / "step_3.npz"
+    out = subprocess.run([sys.executable, "-m", "trainers.report", f"--inspect={path}"],
+                         cwd=REPO, capture_output=True, text=True, env=SCRIPT_ENV)
+    assert out.returncode == 0, out.stderr[-2000:]
+    dump = step_dumps.load(path)
+    worst = int(np.argmax(dump["example_loss"]))
+    text = out.stdout
+    assert f"inspect step 3: phase {int(dump['phase'])}, 30 examples" in text
+    table = text.split("worst 5 examples:\n")[1].splitlines()
+    assert table[1].split()[:2] == [str(worst), str(int(dump["label"][worst]))]
+    assert f"{dump['example_loss'][worst]:.4f}" in table[1]
+    per_class = text.split("per class in this batch:\n")[1].split("\n\n")[0].splitlines()[1:]
+    for row in per_class:
+        c, count, mean_loss = row.split()[:3]
+        m = dump["label"] == int(c)
+        assert int(count) == m.sum() and mean_loss == f"{dump['example_loss'][m].mean():.4f}"
+    assert "dense_0/kernel" in text.split("per variable:")[1]
+    bad = subprocess.run([sys.executable, "-m", "trainers.report",
+                          f"--inspect={tmp_path / 'run' / 'config.json'}"],
+                         cwd=REPO, capture_output=True, text=True, env=SCRIPT_ENV)
+    assert bad.returncode == 1 and bad.stderr.startswith("error:") and "npz" in bad.stderr
+
+
+def test_bad_inspect_steps_are_refused_before_anything_is_written(tmp_path):
+    for value, message in (("5-3", "--inspect_steps must be steps N or ranges A-B"),
+                           ("x", "--inspect_steps must be steps N or ranges A-B"),
+                           ("0-5000", "at most 1000 steps"),
+                           ("18", "must be steps of this run, 0..17")):
+        proc = _train(tmp_path, "bad", "--epochs=2", f"--inspect_steps={value}")
+        assert proc.returncode != 0 and message in proc.stderr, (value, proc.stderr[-800:])
+        assert not (tmp_path / "bad").exists()
+
+
+def test_debugger_dump_dir_writes_debugger_v2_dumps_alongside_checkpoints(tmp_path):
+    from tensorflow.python.debug.lib import debug_events_reader
+
+    dump_dir = tmp_path / "tfdbg"
+    proc = _train(tmp_path, "dbg", "--epochs=2", "--deterministic", "--checkpoint_every_steps=4",
+                  f"--debugger_dump_dir={dump_dir}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    suffixes = {p.suffix for p in dump_dir.glob("tfdbg_events.*")}
+    assert {".execution", ".graphs", ".graph_execution_traces"} <= suffixes
+    with debug_events_reader.DebugDataReader(str(dump_dir)) as reader:
+        reader.update()
+        graph_ops = {t.op_type for t in reader.graph_execution_traces()}
+    assert {"MatMul", "Relu", "IteratorGetNext"} <= graph_ops  # the compiled train step
+    plain = _train(tmp_path, "plain", "--epochs=2", "--deterministic")
+    assert plain.returncode == 0
+    _assert_same_weights(tmp_path, "plain", "dbg")
+    assert (tmp_path / "dbg" / "checkpoints").is_dir()

@@ -72,3 +72,33 @@ def test_cadence_arithmetic_finds_every_multiple(g, n, k):
     measured = [int(i) for i in np.flatnonzero(seen.numpy())]
     assert int(global_step) == g + n
     assert measured == [s for s in range(g + 1, g + n + 1) if s % k == 0]
+
+
+def test_inspect_returns_the_batch_and_the_update_it_applied():
+    import tensorflow as tf
+
+    from trainers import model as model_lib, optimizers, steps
+
+    m = model_lib.build_mlp(input_dim=4, hidden_sizes=(5,), num_classes=3, dropout=0.0, seed=0)
+    opt = optimizers.make_optimizer("sgd", learning_rate=0.5)
+    global_step = tf.Variable(0, dtype=tf.int64)
+    train_loop = loop.make_train_loop(steps.make_train_step(m, opt), global_step,
+                                      log_every_step=False, variables=m.trainable_variables)
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.normal(size=(6, 4)).astype(np.float32),
+             "label": np.array([0, 1, 2, 0, 1, 2], np.int32), "phase": np.int64(7)}
+    before = [v.numpy() for v in m.trainable_variables]
+    with tf.GradientTape() as tape:
+        logits = m(batch["image"], training=False)
+        loss = tf.reduce_mean(steps.cross_entropy(batch["label"], logits))
+    grads = tape.gradient(loss, m.trainable_variables)
+    out = train_loop.inspect(iter(tf.data.Dataset.from_tensors(batch).repeat()))
+    after = [v.numpy() for v in m.trainable_variables]
+    assert int(global_step) == 1 and int(out["phase"]) == 7
+    np.testing.assert_array_equal(out["image"], batch["image"])
+    np.testing.assert_allclose(out["logits"], logits.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(out["example_loss"].numpy().mean(), float(loss), rtol=1e-6)
+    for u, b, a, g, n in zip(out["update"], before, after, grads, out["grad_norms"]):
+        np.testing.assert_allclose(u.numpy(), a - b, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(u.numpy(), -0.5 * g.numpy(), rtol=1e-5, atol=1e-7)  # SGD
+        np.testing.assert_allclose(float(n), np.linalg.norm(g.numpy()), rtol=1e-5)

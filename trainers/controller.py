@@ -18,8 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from data import mnist, pipelines, splits
-from trainers import (checkpoints, evaluation, forgetting, instruments, loop,
-                      model as model_lib, optimizers, probe, steps, tables, writers)
+from trainers import (checkpoints, drift, evaluation, forgetting, instruments, loop,
+                      model as model_lib, optimizers, probe, step_dumps, steps, tables, writers)
 from trainers.config import Config
 
 
@@ -111,7 +111,8 @@ def check_run_dir(run_dir: Path, *, overwrite: bool, resume: bool = False,
 def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                        data: splits.Splits | None = None, overwrite: bool = False,
                        resume: bool = True, verbose: bool = True, stop_after_steps: int = 0,
-                       profile_steps: tuple[int, int] | None = None) -> dict:
+                       profile_steps: tuple[int, int] | None = None,
+                       inspect_steps: frozenset[int] = frozenset()) -> dict:
     """Trains the model of `config` and evaluates it; logs everything under `run_dir`.
 
     Args:
@@ -126,6 +127,9 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         checkpoint (raises `StoppedAfter`); rerunning continues from there.
       profile_steps: (A, B): a TensorFlow profiler trace of steps A..B, written to
         `run_dir/plugins/profile` for TensorBoard's Profile tab.
+      inspect_steps: steps whose batch, logits, per-example losses, gradient norms and
+        update are saved to `run_dir/inspect/step_<N>.npz` (see `step_dumps`), with
+        a summary line; the other steps run in the compiled loop as usual.
       verbose: print the set-up, a progress bar, one line per epoch and the final table.
 
     Returns:
@@ -144,6 +148,10 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         raise SetupError(f"profile_steps ({profile_steps}) must be two steps A < B")
     if stop_after_steps < 0:
         raise SetupError(f"stop_after_steps ({stop_after_steps}) must be >= 0")
+    if inspect_steps and run_dir is None:
+        raise SetupError("inspect_steps needs a run directory to write its dumps to")
+    if any(s < 0 for s in inspect_steps):
+        raise SetupError(f"inspect_steps ({sorted(inspect_steps)}) must be steps >= 0")
     say = print if verbose else (lambda *a, **k: None)
     threads_note = configure_threads(config.intra_op_threads)
     resuming = False
@@ -159,6 +167,13 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                                            num_classes=data.num_classes)
         except ValueError as e:
             raise SetupError(str(e)) from None
+    steps_per_epoch = pipelines.plan_epoch(data.y_train, order=config.order,
+                                           batch_size=config.batch_size,
+                                           class_order=config.class_order).total_steps
+    last_step = config.epochs * steps_per_epoch - 1
+    if any(s > last_step for s in inspect_steps):
+        raise SetupError(f"inspect_steps ({', '.join(map(str, sorted(inspect_steps)))}) must "
+                         f"be steps of this run, 0..{last_step}")
     if run_dir is not None and not resuming:
         try:
             if overwrite and run_dir.exists():
@@ -188,7 +203,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         steps.make_train_step(model, optimizer, batch_splits=config.batch_splits), global_step,
         log_every_step=config.log_every_step, every_n_steps=config.eval_every_steps,
         periodic=tools.periodic if tools else None,
-        before_periodic=tools.before_periodic if tools else None)
+        before_periodic=tools.before_periodic if tools else None,
+        variables=model.trainable_variables)
     evaluate = evaluation.make_evaluator(model, num_classes=data.num_classes,
                                          input_dim=data.input_dim,
                                          batch_size=config.eval_batch_size,
@@ -204,9 +220,6 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         if tools and host["matrix"]:
             tools.matrix = forgetting.AccuracyMatrix.from_dict(host["matrix"])
     start_step = int(global_step)
-    steps_per_epoch = pipelines.plan_epoch(data.y_train, order=config.order,
-                                           batch_size=config.batch_size,
-                                           class_order=config.class_order).total_steps
     if resuming and start_step > config.epochs * steps_per_epoch:
         writer.close()
         raise SetupError(f"{run_dir} is at step {start_step}, past the {config.epochs} epochs "
@@ -242,6 +255,11 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         say(f"resuming {run_dir} from its checkpoint at step {start_step} (epoch "
             f"{start_step // steps_per_epoch + 1}, step {start_step % steps_per_epoch} of "
             f"{steps_per_epoch})")
+        done_already = sorted(s for s in inspect_steps if s < start_step)
+        if done_already:
+            say(f"note: inspect_steps {', '.join(map(str, done_already))} were trained before "
+                f"step {start_step} and cannot be dumped in this run (start a fresh run with "
+                "--stop_after_steps just before them)")
     elif run_dir is not None:
         instruments.save_weights(run_dir / "weights" / "initial.npz", model)
 
@@ -260,7 +278,10 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                 loop.make_periodic_writer(tools.periodic, global_step,
                                           len(model.trainable_variables))()
         first_epoch, skip = divmod(start_step, steps_per_epoch)
-        cuts = tuple(c for c in (stop_after_steps, *(profile_steps or ())) if c > start_step)
+        cuts = tuple(c for c in (stop_after_steps, *(profile_steps or ()),
+                                 *inspect_steps, *(s + 1 for s in inspect_steps))
+                     if c > start_step)
+        names = drift.variable_names(model)
         test = None  # Stays None only when resuming a run killed while finishing.
         for epoch in range(first_epoch, config.epochs):
             plan = pipelines.plan_epoch(data.y_train, order=config.order,
@@ -286,8 +307,11 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                                  cuts=cuts):
                     if profile_steps and int(global_step) == profile_steps[0]:
                         tf.profiler.experimental.start(str(run_dir or "."))
-                    out = train_loop(stream, tf.constant(k, tf.int64))
-                    out = {key: float(v) for key, v in out.items()}
+                    if k == 1 and int(global_step) in inspect_steps:
+                        out = _inspect(train_loop, stream, run_dir, int(global_step), names, say)
+                    else:
+                        out = train_loop(stream, tf.constant(k, tf.int64))
+                        out = {key: float(v) for key, v in out.items()}
                     if out["first_bad_step"] >= 0:
                         raise NonFiniteError(_non_finite_message(out, state))
                     sums += (out["loss_sum"], out["correct"], out["count"])
@@ -338,7 +362,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
             traces = _tracing_counts(train_loop, evaluate, tools)
             writer.write_scalars(step, {f"tracing/{k}": v for k, v in traces.items()})
             for name, count in traces.items():
-                if epoch > first_epoch and count > results["tracing"][name]:
+                if epoch > first_epoch and count > results["tracing"].get(name, 1):
                     say(f"warning: {name} was traced again in epoch {epoch + 1} ({count} traces):"
                         " an input changed shape or dtype, or a Python value changed")
             results["tracing"] = traces
@@ -409,6 +433,18 @@ class _StopRequests:
         return False
 
 
+def _inspect(train_loop, stream, run_dir: Path, step: int, names: list[str], say) -> dict:
+    """Runs step `step` through `train_loop.inspect`, saves its dump, prints its summary."""
+    out = train_loop.inspect(stream)
+    out = {key: ([u.numpy() for u in v] if key == "update" else v.numpy())
+           for key, v in out.items()}
+    path = step_dumps.dump_path(run_dir, step)
+    step_dumps.save(path, step, out, names)
+    say(step_dumps.summary_line(step_dumps.load(path), path))
+    return {key: float(out[key]) for key in ("loss_sum", "correct", "count", "loss",
+                                             "accuracy", "first_bad_step", "bad_kind")}
+
+
 def _non_finite_message(out: dict, state) -> str:
     what = "loss" if out["bad_kind"] == 0 else "gradient"
     last = state.manager.latest_checkpoint if state is not None else None
@@ -441,6 +477,8 @@ def _tracing_counts(train_loop, evaluate, tools) -> dict[str, int]:
     """How often each compiled function has been traced so far (1 = never retraced)."""
     counts = {"train_loop": train_loop.experimental_get_tracing_count(),
               "evaluate": evaluate.eval_step.experimental_get_tracing_count()}
+    if train_loop.inspect.experimental_get_tracing_count():
+        counts["inspect"] = train_loop.inspect.experimental_get_tracing_count()
     if tools:
         counts["probe"] = tools.probe_tracing_count()
     return counts

@@ -12,7 +12,8 @@ from trainers import writers
 
 
 def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: bool = True,
-                    every_n_steps: int = 0, periodic=None, before_periodic=None):
+                    every_n_steps: int = 0, periodic=None, before_periodic=None,
+                    variables=None):
     """Compiles `train_loop(iterator, num_steps) -> sums over those steps`.
 
     Args:
@@ -26,6 +27,8 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
       periodic: `metrics -> {tag: tensor}`, written at the new global step.
       before_periodic: called (in-graph) right before each step that `periodic`
         follows, e.g. to snapshot the weights that step will change.
+      variables: the variables `train_step` updates; given, `train_loop.inspect`
+        exists (see below).
 
     Returns:
       A compiled function. Pass `num_steps` as an int64 tensor so that every call
@@ -34,6 +37,11 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
       `first_bad_step` (-1 while every loss and gradient was finite) with `bad_kind`
       (0: the loss, 1: a gradient).
       `train_loop.experimental_get_tracing_count()` tells how often it was traced.
+      `train_loop.inspect(iterator)` (compiled separately, traced on first use) runs
+      exactly one step the way the loop would (same logging, cadence and guard) and
+      also returns that step's batch (`image`, `label`, `phase`), `logits`,
+      `example_loss`, `grad_norms` and the applied `update` (a list: each variable
+      after the step minus before).
     """
     if every_n_steps < 0:
         raise ValueError(f"every_n_steps ({every_n_steps}) must be >= 0")
@@ -45,8 +53,11 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
 
     def one_step(iterator, sums):
         """One step; `sums` = (loss_sum, correct, count, loss, accuracy) carried along."""
+        return step_on(next(iterator), sums)
+
+    def step_on(batch, sums):
         loss_sum, correct, count, _, _ = sums
-        metrics = train_step(next(iterator))
+        metrics = train_step(batch)
         loss_ok = tf.math.is_finite(metrics["loss"])
         new_bad = tf.logical_and(first_bad < 0, tf.logical_not(
             tf.logical_and(loss_ok, tf.math.is_finite(metrics["grad_norm"]))))
@@ -66,6 +77,12 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
         for _ in tf.range(n):
             _, sums = one_step(iterator, sums)
         return sums
+
+    def outputs(sums):
+        loss_sum, correct, count, loss, accuracy = sums
+        return {"loss_sum": loss_sum, "correct": correct, "count": count, "loss": loss,
+                "accuracy": accuracy, "first_bad_step": first_bad.read_value(),
+                "bad_kind": bad_kind.read_value()}
 
     @tf.function
     def train_loop(iterator, num_steps):
@@ -92,11 +109,29 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
                         before_periodic()
                     metrics, sums = one_step(iterator, sums)
                     writers.scalars_in_graph(global_step, periodic(metrics))
-        loss_sum, correct, count, loss, accuracy = sums
-        return {"loss_sum": loss_sum, "correct": correct, "count": count, "loss": loss,
-                "accuracy": accuracy, "first_bad_step": first_bad.read_value(),
-                "bad_kind": bad_kind.read_value()}
+        return outputs(sums)
 
+    @tf.function
+    def inspect(iterator):
+        zero = tf.constant(0.0)
+        batch = next(iterator)
+        # A cadence step: the same snapshot and instruments as in the loop.
+        measured = (global_step + 1) % max(k, 1) == 0
+        if k and before_periodic is not None:
+            if measured:
+                before_periodic()
+        before = [tf.identity(v) for v in variables]
+        metrics, sums = step_on(batch, (zero, zero, zero, zero, zero))
+        if k:
+            if measured:
+                writers.scalars_in_graph(global_step, periodic(metrics))
+        return {**outputs(sums), "image": batch["image"], "label": batch["label"],
+                "phase": batch["phase"], "logits": metrics["logits"],
+                "example_loss": metrics["example_loss"], "grad_norms": metrics["grad_norms"],
+                "update": [v - b for v, b in zip(variables, before)]}
+
+    if variables is not None:
+        train_loop.inspect = inspect
     return train_loop
 
 

@@ -12,10 +12,15 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags, logging
 
-from trainers import events, forgetting, tables
+from trainers import events, forgetting, step_dumps, tables
 
 _CSV = flags.DEFINE_string("csv", None, "Also write the per-class probe accuracy curves to "
                            "this CSV file: run, step, class_0, class_1, ...")
+_INSPECT = flags.DEFINE_list("inspect", None, "Instead of runs, print these step dumps "
+                             "(RUN/inspect/step_N.npz from tapeloop-train --inspect_steps).")
+_DROP = flags.DEFINE_integer("drop", None, "Also print, for this class, where its probe "
+                             "accuracy fell the most between two consecutive probes (the steps "
+                             "to pass to --inspect_steps).", lower_bound=0)
 
 
 @dataclasses.dataclass
@@ -124,6 +129,26 @@ def comparison(runs: list[RunSummary]) -> str:
     return "\n\n".join(parts)
 
 
+def largest_drop(summary: RunSummary, cls: int) -> str:
+    """Where class `cls`'s probe accuracy fell the most between two consecutive probes.
+
+    The fall between probes at steps a < b was made by the batches of steps a..b-1
+    (a value logged at step s describes the model after s updates).
+    """
+    steps = sorted(summary.curves)
+    if len(steps) < 2:
+        return f"{summary.name}: fewer than two probes of class {cls}"
+    acc = np.array([summary.curves[s][cls] for s in steps])
+    i = int(np.argmax(acc[:-1] - acc[1:]))
+    a, b = steps[i], steps[i + 1]
+    peak = int(np.argmax(acc))
+    batches = f"{a}-{b - 1}" if b - 1 > a else f"{a}"
+    return (f"{summary.name}: class {cls} probe accuracy peaked at {acc[peak]:.4f} (step "
+            f"{steps[peak]}); its largest fall between two probes is {acc[i]:.4f} -> "
+            f"{acc[i + 1]:.4f}, from step {a} to {b}, made by the batches of steps {batches}: "
+            f"--inspect_steps={batches}")
+
+
 def curves_csv(runs: list[RunSummary]) -> str:
     """`run,step,class_0,...`: every run's per-class probe accuracy at every probe step."""
     num_classes = len(runs[0].test_class_accuracy)
@@ -150,13 +175,31 @@ def _f(value: float, signed: bool = False) -> str:
 
 def main(argv):
     logging.set_verbosity(logging.WARNING)  # TensorBoard's reader logs every file it opens.
+    if _INSPECT.value:
+        if len(argv) > 1:
+            sys.exit("error: --inspect prints step dumps; give no run directories with it")
+        for i, path in enumerate(_INSPECT.value):
+            try:
+                dump = step_dumps.load(Path(path))
+            except (FileNotFoundError, ValueError) as e:
+                sys.exit(f"error: {e}")
+            print(("\n" if i else "") + f"{path}\n" + step_dumps.describe(dump))
+        return
     if len(argv) < 2:
-        sys.exit("usage: python -m trainers.report RUN_DIR [RUN_DIR ...] [--csv PATH]")
+        sys.exit("usage: python -m trainers.report RUN_DIR [RUN_DIR ...] [--csv PATH] "
+                 "[--drop CLASS], or --inspect STEP_DUMP.npz[,...]")
     try:
         runs = [summarize(Path(d)) for d in argv[1:]]
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     print(comparison(runs))
+    if _DROP.value is not None:
+        if _DROP.value >= len(runs[0].test_class_accuracy):
+            sys.exit(f"error: --drop {_DROP.value}: the runs have classes "
+                     f"0..{len(runs[0].test_class_accuracy) - 1}")
+        print()
+        for r in runs:
+            print(largest_drop(r, _DROP.value))
     if _CSV.value:
         Path(_CSV.value).write_text(curves_csv(runs))
         print(f"\nprobe curves written to {_CSV.value}")

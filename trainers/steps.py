@@ -32,7 +32,8 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
     Metrics: `loss` and `accuracy` of this batch alone (not a running mean),
     computed with the weights before the update; `count` (batch size); `phase`;
     `grad_norms`, the L2 norm of each trainable variable's gradient; `grad_norm`,
-    the gradient's global norm.
+    the gradient's global norm; `logits` and `example_loss` per example (for
+    inspection; a compiled loop that ignores them computes nothing extra).
 
     With `batch_splits` > 1 the batch is cut into that many near-equal parts whose
     forward and backward passes are independent, so TensorFlow runs them on
@@ -54,25 +55,28 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
     def loss_and_grads(images, labels, total):
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
-            loss = tf.reduce_sum(cross_entropy(labels, logits)) / total
-        return logits, loss, tape.gradient(loss, variables)
+            example_loss = cross_entropy(labels, logits)
+            loss = tf.reduce_sum(example_loss) / total
+        return logits, example_loss, loss, tape.gradient(loss, variables)
 
     def train_step(batch):
         images, labels = batch["image"], batch["label"]
         total = tf.cast(tf.size(labels), tf.float32)
         if batch_splits == 1:
-            logits, loss, grads = loss_and_grads(images, labels, total)
+            logits, example_loss, loss, grads = loss_and_grads(images, labels, total)
         else:
             parts = [loss_and_grads(x, y, total)
                      for x, y in split_batch(images, labels, batch_splits)]
             logits = tf.concat([p[0] for p in parts], axis=0)
-            loss = tf.add_n([p[1] for p in parts])
-            grads = [tf.add_n(list(g)) for g in zip(*(p[2] for p in parts))]
+            example_loss = tf.concat([p[1] for p in parts], axis=0)
+            loss = tf.add_n([p[2] for p in parts])
+            grads = [tf.add_n(list(g)) for g in zip(*(p[3] for p in parts))]
         apply_gradients(grads)
         grad_norms = tf.stack([tf.norm(g) for g in grads])
-        return {"loss": loss, "accuracy": tf.reduce_mean(correct_predictions(labels, logits)), "count": total,
-                "phase": batch["phase"], "grad_norms": grad_norms,
-                "grad_norm": tf.sqrt(tf.reduce_sum(tf.square(grad_norms)))}
+        return {"loss": loss, "accuracy": tf.reduce_mean(correct_predictions(labels, logits)),
+                "count": total, "phase": batch["phase"], "grad_norms": grad_norms,
+                "grad_norm": tf.sqrt(tf.reduce_sum(tf.square(grad_norms))),
+                "logits": logits, "example_loss": example_loss}
 
     return train_step
 

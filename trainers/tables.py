@@ -44,3 +44,15 @@ def side_by_side(names: Sequence[str], rows: Sequence[tuple[str, Sequence[str]]]
     for label, cells in rows:
         lines.append(f"{label:<{label_width}}" + "".join(f"{c:>{width}}" for c in cells))
     return "\n".join(lines)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Formats already-formatted cells under headers; the first column left-aligned."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+
+    def line(cells):
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths)))
+
+    return "\n".join([line(headers), *(line(r) for r in rows)])

@@ -92,9 +92,19 @@ _STOP_AFTER = flags.DEFINE_integer(
 _PROFILE_STEPS = flags.DEFINE_list(
     "profile_steps", None, "A,B: record a TensorFlow profiler trace of steps A to B into the "
     "run directory (view it in TensorBoard's Profile tab; pip install 'tapeloop[profile]').")
+_INSPECT_STEPS = flags.DEFINE_list(
+    "inspect_steps", None, "Steps to dump, e.g. 3412 or 100,200-205: each step's batch, logits, "
+    "per-example losses, per-layer gradient norms and applied update go to "
+    "RUN/inspect/step_N.npz (read it with tapeloop-report --inspect FILE). Step N is the batch "
+    "whose train/loss TensorBoard shows at step N. Other steps stay compiled.")
 _RUN_EAGERLY = flags.DEFINE_boolean(
     "run_eagerly", False, "Run the very same step functions without tf.function, so print(), "
     "pdb breakpoints and Python asserts work inside a step (slow).")
+_DEBUGGER_DUMP_DIR = flags.DEFINE_string(
+    "debugger_dump_dir", None, "Write TensorBoard Debugger V2 dumps here "
+    "(tf.debugging.experimental.enable_dump_debug_info, FULL_HEALTH mode, the last 1000 "
+    "executions and graph ops kept): view with tensorboard --logdir DIR, Debugger V2 tab. Slow: "
+    "combine with --stop_after_steps.")
 _CHECK_NUMERICS = flags.DEFINE_boolean(
     "check_numerics", False, "tf.debugging.enable_check_numerics(): stop at the first op that "
     "produces a NaN or Inf, naming it (slow).")
@@ -119,6 +129,35 @@ def _hidden_sizes_ok(value):
 def _profile_steps_ok(value):
     return value is None or (len(value) == 2 and all(v.strip().isdigit() for v in value)
                              and int(value[0]) < int(value[1]))
+
+
+MAX_INSPECT_STEPS = 1000  # Each dump is about 1 MB for the tutorial's MLP.
+
+
+def parse_steps(items) -> frozenset[int]:
+    """`["3", "10-12"]` -> {3, 10, 11, 12}. Raises ValueError on anything else."""
+    steps = set()
+    for item in items or ():
+        first, sep, last = item.strip().partition("-")
+        if not first.isdigit() or (sep and not last.isdigit()):
+            raise ValueError(item)
+        lo, hi = int(first), int(last) if sep else int(first)
+        if hi < lo or hi - lo >= MAX_INSPECT_STEPS:
+            raise ValueError(item)
+        steps.update(range(lo, hi + 1))
+    if len(steps) > MAX_INSPECT_STEPS:
+        raise ValueError(items)
+    return frozenset(steps)
+
+
+@flags.validator("inspect_steps", "--inspect_steps must be steps N or ranges A-B (A <= B), "
+                 f"comma-separated, e.g. 100,200-205, at most {MAX_INSPECT_STEPS} steps")
+def _inspect_steps_ok(value):
+    try:
+        parse_steps(value)
+    except ValueError:
+        return False
+    return True
 
 
 @flags.validator("class_order", "--class_order must be comma-separated class ids, each once")
@@ -163,16 +202,24 @@ def main(argv):
     import tensorflow as tf
 
     logging.set_verbosity(logging.WARNING)  # TensorFlow logs every checkpoint save at INFO.
+    # MetricWriter compiles one small function per tag set; TensorFlow counts those as
+    # retraces of one function and warns. Real retracing shows as tracing/* scalars.
+    tf.get_logger().addFilter(
+        lambda record: "triggered tf.function retracing" not in record.getMessage())
     if _RUN_EAGERLY.value:
         tf.config.run_functions_eagerly(True)
     if _CHECK_NUMERICS.value:
         tf.debugging.enable_check_numerics()
+    if _DEBUGGER_DUMP_DIR.value:
+        tf.debugging.experimental.enable_dump_debug_info(
+            _DEBUGGER_DUMP_DIR.value, tensor_debug_mode="FULL_HEALTH", circular_buffer_size=1000)
     try:
         controller.train_and_evaluate(
             config, Path(_LOGDIR.value) / run_name, overwrite=_OVERWRITE.value,
             resume=_RESUME.value, stop_after_steps=_STOP_AFTER.value,
             profile_steps=tuple(int(v) for v in _PROFILE_STEPS.value)
-            if _PROFILE_STEPS.value else None)
+            if _PROFILE_STEPS.value else None,
+            inspect_steps=parse_steps(_INSPECT_STEPS.value))
     except (DataError, controller.SetupError, controller.NonFiniteError) as e:
         sys.exit(f"error: {e}")
     except controller.StoppedAfter as e:
