@@ -98,4 +98,9 @@ def describe(dump: dict, *, worst: int = 5) -> str:
           f"{np.abs(u).max():.6f}"]
          for n, g, u in zip(dump["variable_names"], dump["grad_norms"],
                             dump["update"].values())]))
+    bias = [n for n in dump["variable_names"] if n.endswith("logits/bias")]
+    if bias:
+        u = dump["update"][bias[0]]
+        lines += ["", "update of each class's output bias (" + bias[0] + "):",
+                  "  ".join(f"{c}: {v:+.6f}" for c, v in enumerate(u))]
     return "\n".join(lines)
