@@ -2,8 +2,10 @@
 
 Every pipeline yields, for all epochs in one stream, dicts of
   image (float32, (B, D)), label (int32, (B,)), phase (int32, scalar),
-where `phase` names the block the batch belongs to: the class in `class_sorted`,
-the epoch in `shuffled`. Each epoch presents every training example exactly once.
+where `phase` names the block the batch belongs to: the class in `class_sorted`
+and `blocked`, the epoch in `shuffled`. Each epoch presents every training example
+exactly once. (The `replay` order is `class_sorted` with smaller batches: the
+replayed examples are mixed in by `trainers.replay`, in the training step.)
 
 The order is a pure function of (seed, epoch): epochs are shuffled with stateless
 random ops, so a run is reproducible, and epoch e's order does not depend on how
@@ -20,7 +22,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-ORDERS = ("shuffled", "sorted")
+ORDERS = ("shuffled", "sorted", "blocked", "replay")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,22 +38,45 @@ class EpochPlan:
 
 
 def plan_epoch(labels: np.ndarray, *, order: str, batch_size: int, epoch: int = 0,
-               class_order: tuple[int, ...] | None = None) -> EpochPlan:
-    """Returns the phase blocks of epoch `epoch` of `shuffled(...)` or `class_sorted(...)`.
+               class_order: tuple[int, ...] | None = None,
+               block_steps: int = 0) -> EpochPlan:
+    """Returns the phase blocks of epoch `epoch` of the pipeline `make_pipeline` builds.
+
+    `batch_size` is the stream's batch size (for `replay`, the new examples per batch).
 
     Raises:
-      ValueError: on an unknown order or a bad batch size / class order.
+      ValueError: on an unknown order or a bad batch size / class order / block length.
     """
     _check_batch_size(batch_size)
     n = len(labels)
     if order == "shuffled":
         return EpochPlan(phases=(epoch,), steps=(-(-n // batch_size),))
-    if order == "sorted":
+    if order in ("sorted", "replay", "blocked"):
         class_order = _check_class_order(labels, class_order)
-        counts = [int(np.sum(labels == c)) for c in class_order]
-        return EpochPlan(phases=tuple(class_order),
-                         steps=tuple(-(-k // batch_size) for k in counts))
+        counts = [-(-int(np.sum(labels == c)) // batch_size) for c in class_order]
+        if order != "blocked":
+            return EpochPlan(phases=tuple(class_order), steps=tuple(counts))
+        blocks = _blocks(counts, _check_block_steps(block_steps))
+        return EpochPlan(phases=tuple(class_order[i] for i, _, _ in blocks),
+                         steps=tuple(k for _, _, k in blocks))
     raise ValueError(f"order ({order!r}) must be one of {ORDERS}")
+
+
+def _blocks(batches_per_class: list[int], block_steps: int) -> list[tuple[int, int, int]]:
+    """Round-robin blocks: (class position, first batch within the class, batches).
+
+    Classes take turns in their order, `block_steps` batches at a time; a class whose
+    batches run out leaves the rotation. A block as long as the largest class gives
+    the class-sorted order.
+    """
+    blocks, taken = [], [0] * len(batches_per_class)
+    while any(t < n for t, n in zip(taken, batches_per_class)):
+        for i, n in enumerate(batches_per_class):
+            if taken[i] < n:
+                k = min(block_steps, n - taken[i])
+                blocks.append((i, taken[i], k))
+                taken[i] += k
+    return blocks
 
 
 def shuffled(images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int,
@@ -94,17 +119,35 @@ def class_sorted(images: np.ndarray, labels: np.ndarray, *, batch_size: int, see
       pixel_mean: when given, `images` are uint8 pixels and every batch becomes
         pixels / 255 - pixel_mean (the tutorial's preprocessing, bit for bit).
     """
+    return class_blocks(images, labels, batch_size=batch_size, seed=seed, epochs=epochs,
+                        class_order=class_order, start_step=start_step, pixel_mean=pixel_mean)
+
+
+def class_blocks(images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int,
+                 epochs: int, block_steps: int = 0, class_order: tuple[int, ...] | None = None,
+                 start_step: int = 0, pixel_mean: np.ndarray | None = None) -> tf.data.Dataset:
+    """Single-class batches, classes taking turns `block_steps` batches at a time.
+
+    `block_steps` = 1 alternates classes at every batch (nearly interleaved, though
+    each batch still holds one class); 0, or a block at least as long as the largest
+    class, is `class_sorted`. Within a class the examples are reshuffled every epoch,
+    and a class's last batch may be smaller. Phase = the block's class. Other
+    arguments as in `class_sorted`.
+    """
     _check_batch_size(batch_size)
     class_order = _check_class_order(labels, class_order)
     members = [tf.constant(np.flatnonzero(labels == c), tf.int32) for c in class_order]
-    starts, ends, phases, offset = [], [], [], 0
-    for c in class_order:  # The batch table is the same every epoch: only the order moves.
-        size = int(np.sum(labels == c))
-        block = np.arange(offset, offset + size, batch_size)
+    sizes = [int(np.sum(labels == c)) for c in class_order]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    counts = [-(-size // batch_size) for size in sizes]
+    starts, ends, phases = [], [], []
+    # The batch table is the same every epoch: only the order within each class moves.
+    for i, first, k in _blocks(counts, _check_block_steps(block_steps) if block_steps
+                               else max(counts)):
+        block = offsets[i] + np.arange(first, first + k) * batch_size
         starts.append(block)
-        ends.append(np.minimum(block + batch_size, offset + size))
-        phases.append(np.full(len(block), c))
-        offset += size
+        ends.append(np.minimum(block + batch_size, offsets[i + 1]))
+        phases.append(np.full(k, class_order[i]))
     phases = tf.constant(np.concatenate(phases), tf.int32)
 
     def epoch_order(epoch):
@@ -122,8 +165,12 @@ def class_sorted(images: np.ndarray, labels: np.ndarray, *, batch_size: int, see
 
 def make_pipeline(order: str, images: np.ndarray, labels: np.ndarray, *, batch_size: int,
                   seed: int, epochs: int, class_order: tuple[int, ...] | None = None,
-                  start_step: int = 0, pixel_mean: np.ndarray | None = None) -> tf.data.Dataset:
+                  start_step: int = 0, pixel_mean: np.ndarray | None = None,
+                  block_steps: int = 0) -> tf.data.Dataset:
     """Dispatches to the pipeline named by `order` (one of `ORDERS`).
+
+    `replay` streams the class-sorted order (pass the new examples per batch as
+    `batch_size`); `blocked` takes `block_steps`.
 
     `start_step` > 0 starts the stream at that batch of the run, exactly as the
     uninterrupted stream would have continued: how a resumed run restores its
@@ -133,8 +180,13 @@ def make_pipeline(order: str, images: np.ndarray, labels: np.ndarray, *, batch_s
     if order == "shuffled":
         return shuffled(images, labels, batch_size=batch_size, seed=seed, epochs=epochs,
                         start_step=start_step, pixel_mean=pixel_mean)
-    if order == "sorted":
+    if order in ("sorted", "replay"):
         return class_sorted(images, labels, batch_size=batch_size, seed=seed, epochs=epochs,
+                            class_order=class_order, start_step=start_step,
+                            pixel_mean=pixel_mean)
+    if order == "blocked":
+        return class_blocks(images, labels, batch_size=batch_size, seed=seed, epochs=epochs,
+                            block_steps=_check_block_steps(block_steps),
                             class_order=class_order, start_step=start_step,
                             pixel_mean=pixel_mean)
     raise ValueError(f"order ({order!r}) must be one of {ORDERS}")
@@ -202,6 +254,13 @@ def _epoch_seed(seed: int, epoch) -> tf.Tensor:
 def _check_batch_size(batch_size: int) -> None:
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size ({batch_size}) must be a positive integer")
+
+
+def _check_block_steps(block_steps: int) -> int:
+    if not isinstance(block_steps, (int, np.integer)) or block_steps < 1:
+        raise ValueError(f"block_steps ({block_steps}) must be a positive integer "
+                         "(batches per class block)")
+    return block_steps
 
 
 def _check_class_order(labels: np.ndarray, class_order) -> tuple[int, ...]:

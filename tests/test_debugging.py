@@ -149,3 +149,40 @@ def test_debugger_dump_dir_writes_debugger_v2_dumps_alongside_checkpoints(tmp_pa
     assert plain.returncode == 0
     _assert_same_weights(tmp_path, "plain", "dbg")
     assert (tmp_path / "dbg" / "checkpoints").is_dir()
+
+
+def test_a_stop_exactly_at_a_phase_or_epoch_end_is_finished_on_resume(tmp_path):
+    """Stopping right at a boundary saves before its end-of-phase work; resuming does it."""
+    sorted_ = ["--order=sorted", "--epochs=2", "--deterministic"]
+    straight = _train(tmp_path, "straight", *sorted_)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    rows = (tmp_path / "straight" / "accuracy_matrix.csv").read_text().splitlines()
+    ends = [int(r.split(",")[0]) for r in rows[1:]]
+    for name, stop in (("phase", ends[0]), ("epoch", ends[2])):  # 3 classes: 3rd ends epoch 1
+        stopped = _train(tmp_path, name, *sorted_, f"--stop_after_steps={stop}")
+        assert stopped.returncode == 0, stopped.stderr[-2000:]
+        resumed = _train(tmp_path, name, *sorted_)
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        assert (tmp_path / name / "accuracy_matrix.csv").read_text().splitlines() == rows
+        assert resumed.stdout.count("epoch 1/2") == 1  # the epoch line comes once, resumed
+        events, expected = read_events(tmp_path / name), read_events(tmp_path / "straight")
+        for tag in ("forgetting/average", "val/accuracy", "test/accuracy", "epoch/train_loss"):
+            assert events[tag] == expected[tag], (name, tag)
+        _assert_same_weights(tmp_path, "straight", name)
+
+
+def test_blocked_order_makes_a_matrix_row_per_block_and_validates_per_epoch(tmp_path):
+    proc = _train(tmp_path, "blocked", "--order=blocked", "--block_steps=1", "--epochs=2",
+                  "--checkpoint_every_steps=4")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "class blocks of 1 batches" in proc.stdout
+    events = read_events(tmp_path / "blocked")
+    phases = [int(events["train/phase"][s]) for s in sorted(events["train/phase"])]
+    # Train classes hold 96, 94 and 79 examples: 4, 4 and 3 batches of 30 per epoch.
+    assert phases == [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1] * 2
+    rows = (tmp_path / "blocked" / "accuracy_matrix.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(1, 23))  # a row per block
+    assert sorted(events["val/accuracy"]) == [11, 22]
+    bad = _train(tmp_path, "bad", "--order=blocked")
+    assert bad.returncode == 1 and "needs block_steps >= 1" in bad.stderr
+    assert not (tmp_path / "bad").exists()

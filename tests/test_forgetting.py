@@ -85,3 +85,20 @@ def test_drift_growth_counts_within_blocks_only():
     out = forgetting.drift_growth(drift, phase_of_step)
     assert out == {"rising_pairs": 5, "pairs": 6, "rising_blocks": 2, "blocks": 2}
     assert forgetting.block_ids({0: 3, 1: 3, 2: 5, 3: 3}) == {0: 0, 1: 0, 2: 1, 3: 2}
+
+
+def test_running_summary_equals_the_whole_matrix_formulas():
+    rng = np.random.default_rng(0)
+    m = forgetting.AccuracyMatrix(4)
+    for i in range(60):
+        task = (int(rng.integers(4)),) if i % 3 else (0, 1, 2, 3)
+        m.add(rng.random(4), task=task, step=i, epoch=0, phase=task[0])
+        got = m.summary()
+        seen = sorted({c for t in m.tasks for c in t})
+        np.testing.assert_allclose(got["class_forgetting"], forgetting.class_forgetting(m.matrix))
+        np.testing.assert_allclose(got["average_forgetting"],
+                                   forgetting.average_forgetting(m.matrix, seen))
+        np.testing.assert_allclose(got["bwt"], forgetting.backward_transfer(m.matrix, m.tasks),
+                                   rtol=1e-12, atol=1e-12, equal_nan=True)
+    restored = forgetting.AccuracyMatrix.from_dict(m.to_dict())
+    assert restored.summary()["bwt"] == pytest.approx(m.summary()["bwt"])

@@ -94,20 +94,61 @@ def test_bad_arguments_are_refused():
         pipelines.plan_epoch(LABELS, order="zigzag", batch_size=2)
 
 
-@pytest.mark.parametrize("order", ["shuffled", "sorted"])
+@pytest.mark.parametrize("order", ["shuffled", "sorted", "blocked"])
 @pytest.mark.parametrize("start", [0, 1, 5, 7, 13])
 def test_a_stream_started_later_continues_the_full_stream_exactly(order, start):
+    k = 1 if order == "blocked" else 0
     full = _stream(pipelines.make_pipeline(order, IMAGES, LABELS, batch_size=4, seed=3,
-                                           epochs=3))
+                                           epochs=3, block_steps=k))
     resumed = _stream(pipelines.make_pipeline(order, IMAGES, LABELS, batch_size=4, seed=3,
-                                              epochs=3, start_step=start))
+                                              epochs=3, start_step=start, block_steps=k))
     assert len(resumed) == len(full) - start
     for a, b in zip(full[start:], resumed):
         np.testing.assert_array_equal(a[0], b[0])
         assert a[2] == b[2]
     with pytest.raises(ValueError, match="start_step"):
         pipelines.make_pipeline(order, IMAGES, LABELS, batch_size=4, seed=3, epochs=3,
-                                start_step=10 ** 6)
+                                start_step=10 ** 6, block_steps=k)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_blocked_classes_take_turns_every_k_batches(k):
+    batch_size = 2
+    ds = pipelines.class_blocks(IMAGES, LABELS, batch_size=batch_size, seed=0, epochs=2,
+                                block_steps=k, class_order=(2, 0, 3, 1))
+    plan = pipelines.plan_epoch(LABELS, order="blocked", batch_size=batch_size, block_steps=k,
+                                class_order=(2, 0, 3, 1))
+    batches = _stream(ds)
+    assert len(batches) == 2 * plan.total_steps
+    for epoch in _epochs(batches, plan):
+        for idx, lab, phase in epoch:  # single-class batches, phase = class
+            assert set(lab) == {phase}
+        np.testing.assert_array_equal(np.sort(np.concatenate([b[0] for b in epoch])),
+                                      np.arange(len(LABELS)))
+        # The plan's blocks are the stream's runs of one phase, at most k long, and the
+        # classes take turns in the class order while each still has batches.
+        phases = [b[2] for b in epoch]
+        assert phases == [p for p, n in zip(plan.phases, plan.steps) for _ in range(n)]
+        assert max(plan.steps) == k and plan.phases[:4] == (2, 0, 3, 1)
+        counts = np.bincount(LABELS)
+        left = {c: -(-int(counts[c]) // batch_size) for c in (2, 0, 3, 1)}
+        for p, n in zip(plan.phases, plan.steps):
+            assert n == min(k, left[p])
+            left[p] -= n
+        assert not any(left.values())
+
+
+def test_blocked_with_blocks_longer_than_any_class_is_the_sorted_stream():
+    sorted_ = _stream(pipelines.make_pipeline("sorted", IMAGES, LABELS, batch_size=2, seed=4,
+                                              epochs=2))
+    blocked = _stream(pipelines.make_pipeline("blocked", IMAGES, LABELS, batch_size=2, seed=4,
+                                              epochs=2, block_steps=100))
+    assert len(sorted_) == len(blocked)
+    for a, b in zip(sorted_, blocked):
+        np.testing.assert_array_equal(a[0], b[0])
+        assert a[2] == b[2]
+    with pytest.raises(ValueError, match="block_steps"):
+        pipelines.make_pipeline("blocked", IMAGES, LABELS, batch_size=2, seed=4, epochs=1)
 
 
 def test_pixel_batches_equal_the_preprocessed_arrays_bit_for_bit(real_mnist):

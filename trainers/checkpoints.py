@@ -3,7 +3,8 @@
 Saved: the model's and optimizer's variables, the global step, every Keras
 Dropout layer's `seed_generator.state` (which `tf.train.Checkpoint(model=...)`
 does not save: without it a resumed run draws other dropout masks), the drift
-reference weights, the current epoch's running sums, and the host-side state
+reference weights, the replay memory (contents, examples seen), the current
+epoch's running sums, and the host-side state
 (accuracy matrix so far, last results) as a JSON string. The input position needs
 no state of its own: the order of every epoch is a function of (seed, epoch), so
 the pipeline restarts at the saved global step (`pipelines.make_pipeline(...,
@@ -28,7 +29,7 @@ class RunState:
     """The checkpointable state of one run, and its manager in `run_dir/checkpoints`."""
 
     def __init__(self, *, model: tf.keras.Model, optimizer, global_step: tf.Variable,
-                 drift=None, run_dir: Path, max_to_keep: int = 3):
+                 drift=None, replay=None, run_dir: Path, max_to_keep: int = 3):
         self.epoch_sums = tf.Variable(tf.zeros([3], tf.float64), trainable=False,
                                       name="epoch_sums")  # loss_sum, correct, count
         self._host = tf.Variable("", dtype=tf.string, trainable=False, name="host_state")
@@ -37,6 +38,8 @@ class RunState:
                       "host_state": self._host}
         if drift is not None:
             trackables["drift"] = drift
+        if replay is not None:
+            trackables["replay"] = replay
         self.checkpoint = tf.train.Checkpoint(**trackables)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(Path(run_dir) / CHECKPOINT_DIR), max_to_keep=max_to_keep)

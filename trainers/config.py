@@ -8,7 +8,7 @@ import dataclasses
 import json
 
 DATASETS = ("mnist", "noise")
-ORDERS = ("shuffled", "sorted")
+ORDERS = ("shuffled", "sorted", "blocked", "replay")
 OPTIMIZERS = ("sgd", "rmsprop", "adam")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu")
 VALIDATION_SCOPES = ("all_classes", "current_class")
@@ -34,6 +34,9 @@ class Config:
     # Order of presentation.
     order: str = "shuffled"  # "shuffled" (i.i.d.) or "sorted" (class blocks, tutorial part 3)
     class_order: tuple[int, ...] | None = None  # order of the class blocks; None: 0, 1, 2, ...
+    block_steps: int = 0  # "blocked": batches per class block, classes taking turns (>= 1)
+    replay_capacity: int = 1000  # "replay": examples the reservoir memory holds
+    replay_fraction: float = 0.5  # "replay": fraction of every batch drawn from the memory
     # Model.
     hidden_sizes: tuple[int, ...] = (150, 100)  # widths of the hidden Dense layers
     activation: str = "relu"  # activation of every hidden layer
@@ -86,6 +89,21 @@ class Config:
         if self.validation_scope == "current_class" and self.order != "sorted":
             raise ValueError("validation_scope 'current_class' needs order 'sorted' "
                              f"(order is {self.order!r}: there is no current class)")
+        if self.order == "blocked" and self.block_steps < 1:
+            raise ValueError(f"order 'blocked' needs block_steps >= 1 (batches per class "
+                             f"block), not {self.block_steps}")
+        if self.order != "blocked" and self.block_steps:
+            raise ValueError(f"block_steps ({self.block_steps}) applies to order 'blocked' only "
+                             f"(order is {self.order!r})")
+        if self.order == "replay":
+            if self.replay_capacity < 1:
+                raise ValueError(f"replay_capacity ({self.replay_capacity}) must be >= 1")
+            if not 0.0 < self.replay_fraction < 1.0:
+                raise ValueError(f"replay_fraction ({self.replay_fraction}) must lie strictly "
+                                 "between 0 and 1")
+            if self.batch_size < 2:
+                raise ValueError("order 'replay' needs batch_size >= 2 (new and replayed "
+                                 "examples share each batch)")
         if self.validation_scope == "current_class" and self.validation_split == 0:
             raise ValueError("validation_scope 'current_class' needs validation_split > 0")
 

@@ -19,7 +19,8 @@ import tensorflow as tf
 
 from data import mnist, pipelines, splits
 from trainers import (checkpoints, drift, evaluation, forgetting, instruments, loop,
-                      model as model_lib, optimizers, probe, step_dumps, steps, tables, writers)
+                      model as model_lib, optimizers, probe, replay, step_dumps, steps, tables,
+                      writers)
 from trainers.config import Config
 
 
@@ -167,9 +168,16 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                                            num_classes=data.num_classes)
         except ValueError as e:
             raise SetupError(str(e)) from None
-    steps_per_epoch = pipelines.plan_epoch(data.y_train, order=config.order,
-                                           batch_size=config.batch_size,
-                                           class_order=config.class_order).total_steps
+    replayed = (replay.replay_count(config.batch_size, config.replay_fraction)
+                if config.order == "replay" else 0)
+
+    def epoch_plan(epoch: int = 0) -> pipelines.EpochPlan:  # the stream's (new) examples
+        return pipelines.plan_epoch(data.y_train, order=config.order,
+                                    batch_size=config.batch_size - replayed, epoch=epoch,
+                                    class_order=config.class_order,
+                                    block_steps=config.block_steps)
+
+    steps_per_epoch = epoch_plan().total_steps
     last_step = config.epochs * steps_per_epoch - 1
     if any(s > last_step for s in inspect_steps):
         raise SetupError(f"inspect_steps ({', '.join(map(str, sorted(inspect_steps)))}) must "
@@ -199,8 +207,13 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     tools = (instruments.Instruments(model, probe_set, num_classes=data.num_classes,
                                      writer=writer, run_dir=run_dir,
                                      batch_splits=config.batch_splits) if probe_set else None)
+    train_step = steps.make_train_step(model, optimizer, batch_splits=config.batch_splits)
+    memory = None
+    if replayed:
+        memory = replay.ReplayMemory(config.replay_capacity, data.input_dim, seed=config.seed)
+        train_step = memory.wrap(train_step, replayed)
     train_loop = loop.make_train_loop(
-        steps.make_train_step(model, optimizer, batch_splits=config.batch_splits), global_step,
+        train_step, global_step,
         log_every_step=config.log_every_step, every_n_steps=config.eval_every_steps,
         periodic=tools.periodic if tools else None,
         before_periodic=tools.before_periodic if tools else None,
@@ -211,12 +224,17 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                                          batch_splits=config.batch_splits)
     val_sets = _validation_sets(config, data)
     state = (checkpoints.RunState(model=model, optimizer=optimizer, global_step=global_step,
-                                  drift=tools.drift if tools else None, run_dir=run_dir)
+                                  drift=tools.drift if tools else None, replay=memory,
+                                  run_dir=run_dir)
              if run_dir is not None else None)
     results = {"epoch_seconds": []}
+    # The last step whose phase-end (and epoch-end) work is done and checkpointed: a run
+    # stopped exactly at a boundary, before that work, does it when resumed.
+    ends_done_at = 0
     if resuming:
         host = state.restore_latest()
         results = host["results"]
+        ends_done_at = host.get("ends_done_at", int(global_step))
         if tools and host["matrix"]:
             tools.matrix = forgetting.AccuracyMatrix.from_dict(host["matrix"])
     start_step = int(global_step)
@@ -234,9 +252,9 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     pixels = data.train_pixels is not None  # uint8 MNIST: a quarter of the memory
     stream = iter(pipelines.make_pipeline(
         config.order, data.train_pixels if pixels else data.x_train, data.y_train,
-        batch_size=config.batch_size, seed=config.seed, epochs=config.epochs,
+        batch_size=config.batch_size - replayed, seed=config.seed, epochs=config.epochs,
         class_order=config.class_order, start_step=start_step,
-        pixel_mean=data.pixel_mean if pixels else None))
+        pixel_mean=data.pixel_mean if pixels else None, block_steps=config.block_steps))
     trained_classes = tuple(sorted(set(int(c) for c in data.y_train)))
 
     if threads_note:
@@ -244,7 +262,10 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     say(f"data: {data.source}")
     say(f"train {len(data.y_train)}, validation {len(data.y_val)} "
         f"({config.validation_scope}), test {len(data.y_test)} examples; "
-        f"order {config.order}, batch {config.batch_size}")
+        f"order {config.order}, batch {config.batch_size}"
+        + (f" ({config.batch_size - replayed} new + {replayed} from a {config.replay_capacity}"
+           "-example reservoir memory)" if replayed else "")
+        + (f", class blocks of {config.block_steps} batches" if config.block_steps else ""))
     say(f"probe: {len(probe_set[1])} test examples, every {config.eval_every_steps} steps "
         "and at every phase end" if tools else "probe: off")
     for line in model_lib.summary_lines(model):
@@ -267,7 +288,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         if state is not None:
             writer.flush()  # Events up to the checkpoint are on disk with it.
             state.epoch_sums.assign(sums)
-            state.save({"results": results,
+            state.save({"results": results, "ends_done_at": ends_done_at,
                         "matrix": tools.matrix.to_dict() if tools else None})
 
     stop = _StopRequests()
@@ -278,23 +299,25 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                 loop.make_periodic_writer(tools.periodic, global_step,
                                           len(model.trainable_variables))()
         first_epoch, skip = divmod(start_step, steps_per_epoch)
+        if start_step and not skip and ends_done_at != start_step:
+            first_epoch, skip = first_epoch - 1, steps_per_epoch  # finish that epoch's end
         cuts = tuple(c for c in (stop_after_steps, *(profile_steps or ()),
                                  *inspect_steps, *(s + 1 for s in inspect_steps))
                      if c > start_step)
         names = drift.variable_names(model)
         test = None  # Stays None only when resuming a run killed while finishing.
         for epoch in range(first_epoch, config.epochs):
-            plan = pipelines.plan_epoch(data.y_train, order=config.order,
-                                        batch_size=config.batch_size, epoch=epoch,
-                                        class_order=config.class_order)
+            plan = epoch_plan(epoch)
             bar = tf.keras.utils.Progbar(plan.total_steps, verbose=int(verbose and _tty()),
                                          stateful_metrics=["loss", "acc"])
             start = time.perf_counter()
             # loss_sum, correct, count of this epoch (restored when resuming inside it).
             sums = state.epoch_sums.numpy() if skip else np.zeros(3)
             done = 0
-            for phase, phase_steps in zip(plan.phases, plan.steps):
-                if skip >= phase_steps:  # A resumed run skips the phases it finished.
+            for i, (phase, phase_steps) in enumerate(zip(plan.phases, plan.steps)):
+                last_of_epoch = i == len(plan.phases) - 1
+                # A resumed run skips the phases it finished, with their end's work.
+                if skip > phase_steps or (skip == phase_steps and ends_done_at == start_step):
                     skip -= phase_steps
                     done += phase_steps
                     continue
@@ -336,18 +359,24 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                             f"stopped after step {step} as asked (checkpoint saved); run the "
                             "same command without --stop_after_steps to continue"))
                     every = config.checkpoint_every_steps
-                    if every and in_phase < phase_steps and step % every == 0:
+                    if (every and step % every == 0 and (in_phase < phase_steps or
+                                                         phase_steps < config.steps_per_loop)):
                         save_checkpoint(sums)
                 skip = 0
                 step = int(global_step)
-                if phase in val_sets:
+                # Short class blocks (blocked order) validate once per epoch.
+                if phase in val_sets and (config.order != "blocked" or last_of_epoch):
                     val = evaluate(*val_sets[phase])
                     writer.write_scalars(step, val.scalars("val"))
                     results.update(val_loss=val.loss, val_accuracy=val.accuracy)
                 if tools:
                     tools.phase_end(step=step, epoch=epoch, phase=phase,
-                                    task=(phase,) if config.order == "sorted" else trained_classes)
-                if phase != plan.phases[-1]:  # The epoch end saves after its own work.
+                                    task=trained_classes if config.order == "shuffled"
+                                    else (phase,))
+                # The epoch end saves after its own work; phases shorter than one
+                # compiled call rely on the step cadence (resuming redoes their end).
+                if not last_of_epoch and phase_steps >= config.steps_per_loop:
+                    ends_done_at = step
                     save_checkpoint(sums)
             test = evaluate(data.x_test, data.y_test)
             train_loss, train_accuracy = sums[0] / sums[2], sums[1] / sums[2]
@@ -373,6 +402,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
             say(f"epoch {epoch + 1}/{config.epochs} step {step}: train loss {train_loss:.4f} "
                 f"acc {train_accuracy:.4f}{val_text} | test loss {test.loss:.4f} "
                 f"acc {test.accuracy:.4f} | {seconds:.1f} s", flush=True)
+            ends_done_at = step
             save_checkpoint(np.zeros(3))
         step = int(global_step)
         if test is None:

@@ -31,6 +31,7 @@ class AccuracyMatrix:
     steps: list = dataclasses.field(default_factory=list)  # global step at each row
     epochs: list = dataclasses.field(default_factory=list)  # epoch of each row
     phases: list = dataclasses.field(default_factory=list)  # phase id of each row
+    _folded: int = dataclasses.field(default=0, init=False, repr=False, compare=False)
 
     def add(self, row, *, task, step: int, epoch: int, phase: int) -> None:
         """Appends the row measured after a phase that trained the classes `task`."""
@@ -48,12 +49,40 @@ class AccuracyMatrix:
         return np.array(self.rows).reshape(len(self.rows), self.num_classes)
 
     def summary(self) -> dict:
-        """Forgetting metrics after the latest row (see the module docstring)."""
-        seen = sorted({c for task in self.tasks for c in task})
-        per_class = class_forgetting(self.matrix)
+        """Forgetting metrics after the latest row (see the module docstring).
+
+        Kept as running sums, so each call costs the rows added since the last one:
+        short class blocks make thousands of rows. Equal to `class_forgetting`,
+        `average_forgetting` and `backward_transfer` of the whole matrix (tested).
+        """
+        if not self.rows:
+            raise ValueError("the accuracy matrix has no rows yet")
+        if self._folded > len(self.rows):
+            self._folded = 0  # rows were replaced: start over
+        if self._folded == 0:
+            self._best = np.full(self.num_classes, np.nan)
+            self._task_weight = np.zeros(self.num_classes)  # sum of 1/|task| per class
+            self._after = 0.0  # sum of each row's mean accuracy on its own task
+            self._seen = set()
+        for row, task in zip(self.rows[self._folded:], self.tasks[self._folded:]):
+            self._best = np.fmax(self._best, row)
+            self._task_weight[list(task)] += 1.0 / len(task)
+            self._after += float(row[list(task)].mean())
+            self._seen.update(task)
+        self._folded = len(self.rows)
+        last, task = self.rows[-1], list(self.tasks[-1])
+        per_class = self._best - last
+        earlier = len(self.rows) - 1
+        bwt = float("nan")
+        if earlier:
+            weight = self._task_weight.copy()
+            weight[task] -= 1.0 / len(task)
+            bwt = (float(weight @ np.nan_to_num(last))
+                   - (self._after - float(last[task].mean()))) / earlier
+        seen = sorted(self._seen)
         return {"class_forgetting": per_class,
-                "average_forgetting": average_forgetting(self.matrix, seen),
-                "bwt": backward_transfer(self.matrix, self.tasks)}
+                "average_forgetting": float(np.mean(per_class[seen])) if seen else float("nan"),
+                "bwt": bwt}
 
     def to_dict(self) -> dict:
         """JSON-ready state (for checkpoints); `from_dict` rebuilds it."""

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from trainers import drift, forgetting, probe, writers
 
+HEATMAP_ROWS = 400
 FINAL_METRICS = ("final/test_accuracy", "final/average_forgetting", "final/bwt")
 
 
@@ -68,13 +69,16 @@ class Instruments:
         self._writer.write_scalars(step, scalars)
         if not np.isnan(summary["bwt"]):  # Apart: one tag set per call keeps one trace each.
             self._writer.write_scalars(step, {"forgetting/bwt": summary["bwt"]})
-        if self._run_dir is not None:
-            _write_atomic(self._run_dir / "accuracy_matrix.csv", self.matrix.to_csv().encode())
 
     def epoch_end(self, step: int) -> None:
-        """Weight histograms and the accuracy-matrix heatmap (image summary and PNG file)."""
+        """Weight histograms, the accuracy matrix as CSV and heatmap (image summary and PNG).
+
+        The heatmap shows the last `HEATMAP_ROWS` rows (short class blocks make many).
+        """
         self._write_histograms(step)
-        image = forgetting.heatmap(self.matrix.matrix)
+        if self._run_dir is not None:
+            _write_atomic(self._run_dir / "accuracy_matrix.csv", self.matrix.to_csv().encode())
+        image = forgetting.heatmap(self.matrix.matrix[-HEATMAP_ROWS:])
         png = tf.io.encode_png(image).numpy()
         self._writer.write_png(step, "forgetting/accuracy_matrix", png,
                                width=image.shape[1], height=image.shape[0])

@@ -37,7 +37,18 @@ _VALIDATION_SCOPE = flags.DEFINE_enum(
     "order only): only the class just trained, the tutorial's pitfall.")
 _ORDER = flags.DEFINE_enum("order", "shuffled", config_lib.ORDERS,
                            "shuffled: i.i.d. minibatches. sorted: each epoch all 0s, then all "
-                           "1s, ... (class blocks).")
+                           "1s, ... (class blocks). blocked: single-class batches, classes "
+                           "taking turns every --block_steps batches. replay: sorted, with part "
+                           "of every batch drawn from a reservoir memory of past examples.")
+_BLOCK_STEPS = flags.DEFINE_integer(
+    "block_steps", 0, "blocked order: batches per class block (1: the class changes every "
+    "batch; a class's whole data: the sorted order).", lower_bound=0)
+_REPLAY_CAPACITY = flags.DEFINE_integer(
+    "replay_capacity", 1000, "replay order: examples the memory keeps, by reservoir sampling "
+    "over everything seen so far.", lower_bound=1)
+_REPLAY_FRACTION = flags.DEFINE_float(
+    "replay_fraction", 0.5, "replay order: fraction of every batch drawn from the memory (the "
+    "rest are new examples of the current class), in (0, 1).")
 _CLASS_ORDER = flags.DEFINE_list("class_order", None, "sorted order: the class blocks' order, "
                                  "e.g. 9,8,7,6,5,4,3,2,1,0 (default ascending).")
 _HIDDEN_SIZES = flags.DEFINE_list("hidden_sizes", ["150", "100"],
@@ -174,6 +185,8 @@ def config_from_flags() -> config_lib.Config:
         noise_examples=_NOISE_EXAMPLES.value, noise_dim=_NOISE_DIM.value,
         noise_classes=_NOISE_CLASSES.value, validation_split=_VALIDATION_SPLIT.value,
         validation_scope=_VALIDATION_SCOPE.value, order=_ORDER.value,
+        block_steps=_BLOCK_STEPS.value, replay_capacity=_REPLAY_CAPACITY.value,
+        replay_fraction=_REPLAY_FRACTION.value,
         class_order=tuple(int(c) for c in _CLASS_ORDER.value) if _CLASS_ORDER.value else None,
         hidden_sizes=tuple(int(h) for h in _HIDDEN_SIZES.value),
         activation=_ACTIVATION.value, dropout=_DROPOUT.value, optimizer=_OPTIMIZER.value,

@@ -1,0 +1,232 @@
+"""Runs a grid of training runs and tabulates them: `python -m trainers.sweep`.
+
+    python -m trainers.sweep --flagfile=trainers/configs/mnist_sorted.flags \
+        --sweep=learning_rate=1e-4,1e-3,1e-2 --run_name=lr --parallel=2
+
+Every training flag is accepted (and checked) here as the base of all points;
+each `--sweep=NAME=V1,V2,...` adds an axis. Point runs go to LOGDIR/RUN_NAME/POINT
+(each one a `trainers.train` process, its output in POINT.log), so
+`tensorboard --logdir LOGDIR/RUN_NAME` compares them in the HParams dashboard.
+Re-running the same command skips finished points and resumes interrupted ones.
+At the end a table (test accuracy, average forgetting, BWT, per-class test
+accuracy) is printed and saved as LOGDIR/RUN_NAME/results.csv.
+"""
+
+import datetime
+import itertools
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from absl import app, flags
+
+from trainers import config as config_lib, tables
+from trainers import train  # Defines the training flags: the base of every point.
+
+FLAGS = flags.FLAGS
+_SWEEP = flags.DEFINE_multi_string(
+    "sweep", None, "NAME=V1,V2,...: a training flag and the values to try; several --sweep "
+    "flags make a grid (every combination).")
+_PARALLEL = flags.DEFINE_integer("parallel", 1, "Points trained at the same time, each in its "
+                                 "own process.", lower_bound=1)
+# Flags of this script, or owned by it, never passed on to a point's run.
+_OWN = {"sweep", "parallel", "logdir", "run_name", "flagfile", "undefok"}
+
+
+def parse_axes(specs: list[str]) -> list[tuple[str, list[str]]]:
+    """`["lr=1,2", "order=a"]` -> [("lr", ["1", "2"]), ("order", ["a"])], checked.
+
+    Raises:
+      ValueError: a spec that is not NAME=V1,..., a name that is not a training flag
+        or given twice, or a value its flag rejects.
+    """
+    axes, seen = [], set()
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        name = name.strip().lstrip("-")
+        items = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not name or not items:
+            raise ValueError(f"--sweep={spec}: expected NAME=V1,V2,... e.g. "
+                             "--sweep=learning_rate=1e-4,1e-3")
+        if name in _OWN or name not in FLAGS or name in {"help", "helpshort", "helpfull"}:
+            raise ValueError(f"--sweep={spec}: {name!r} is not a training flag "
+                             "(tapeloop-train --helpshort lists them)")
+        if name in seen:
+            raise ValueError(f"--sweep={spec}: {name} is swept twice")
+        seen.add(name)
+        axes.append((name, items))
+    return axes
+
+
+def grid(axes: list[tuple[str, list[str]]]) -> list[dict[str, str]]:
+    """Every combination of the axes' values, first axis slowest."""
+    names = [n for n, _ in axes]
+    return [dict(zip(names, values)) for values in itertools.product(*(v for _, v in axes))]
+
+
+def point_name(point: dict[str, str]) -> str:
+    """A directory name for a point, e.g. `learning_rate=1e-4,order=sorted`."""
+    return ",".join(f"{k}={v}" for k, v in point.items()).replace("/", "_") or "base"
+
+
+def point_config(point: dict[str, str]) -> config_lib.Config:
+    """The `Config` the point's run will have: base flags with the point's values.
+
+    Raises:
+      ValueError: a value a flag or the config rejects.
+    """
+    saved = {name: FLAGS[name].value for name in point}
+    try:
+        for name, value in point.items():
+            try:
+                FLAGS[name].parse(value)
+            except flags.Error as e:
+                raise ValueError(f"--{name}={value}: {e}") from None
+            FLAGS[name].present -= 1  # parse() counts as given on the command line
+        for name in point:
+            for validator in FLAGS[name].validators:
+                try:
+                    validator.verify(FLAGS)
+                except flags.ValidationError as e:
+                    raise ValueError(f"--{name}={point[name]}: {e}") from None
+        return train.config_from_flags()
+    finally:
+        for name, value in saved.items():
+            FLAGS[name].value = value
+
+
+def base_args(point: dict[str, str]) -> list[str]:
+    """The training flags given to this script (not swept), as command-line arguments."""
+    module_flags = FLAGS.get_flags_for_module(train)
+    return [f.serialize() for f in module_flags
+            if f.present and f.name not in _OWN and f.name not in point]
+
+
+def finished(run_dir: Path, config: config_lib.Config) -> bool:
+    """True if `run_dir` holds this point's run, done to its last epoch."""
+    try:
+        results = json.loads((run_dir / "results.json").read_text())
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return not config.differences(saved) and results.get("epochs") == config.epochs
+
+
+def results_table(rows: list[tuple[str, dict]]) -> tuple[str, str]:
+    """(text table, CSV) of the points' results: overall, forgetting, BWT, per class."""
+    num_classes = max(len(r["test_class_accuracy"]) for _, r in rows)
+    head = ["point", "test_accuracy", "average_forgetting", "bwt"] + [
+        f"class_{c}" for c in range(num_classes)]
+
+    def cell(v, signed=False):
+        return "-" if v is None else (f"{round(v, 4) + 0.0:+.4f}" if signed else f"{v:.4f}")
+
+    body = [[name, cell(r["test_accuracy"]), cell(r.get("average_forgetting")),
+             cell(r.get("bwt"), signed=True)] + [cell(v) for v in r["test_class_accuracy"]]
+            for name, r in rows]
+    csv = "\n".join(",".join(x) for x in [head] + [[f'"{b[0]}"'] + b[1:] for b in body]) + "\n"
+    short = ["point", "test acc", "avg forgetting", "BWT"] + [str(c) for c in range(num_classes)]
+    return tables.format_table(short, body), csv
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {argv[1:]} (flags start with --)")
+    try:
+        axes = parse_axes(_SWEEP.value or [])
+        points = grid(axes)
+        configs = [point_config(p) for p in points]
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    if not axes:
+        sys.exit("error: give at least one --sweep=NAME=V1,V2,...")
+    sweep_dir = Path(FLAGS.logdir) / (FLAGS.run_name or f"sweep_{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    if sweep_dir.exists() and not sweep_dir.is_dir():
+        sys.exit(f"error: {sweep_dir} is a file, not a directory")
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        sys.exit(f"error: {sweep_dir} cannot be created: {e.strerror or e}")
+    names = [point_name(p) for p in points]
+    total = len(points)
+    print(f"sweep of {total} points in {sweep_dir} ({_PARALLEL.value} at a time); "
+          f"tensorboard --logdir {sweep_dir}", flush=True)
+    todo = []
+    for i, (point, name, config) in enumerate(zip(points, names, configs)):
+        if finished(sweep_dir / name, config):
+            print(f"[{i + 1}/{total}] {name}: finished before, skipped", flush=True)
+        else:
+            todo.append(i)
+    try:
+        failed = _run_points(todo, points, names, sweep_dir)
+    except KeyboardInterrupt:
+        sys.exit(f"\ninterrupted: the running points saved a checkpoint; run the same command "
+                 "again to resume them")
+    done = [(n, json.loads((sweep_dir / n / "results.json").read_text()))
+            for n in names if n not in failed and (sweep_dir / n / "results.json").is_file()]
+    if done:
+        text, csv = results_table(done)
+        (sweep_dir / "results.csv").write_text(csv)
+        print(f"\n{text}\n\nsaved {sweep_dir / 'results.csv'}")
+    if failed:
+        sys.exit(f"error: {len(failed)} of {total} points failed: {', '.join(failed)} (logs in "
+                 f"{sweep_dir}; rerun the same command to retry them)")
+
+
+def _run_points(todo: list[int], points, names, sweep_dir: Path) -> list[str]:
+    """Trains the points `todo`, `--parallel` at a time; returns the names that failed.
+
+    On Ctrl-C the children (same process group) get the signal too and checkpoint;
+    this waits for them before passing the KeyboardInterrupt on.
+    """
+    total = len(points)
+    running, failed = {}, []
+    try:
+        while todo or running:
+            while todo and len(running) < _PARALLEL.value:
+                i = todo.pop(0)
+                args = base_args(points[i]) + [f"--{k}={v}" for k, v in points[i].items()]
+                command = [sys.executable, "-m", "trainers.train", *args,
+                           f"--logdir={sweep_dir}", f"--run_name={names[i]}"]
+                log = open(sweep_dir / f"{names[i]}.log", "a")
+                running[i] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log,
+                              time.perf_counter())
+                print(f"[{i + 1}/{total}] {names[i]}: started", flush=True)
+            time.sleep(0.2)
+            for i, (proc, log, start) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                log.close()
+                del running[i]
+                seconds = time.perf_counter() - start
+                results = sweep_dir / names[i] / "results.json"
+                if proc.returncode == 0 and results.is_file():
+                    r = json.loads(results.read_text())
+                    print(f"[{i + 1}/{total}] {names[i]}: test accuracy {r['test_accuracy']:.4f}"
+                          + (f", average forgetting {r['average_forgetting']:.4f}"
+                             if r.get("average_forgetting") is not None else "")
+                          + f" ({seconds:.0f} s)", flush=True)
+                else:
+                    lines = (sweep_dir / f"{names[i]}.log").read_text().strip().splitlines()
+                    why = next((x for x in reversed(lines) if x.startswith("error")),
+                               lines[-1] if lines else "no output")
+                    failed.append(names[i])
+                    print(f"[{i + 1}/{total}] {names[i]}: FAILED (exit {proc.returncode}): {why}",
+                          flush=True)
+    except KeyboardInterrupt:
+        for proc, log, _ in running.values():
+            proc.wait()
+            log.close()
+        raise
+    return failed
+
+
+def run():
+    """Entry point of the `tapeloop-sweep` console script."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
