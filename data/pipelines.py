@@ -80,8 +80,8 @@ def _blocks(batches_per_class: list[int], block_steps: int) -> list[tuple[int, i
 
 
 def shuffled(images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int,
-             epochs: int, start_step: int = 0,
-             pixel_mean: np.ndarray | None = None) -> tf.data.Dataset:
+             epochs: int, start_step: int = 0, pixel_mean: np.ndarray | None = None,
+             shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
     """i.i.d. minibatches, reshuffled every epoch; phase = epoch index.
 
     The last batch of an epoch holds the remainder (N mod batch_size) when there is one.
@@ -95,14 +95,15 @@ def shuffled(images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: i
             tf.range(n, dtype=tf.int32), seed=_epoch_seed(seed, epoch))
 
     return _stream(images, labels, epochs=epochs, start_step=start_step, pixel_mean=pixel_mean,
-                   epoch_order=epoch_order, starts=starts,
+                   shard=shard, epoch_order=epoch_order, starts=starts,
                    ends=np.minimum(starts + batch_size, n),
                    batch_phase=lambda epoch, b: tf.cast(epoch, tf.int32))
 
 
 def class_sorted(images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int,
                  epochs: int, class_order: tuple[int, ...] | None = None,
-                 start_step: int = 0, pixel_mean: np.ndarray | None = None) -> tf.data.Dataset:
+                 start_step: int = 0, pixel_mean: np.ndarray | None = None,
+                 shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
     """Every epoch presents all examples of one class, then the next; phase = class id.
 
     Within a class the examples are reshuffled every epoch. A batch never mixes two
@@ -118,14 +119,18 @@ def class_sorted(images: np.ndarray, labels: np.ndarray, *, batch_size: int, see
       start_step: begin the stream at this batch of the run (to resume).
       pixel_mean: when given, `images` are uint8 pixels and every batch becomes
         pixels / 255 - pixel_mean (the tutorial's preprocessing, bit for bit).
+      shard: (i, n): yield only part i of n of every batch (its examples i, i+n, ...),
+        for replica i of n under tf.distribute.
     """
     return class_blocks(images, labels, batch_size=batch_size, seed=seed, epochs=epochs,
-                        class_order=class_order, start_step=start_step, pixel_mean=pixel_mean)
+                        class_order=class_order, start_step=start_step, pixel_mean=pixel_mean,
+                        shard=shard)
 
 
 def class_blocks(images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int,
                  epochs: int, block_steps: int = 0, class_order: tuple[int, ...] | None = None,
-                 start_step: int = 0, pixel_mean: np.ndarray | None = None) -> tf.data.Dataset:
+                 start_step: int = 0, pixel_mean: np.ndarray | None = None,
+                 shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
     """Single-class batches, classes taking turns `block_steps` batches at a time.
 
     `block_steps` = 1 alternates classes at every batch (nearly interleaved, though
@@ -158,7 +163,7 @@ def class_blocks(images: np.ndarray, labels: np.ndarray, *, batch_size: int, see
             for position, idx in enumerate(members)], axis=0)
 
     return _stream(images, labels, epochs=epochs, start_step=start_step, pixel_mean=pixel_mean,
-                   epoch_order=epoch_order,
+                   shard=shard, epoch_order=epoch_order,
                    starts=np.concatenate(starts), ends=np.concatenate(ends),
                    batch_phase=lambda epoch, b: phases[b])
 
@@ -166,11 +171,12 @@ def class_blocks(images: np.ndarray, labels: np.ndarray, *, batch_size: int, see
 def make_pipeline(order: str, images: np.ndarray, labels: np.ndarray, *, batch_size: int,
                   seed: int, epochs: int, class_order: tuple[int, ...] | None = None,
                   start_step: int = 0, pixel_mean: np.ndarray | None = None,
-                  block_steps: int = 0) -> tf.data.Dataset:
+                  block_steps: int = 0, shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
     """Dispatches to the pipeline named by `order` (one of `ORDERS`).
 
     `replay` streams the class-sorted order (pass the new examples per batch as
-    `batch_size`); `blocked` takes `block_steps`.
+    `batch_size`); `blocked` takes `block_steps`. `shard` = (i, n) keeps part i of n
+    of every batch (see `class_sorted`).
 
     `start_step` > 0 starts the stream at that batch of the run, exactly as the
     uninterrupted stream would have continued: how a resumed run restores its
@@ -179,21 +185,21 @@ def make_pipeline(order: str, images: np.ndarray, labels: np.ndarray, *, batch_s
     """
     if order == "shuffled":
         return shuffled(images, labels, batch_size=batch_size, seed=seed, epochs=epochs,
-                        start_step=start_step, pixel_mean=pixel_mean)
+                        start_step=start_step, pixel_mean=pixel_mean, shard=shard)
     if order in ("sorted", "replay"):
         return class_sorted(images, labels, batch_size=batch_size, seed=seed, epochs=epochs,
                             class_order=class_order, start_step=start_step,
-                            pixel_mean=pixel_mean)
+                            pixel_mean=pixel_mean, shard=shard)
     if order == "blocked":
         return class_blocks(images, labels, batch_size=batch_size, seed=seed, epochs=epochs,
                             block_steps=_check_block_steps(block_steps),
                             class_order=class_order, start_step=start_step,
-                            pixel_mean=pixel_mean)
+                            pixel_mean=pixel_mean, shard=shard)
     raise ValueError(f"order ({order!r}) must be one of {ORDERS}")
 
 
 def _stream(images: np.ndarray, labels: np.ndarray, *, epochs: int, start_step: int,
-            pixel_mean: np.ndarray | None, epoch_order,
+            pixel_mean: np.ndarray | None, epoch_order, shard: tuple[int, int],
             starts: np.ndarray, ends: np.ndarray, batch_phase) -> tf.data.Dataset:
     """All epochs as one stream of batch dicts.
 
@@ -205,6 +211,9 @@ def _stream(images: np.ndarray, labels: np.ndarray, *, epochs: int, start_step: 
     the input side to about 40 microseconds a batch on two cores.
     """
     num_batches = len(starts)
+    shard_index, num_shards = shard
+    if not 0 <= shard_index < num_shards:
+        raise ValueError(f"shard ({shard}) must be (i, n) with 0 <= i < n")
     # The arrays enter as a dataset input, held by reference: captured by the map
     # function instead, they would be copied into its graph (twice, 170 MB each).
     if pixel_mean is None:
@@ -234,6 +243,8 @@ def _stream(images: np.ndarray, labels: np.ndarray, *, epochs: int, start_step: 
 
         def batch(b, data):
             idx = order[starts[b]:ends[b]]
+            if num_shards > 1:
+                idx = idx[shard_index::num_shards]
             return {"image": normalise(tf.gather(data[0], idx)),
                     "label": tf.gather(data[1], idx),
                     "phase": batch_phase(epoch, b)}

@@ -29,7 +29,8 @@ class RunState:
     """The checkpointable state of one run, and its manager in `run_dir/checkpoints`."""
 
     def __init__(self, *, model: tf.keras.Model, optimizer, global_step: tf.Variable,
-                 drift=None, replay=None, run_dir: Path, max_to_keep: int = 3):
+                 drift=None, replay=None, run_dir: Path, restore_dir: Path | None = None,
+                 max_to_keep: int = 3):
         self.epoch_sums = tf.Variable(tf.zeros([3], tf.float64), trainable=False,
                                       name="epoch_sums")  # loss_sum, correct, count
         self._host = tf.Variable("", dtype=tf.string, trainable=False, name="host_state")
@@ -44,6 +45,8 @@ class RunState:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(Path(run_dir) / CHECKPOINT_DIR), max_to_keep=max_to_keep)
         self._global_step = global_step
+        # A non-chief worker saves to its own directory but resumes from the chief's.
+        self._restore_dir = Path(restore_dir or run_dir) / CHECKPOINT_DIR
         # Test-only hook: pause after a checkpoint's files are written and before the
         # manager's own callback updates the index, so a test can kill the process in
         # the middle of a save.
@@ -64,7 +67,7 @@ class RunState:
 
     def restore_latest(self) -> dict | None:
         """Restores the latest checkpoint; returns its host state, or None if there is none."""
-        latest = self.manager.latest_checkpoint
+        latest = tf.train.latest_checkpoint(str(self._restore_dir))
         if latest is None:
             return None
         self.checkpoint.restore(latest).assert_existing_objects_matched()

@@ -14,7 +14,8 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu")
 VALIDATION_SCOPES = ("all_classes", "current_class")
 # Settings a resumed run may change: they do not change what is computed.
 RESUME_FREE = ("data_dir", "epochs", "steps_per_loop", "eval_batch_size", "log_every_step",
-               "checkpoint_every_steps")
+               "checkpoint_every_steps", "strategy")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,11 +60,13 @@ class Config:
     checkpoint_every_steps: int = 500  # also checkpoint every this many steps (0: only at
     # phase ends and at the end of the run)
     deterministic: bool = False  # TensorFlow op determinism (bit-identical reruns, resumes)
+    strategy: str = "default"  # tf.distribute: "default", "mirrored" or "multi_worker"
     probe_per_class: int = 100  # held-out probe: this many test examples of every class
 
     def __post_init__(self):
         _one_of("dataset", self.dataset, DATASETS)
         _one_of("order", self.order, ORDERS)
+        _one_of("strategy", self.strategy, STRATEGIES)
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("activation", self.activation, ACTIVATIONS)
         _one_of("validation_scope", self.validation_scope, VALIDATION_SCOPES)

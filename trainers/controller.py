@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from data import mnist, pipelines, splits
-from trainers import (checkpoints, drift, evaluation, forgetting, instruments, loop,
+from trainers import (checkpoints, distribute, drift, evaluation, forgetting, instruments, loop,
                       model as model_lib, optimizers, probe, replay, step_dumps, steps, tables,
                       writers)
 from trainers.config import Config
@@ -113,7 +113,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                        data: splits.Splits | None = None, overwrite: bool = False,
                        resume: bool = True, verbose: bool = True, stop_after_steps: int = 0,
                        profile_steps: tuple[int, int] | None = None,
-                       inspect_steps: frozenset[int] = frozenset()) -> dict:
+                       inspect_steps: frozenset[int] = frozenset(),
+                       strategy: tf.distribute.Strategy | None = None) -> dict:
     """Trains the model of `config` and evaluates it; logs everything under `run_dir`.
 
     Args:
@@ -131,6 +132,10 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
       inspect_steps: steps whose batch, logits, per-example losses, gradient norms and
         update are saved to `run_dir/inspect/step_<N>.npz` (see `step_dumps`), with
         a summary line; the other steps run in the compiled loop as usual.
+      strategy: the tf.distribute strategy to train under (default: built from
+        `config.strategy`; a multi-worker strategy should be built first thing in the
+        program). Only the chief writes `run_dir`; other workers checkpoint to a
+        temporary directory removed at the end, and resume from the chief's.
       verbose: print the set-up, a progress bar, one line per epoch and the final table.
 
     Returns:
@@ -151,6 +156,17 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         raise SetupError(f"stop_after_steps ({stop_after_steps}) must be >= 0")
     if inspect_steps and run_dir is None:
         raise SetupError("inspect_steps needs a run directory to write its dumps to")
+    if config.strategy != "default" and (inspect_steps or config.order == "replay"):
+        raise SetupError(f"strategy {config.strategy} does not support "
+                         + ("inspect_steps" if inspect_steps else "the replay order")
+                         + " yet: use --strategy=default for it")
+    if strategy is None:
+        try:
+            strategy = distribute.make_strategy(config.strategy)
+        except ValueError as e:
+            raise SetupError(str(e)) from None
+    distributed = distribute.is_distributed(strategy)
+    chief = distribute.is_chief(strategy)
     if any(s < 0 for s in inspect_steps):
         raise SetupError(f"inspect_steps ({sorted(inspect_steps)}) must be steps >= 0")
     say = print if verbose else (lambda *a, **k: None)
@@ -158,7 +174,10 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     resuming = False
     if run_dir is not None:
         run_dir = Path(run_dir)
-        resuming = check_run_dir(run_dir, overwrite=overwrite, resume=resume, config=config)
+        if chief:
+            resuming = check_run_dir(run_dir, overwrite=overwrite, resume=resume, config=config)
+        else:  # Only the chief judges and prepares the run dir; workers follow its checkpoint.
+            resuming = resume and not overwrite and checkpoints.latest_step(run_dir) is not None
     data = data if data is not None else load_splits(config)
     probe_set = None
     if config.eval_every_steps:
@@ -182,7 +201,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     if any(s > last_step for s in inspect_steps):
         raise SetupError(f"inspect_steps ({', '.join(map(str, sorted(inspect_steps)))}) must "
                          f"be steps of this run, 0..{last_step}")
-    if run_dir is not None and not resuming:
+    if run_dir is not None and not resuming and chief:
         try:
             if overwrite and run_dir.exists():
                 shutil.rmtree(run_dir)
@@ -194,38 +213,71 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
 
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    tf.keras.utils.set_random_seed(config.seed)
-    model = model_lib.build_mlp(
-        input_dim=data.input_dim, hidden_sizes=config.hidden_sizes,
-        num_classes=data.num_classes, activation=config.activation, dropout=config.dropout,
-        seed=config.seed)
-    optimizer = optimizers.make_optimizer(
-        config.optimizer, learning_rate=config.learning_rate, momentum=config.momentum,
-        nesterov=config.nesterov)
+    if not chief:
+        say = lambda *a, **k: None  # noqa: E731 - the chief reports for everyone
+    # Non-chief workers write checkpoints (saving takes every worker) to a temporary
+    # directory, and nothing else.
+    own_dir = None if run_dir is None else distribute.worker_dir(run_dir, strategy)
+    log_dir = run_dir if chief else None
+    try:
+        return _train(config, run_dir, own_dir, log_dir, data, probe_set, strategy,
+                      distributed, resuming, say, verbose, stop_after_steps, profile_steps,
+                      inspect_steps, threads_note, replayed, epoch_plan, steps_per_epoch)
+    finally:
+        if own_dir is not None and own_dir != run_dir:
+            shutil.rmtree(own_dir, ignore_errors=True)
+
+
+def _build(config, data, probe_set, strategy, distributed, writer, log_dir, replayed):
+    """The model, optimizer, step counter, instruments and compiled functions of a run.
+
+    Everything is created under `strategy.scope()`, so a tf.distribute strategy
+    mirrors the variables; the step counter stays a plain host variable.
+    """
     global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-    writer = writers.MetricWriter(run_dir)
-    tools = (instruments.Instruments(model, probe_set, num_classes=data.num_classes,
-                                     writer=writer, run_dir=run_dir,
-                                     batch_splits=config.batch_splits) if probe_set else None)
-    train_step = steps.make_train_step(model, optimizer, batch_splits=config.batch_splits)
-    memory = None
-    if replayed:
-        memory = replay.ReplayMemory(config.replay_capacity, data.input_dim, seed=config.seed)
-        train_step = memory.wrap(train_step, replayed)
-    train_loop = loop.make_train_loop(
-        train_step, global_step,
-        log_every_step=config.log_every_step, every_n_steps=config.eval_every_steps,
-        periodic=tools.periodic if tools else None,
-        before_periodic=tools.before_periodic if tools else None,
-        variables=model.trainable_variables)
-    evaluate = evaluation.make_evaluator(model, num_classes=data.num_classes,
-                                         input_dim=data.input_dim,
-                                         batch_size=config.eval_batch_size,
-                                         batch_splits=config.batch_splits)
+    with strategy.scope():
+        tf.keras.utils.set_random_seed(config.seed)
+        model = model_lib.build_mlp(
+            input_dim=data.input_dim, hidden_sizes=config.hidden_sizes,
+            num_classes=data.num_classes, activation=config.activation, dropout=config.dropout,
+            seed=config.seed)
+        optimizer = optimizers.make_optimizer(
+            config.optimizer, learning_rate=config.learning_rate, momentum=config.momentum,
+            nesterov=config.nesterov)
+        tools = (instruments.Instruments(model, probe_set, num_classes=data.num_classes,
+                                         writer=writer, run_dir=log_dir,
+                                         batch_splits=config.batch_splits, strategy=strategy)
+                 if probe_set else None)
+        train_step = steps.make_train_step(model, optimizer, batch_splits=config.batch_splits,
+                                           distributed=distributed)
+        memory = None
+        if replayed:
+            memory = replay.ReplayMemory(config.replay_capacity, data.input_dim, seed=config.seed)
+            train_step = memory.wrap(train_step, replayed)
+        train_loop = loop.make_train_loop(
+            distribute.run_train_step(strategy, train_step), global_step,
+            log_every_step=config.log_every_step, every_n_steps=config.eval_every_steps,
+            periodic=tools.periodic if tools else None,
+            before_periodic=tools.before_periodic if tools else None,
+            variables=model.trainable_variables)
+        evaluate = evaluation.make_evaluator(model, num_classes=data.num_classes,
+                                             input_dim=data.input_dim,
+                                             batch_size=config.eval_batch_size,
+                                             batch_splits=config.batch_splits, strategy=strategy)
+    return model, optimizer, global_step, tools, memory, train_loop, evaluate
+
+
+def _train(config, run_dir, own_dir, log_dir, data, probe_set, strategy, distributed, resuming,
+           say, verbose, stop_after_steps, profile_steps, inspect_steps, threads_note, replayed,
+           epoch_plan, steps_per_epoch) -> dict:
+    """The body of `train_and_evaluate`, once the run dir is checked and prepared."""
+    writer = writers.MetricWriter(log_dir)
+    model, optimizer, global_step, tools, memory, train_loop, evaluate = _build(
+        config, data, probe_set, strategy, distributed, writer, log_dir, replayed)
     val_sets = _validation_sets(config, data)
     state = (checkpoints.RunState(model=model, optimizer=optimizer, global_step=global_step,
                                   drift=tools.drift if tools else None, replay=memory,
-                                  run_dir=run_dir)
+                                  run_dir=own_dir, restore_dir=run_dir)
              if run_dir is not None else None)
     results = {"epoch_seconds": []}
     # The last step whose phase-end (and epoch-end) work is done and checkpointed: a run
@@ -250,11 +302,12 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         writer.close()
         return json.loads((run_dir / "results.json").read_text())
     pixels = data.train_pixels is not None  # uint8 MNIST: a quarter of the memory
-    stream = iter(pipelines.make_pipeline(
+    stream = distribute.distribute_stream(strategy, lambda shard, shards: pipelines.make_pipeline(
         config.order, data.train_pixels if pixels else data.x_train, data.y_train,
         batch_size=config.batch_size - replayed, seed=config.seed, epochs=config.epochs,
         class_order=config.class_order, start_step=start_step,
-        pixel_mean=data.pixel_mean if pixels else None, block_steps=config.block_steps))
+        pixel_mean=data.pixel_mean if pixels else None, block_steps=config.block_steps,
+        shard=(shard, shards)))
     trained_classes = tuple(sorted(set(int(c) for c in data.y_train)))
 
     if threads_note:
@@ -270,6 +323,9 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         "and at every phase end" if tools else "probe: off")
     for line in model_lib.summary_lines(model):
         say("  " + line)
+    if distributed:
+        say(f"strategy {config.strategy}: {strategy.num_replicas_in_sync} replicas, "
+            f"{config.batch_size // strategy.num_replicas_in_sync} examples each per batch")
     if run_dir is not None:
         say(f"logging to {run_dir}  (tensorboard --logdir {run_dir.parent})")
     if resuming:
@@ -281,7 +337,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
             say(f"note: inspect_steps {', '.join(map(str, done_already))} were trained before "
                 f"step {start_step} and cannot be dumped in this run (start a fresh run with "
                 "--stop_after_steps just before them)")
-    elif run_dir is not None:
+    elif log_dir is not None:
         instruments.save_weights(run_dir / "weights" / "initial.npz", model)
 
     def save_checkpoint(sums):
@@ -421,9 +477,12 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         average_forgetting=final["average_forgetting"] if final else None,
         bwt=final["bwt"] if final else None,
         class_forgetting=_floats(final["class_forgetting"]) if final else None)
-    if run_dir is not None:
+    if log_dir is not None:
         instruments.save_weights(run_dir / "weights" / "final.npz", model)
         (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    if distribute.task_name(strategy):  # Workers in sync print the same fingerprint.
+        print(f"{distribute.task_name(strategy)}: final weights fingerprint "
+              f"{distribute.weights_fingerprint(model.trainable_variables)}", flush=True)
     say("\ntest accuracy per class:")
     say(tables.class_accuracy_table({"test": (test.accuracy, test.class_accuracy)},
                                     counts=test.class_count))

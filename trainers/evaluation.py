@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from trainers import steps
+from trainers import distribute, steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,10 +24,12 @@ class EvalResult:
 
 
 def make_evaluator(model: tf.keras.Model, *, num_classes: int, input_dim: int,
-                   batch_size: int = 1000, batch_splits: int = 1):
+                   batch_size: int = 1000, batch_splits: int = 1, strategy=None):
     """Returns `evaluate(images, labels) -> EvalResult`, compiled once for any set size.
 
     `batch_splits` > 1 evaluates parts of each batch concurrently on different cores.
+    Under a tf.distribute `strategy`, every replica evaluates its share of each batch
+    and the sums are reduced across replicas.
 
     Raises:
       ValueError: if `batch_size` is not positive.
@@ -35,7 +37,8 @@ def make_evaluator(model: tf.keras.Model, *, num_classes: int, input_dim: int,
     if batch_size < 1:
         raise ValueError(f"batch_size ({batch_size}) must be a positive integer")
     eval_step = tf.function(
-        steps.make_eval_step(model, num_classes, batch_splits=batch_splits),
+        distribute.sum_over_replicas(
+            strategy, steps.make_eval_step(model, num_classes, batch_splits=batch_splits)),
         input_signature=[tf.TensorSpec([None, input_dim], tf.float32),
                          tf.TensorSpec([None], tf.int32)])
 

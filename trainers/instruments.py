@@ -28,14 +28,14 @@ class Instruments:
 
     def __init__(self, model: tf.keras.Model, probe_set: tuple[np.ndarray, np.ndarray], *,
                  num_classes: int, writer: writers.MetricWriter, run_dir: Path | None,
-                 batch_splits: int = 1):
+                 batch_splits: int = 1, strategy=None):
         self.num_classes = num_classes
         self.drift = drift.WeightDrift(model)
         self.matrix = forgetting.AccuracyMatrix(num_classes)
         self._writer = writer
         self._run_dir = run_dir
         self._probe = probe.make_probe(model, *probe_set, num_classes=num_classes,
-                                       batch_splits=batch_splits)
+                                       batch_splits=batch_splits, strategy=strategy)
         self._probe_now = tf.function(self._probe)
         self._write_histograms = writer.histogram_writer({
             f"weights/{name}": v for name, v in zip(self.drift.names, model.trainable_variables)})

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from trainers import steps
+from trainers import distribute, steps
 
 
 def select_probe(images: np.ndarray, labels: np.ndarray, *, per_class: int,
@@ -29,16 +29,18 @@ def select_probe(images: np.ndarray, labels: np.ndarray, *, per_class: int,
 
 
 def make_probe(model: tf.keras.Model, images: np.ndarray, labels: np.ndarray, *,
-               num_classes: int, batch_splits: int = 1):
+               num_classes: int, batch_splits: int = 1, strategy=None):
     """Returns `probe() -> {tag: tensor}`: overall and per-class accuracy and loss.
 
     Tags: `probe/accuracy`, `probe/loss`, `probe/accuracy/class_C`, `probe/loss/class_C`.
     The probe set is held in the graph, so one call evaluates it with no input pipeline;
-    `batch_splits` > 1 evaluates its parts concurrently on different cores.
+    `batch_splits` > 1 evaluates its parts concurrently on different cores; under a
+    tf.distribute `strategy` the replicas share it (call it in cross-replica context).
     """
     images = tf.constant(images, tf.float32)
     labels = tf.constant(labels, tf.int32)
-    eval_step = steps.make_eval_step(model, num_classes, batch_splits=batch_splits)
+    eval_step = distribute.sum_over_replicas(
+        strategy, steps.make_eval_step(model, num_classes, batch_splits=batch_splits))
 
     def probe():
         sums = eval_step(images, labels)

@@ -26,14 +26,21 @@ def split_batch(images: tf.Tensor, labels: tf.Tensor, parts: int) -> list:
 
 
 def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimizer, *,
-                    batch_splits: int = 1):
+                    batch_splits: int = 1, distributed: bool = False):
     """Returns `train_step(batch) -> metrics` that updates `model` once.
 
     Metrics: `loss` and `accuracy` of this batch alone (not a running mean),
     computed with the weights before the update; `count` (batch size); `phase`;
     `grad_norms`, the L2 norm of each trainable variable's gradient; `grad_norm`,
     the gradient's global norm; `logits` and `example_loss` per example (for
-    inspection; a compiled loop that ignores them computes nothing extra).
+    inspection; a compiled loop that ignores them computes nothing extra); `correct`,
+    the number classified right.
+
+    `distributed`: the step runs in a replica of a tf.distribute strategy on its
+    share of the global batch (`distribute.run_train_step` calls it): the loss is
+    divided by the global batch's size (all-reduced), Keras's `apply_gradients`
+    all-reduces the gradients (the fused kernels are for one device), and the
+    gradient norms are those of the summed, global gradient.
 
     With `batch_splits` > 1 the batch is cut into that many near-equal parts whose
     forward and backward passes are independent, so TensorFlow runs them on
@@ -50,7 +57,7 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
         raise ValueError(f"batch_splits ({batch_splits}) must be a positive integer")
     variables = model.trainable_variables
     optimizer.build(variables)
-    apply_gradients = optimizers.apply_fn(optimizer, variables)
+    apply_gradients = None if distributed else optimizers.apply_fn(optimizer, variables)
 
     def loss_and_grads(images, labels, total):
         with tf.GradientTape() as tape:
@@ -61,7 +68,9 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
 
     def train_step(batch):
         images, labels = batch["image"], batch["label"]
-        total = tf.cast(tf.size(labels), tf.float32)
+        count = tf.cast(tf.size(labels), tf.float32)
+        total = (tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, count)
+                 if distributed else count)
         if batch_splits == 1:
             logits, example_loss, loss, grads = loss_and_grads(images, labels, total)
         else:
@@ -71,10 +80,16 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
             example_loss = tf.concat([p[1] for p in parts], axis=0)
             loss = tf.add_n([p[2] for p in parts])
             grads = [tf.add_n(list(g)) for g in zip(*(p[3] for p in parts))]
-        apply_gradients(grads)
+        if distributed:
+            optimizer.apply_gradients(zip(grads, variables))
+            grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM,
+                                                                   grads)
+        else:
+            apply_gradients(grads)
         grad_norms = tf.stack([tf.norm(g) for g in grads])
-        return {"loss": loss, "accuracy": tf.reduce_mean(correct_predictions(labels, logits)),
-                "count": total, "phase": batch["phase"], "grad_norms": grad_norms,
+        correct = correct_predictions(labels, logits)
+        return {"loss": loss, "accuracy": tf.reduce_mean(correct), "correct": tf.reduce_sum(correct),
+                "count": count, "phase": batch["phase"], "grad_norms": grad_norms,
                 "grad_norm": tf.sqrt(tf.reduce_sum(tf.square(grad_norms))),
                 "logits": logits, "example_loss": example_loss}
 

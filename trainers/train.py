@@ -119,6 +119,23 @@ _DEBUGGER_DUMP_DIR = flags.DEFINE_string(
 _CHECK_NUMERICS = flags.DEFINE_boolean(
     "check_numerics", False, "tf.debugging.enable_check_numerics(): stop at the first op that "
     "produces a NaN or Inf, naming it (slow).")
+_STRATEGY = flags.DEFINE_enum(
+    "strategy", "default", config_lib.STRATEGIES,
+    "tf.distribute strategy. default: one device. mirrored: every device of this machine "
+    "(see --cpu_devices). multi_worker: one replica per worker, cluster from TF_CONFIG or "
+    "--worker_hosts/--task_index; start the same command on every worker.")
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", 0, "Split this machine's CPU into N logical devices (for --strategy=mirrored "
+    "on a machine without accelerators; 0: leave it whole).", lower_bound=0)
+_WORKER_HOSTS = flags.DEFINE_list(
+    "worker_hosts", None, "multi_worker: host:port of every worker, in the same order on all "
+    "of them (builds TF_CONFIG; without it TF_CONFIG is read).")
+_TASK_INDEX = flags.DEFINE_integer("task_index", None, "multi_worker with --worker_hosts: this "
+                                   "worker's index (0 is the chief).", lower_bound=0)
+_COLLECTIVE_TIMEOUT = flags.DEFINE_float(
+    "collective_timeout_seconds", 60.0, "multi_worker: a collective op waiting longer than this "
+    "(e.g. on a dead worker) fails with an error instead of hanging (0: wait forever).",
+    lower_bound=0.0)
 _LOGDIR = flags.DEFINE_string("logdir", "logs", "TensorBoard root: runs go to LOGDIR/RUN_NAME.")
 _RUN_NAME = flags.DEFINE_string("run_name", None, "Run directory under --logdir (default: "
                                 "DATASET_ORDER_TIMESTAMP).")
@@ -196,7 +213,8 @@ def config_from_flags() -> config_lib.Config:
         eval_batch_size=_EVAL_BATCH_SIZE.value, log_every_step=_LOG_EVERY_STEP.value,
         eval_every_steps=_EVAL_EVERY_STEPS.value, probe_per_class=_PROBE_PER_CLASS.value,
         intra_op_threads=_INTRA_OP_THREADS.value, batch_splits=_BATCH_SPLITS.value,
-        checkpoint_every_steps=_CHECKPOINT_EVERY.value, deterministic=_DETERMINISTIC.value)
+        checkpoint_every_steps=_CHECKPOINT_EVERY.value, deterministic=_DETERMINISTIC.value,
+        strategy=_STRATEGY.value)
 
 
 def main(argv):
@@ -215,6 +233,10 @@ def main(argv):
     import tensorflow as tf
 
     logging.set_verbosity(logging.WARNING)  # TensorFlow logs every checkpoint save at INFO.
+    try:
+        strategy = _make_strategy(config)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     # MetricWriter compiles one small function per tag set; TensorFlow counts those as
     # retraces of one function and warns. Real retracing shows as tracing/* scalars.
     tf.get_logger().addFilter(
@@ -232,7 +254,7 @@ def main(argv):
             resume=_RESUME.value, stop_after_steps=_STOP_AFTER.value,
             profile_steps=tuple(int(v) for v in _PROFILE_STEPS.value)
             if _PROFILE_STEPS.value else None,
-            inspect_steps=parse_steps(_INSPECT_STEPS.value))
+            inspect_steps=parse_steps(_INSPECT_STEPS.value), strategy=strategy)
     except (DataError, controller.SetupError, controller.NonFiniteError) as e:
         sys.exit(f"error: {e}")
     except controller.StoppedAfter as e:
@@ -244,9 +266,42 @@ def main(argv):
         found = ([x.strip() for x in lines if "Infinity or NaN" in x]
                  + [x.strip() for x in lines if "Detected" in x])
         sys.exit(f"error: check_numerics: {found[0] if found else e.message.splitlines()[0]}")
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+            tf.errors.CancelledError) as e:
+        if config.strategy != "multi_worker":
+            raise
+        lines = [x.strip() for x in e.message.splitlines()
+                 if x.strip() and not x.startswith("Graph execution error")]
+        first = next((x for x in lines if "ollective" in x), lines[0] if lines else "")
+        sys.exit(f"error: multi_worker: a collective op failed, another worker stopped or cannot "
+                 f"be reached ({type(e).__name__}: {first.strip()[:200]}); start every worker "
+                 "again with the same command to resume from the last checkpoint")
     except controller.Interrupted as e:
         print(e, file=sys.stderr)
         sys.exit(128 + e.signum)
+
+
+def _make_strategy(config):
+    """Devices, threads and the tf.distribute strategy: before TensorFlow starts anything.
+
+    Raises:
+      ValueError: a cluster that cannot be built.
+    """
+    import json
+    import os
+
+    from trainers import controller, distribute
+
+    if _CPU_DEVICES.value:
+        distribute.split_cpu(_CPU_DEVICES.value)
+    controller.configure_threads(config.intra_op_threads)
+    if _WORKER_HOSTS.value:
+        if config.strategy != "multi_worker" or _TASK_INDEX.value is None:
+            raise ValueError("--worker_hosts needs --strategy=multi_worker and --task_index")
+        os.environ["TF_CONFIG"] = json.dumps(
+            distribute.cluster_config(_WORKER_HOSTS.value, _TASK_INDEX.value))
+    return distribute.make_strategy(config.strategy,
+                                    collective_timeout=_COLLECTIVE_TIMEOUT.value)
 
 
 def run():

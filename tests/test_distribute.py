@@ -1,0 +1,121 @@
+"""tf.distribute: mirrored on two logical CPUs and two local multi-worker processes."""
+
+import json
+import socket
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, SCRIPT_ENV, read_events, run_train, train_command
+
+SMALL = ["--dataset=noise", "--noise_examples=300", "--hidden_sizes=16", "--batch_size=30",
+         "--probe_per_class=20", "--eval_every_steps=3", "--epochs=2", "--dropout=0",
+         "--deterministic", "--checkpoint_every_steps=4"]
+MIRRORED = ["--strategy=mirrored", "--cpu_devices=2"]
+
+
+def _weights(run_dir):
+    return np.load(run_dir / "weights" / "final.npz")
+
+
+def _assert_close_weights(a_dir, b_dir):
+    a, b = _weights(a_dir), _weights(b_dir)
+    for key in a.files:  # float sums in another order: equal within float tolerance
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-4, atol=1e-5 * np.abs(a[key]).max())
+
+
+@pytest.mark.parametrize("order", ["shuffled", "sorted"])
+def test_mirrored_on_two_devices_matches_default(tmp_path, order):
+    for name, extra in (("default", []), ("mirrored", MIRRORED)):
+        proc = run_train(*SMALL, f"--order={order}", f"--logdir={tmp_path}", f"--run_name={name}",
+                         *extra)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "strategy mirrored: 2 replicas, 15 examples each per batch" in proc.stdout
+    _assert_close_weights(tmp_path / "default", tmp_path / "mirrored")
+    a, b = read_events(tmp_path / "default"), read_events(tmp_path / "mirrored")
+    assert a["train/phase"] == b["train/phase"]  # the same class blocks at the same steps
+    assert sorted(a["forgetting/average"]) == sorted(b["forgetting/average"])
+    for tag in ("train/loss", "train/accuracy", "probe/accuracy/class_1", "test/accuracy"):
+        assert sorted(a[tag]) == sorted(b[tag])
+        np.testing.assert_allclose([b[tag][s] for s in sorted(b[tag])],
+                                   [a[tag][s] for s in sorted(a[tag])], rtol=1e-4, atol=1e-5)
+
+
+def test_mirrored_resumes_and_guards_non_finite_losses(tmp_path):
+    straight = run_train(*SMALL, *MIRRORED, f"--logdir={tmp_path}", "--run_name=straight")
+    stopped = run_train(*SMALL, *MIRRORED, f"--logdir={tmp_path}", "--run_name=resumed",
+                        "--stop_after_steps=7")
+    assert straight.returncode == 0 and stopped.returncode == 0, stopped.stderr[-2000:]
+    resumed = run_train(*SMALL, *MIRRORED, f"--logdir={tmp_path}", "--run_name=resumed")
+    assert resumed.returncode == 0 and "checkpoint at step 7" in resumed.stdout
+    _assert_close_weights(tmp_path / "straight", tmp_path / "resumed")
+    nan = run_train(*SMALL, *MIRRORED, f"--logdir={tmp_path}", "--run_name=nan",
+                    "--learning_rate=1e30")
+    assert nan.returncode == 1 and "is not finite (NaN or Inf) at step" in nan.stderr
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _start_workers(tmp_path, name, *extra):
+    hosts = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    env = SCRIPT_ENV | {"TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    return [subprocess.Popen(
+        train_command(*SMALL, "--order=sorted", "--strategy=multi_worker",
+                      f"--worker_hosts={hosts}", f"--task_index={i}", f"--logdir={tmp_path}",
+                      f"--run_name={name}", "--collective_timeout_seconds=20", *extra),
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+
+
+def _finish(procs, timeout=240):
+    return [p.communicate(timeout=timeout) + (p.returncode,) for p in procs]
+
+
+def test_two_workers_train_like_one_and_only_the_chief_writes(tmp_path):
+    default = run_train(*SMALL, "--order=sorted", f"--logdir={tmp_path}", "--run_name=default")
+    assert default.returncode == 0, default.stderr[-2000:]
+    stopped = _finish(_start_workers(tmp_path, "cluster", "--stop_after_steps=7"))
+    assert all(rc == 0 for _, _, rc in stopped), stopped[0][1][-2000:] + stopped[1][1][-2000:]
+    (chief_out, chief_err, _), (worker_out, _, _) = _finish(_start_workers(tmp_path, "cluster"))
+    assert "checkpoint at step 7" in chief_out, chief_err[-2000:]
+    fingerprints = [line.split()[-1] for out in (chief_out, worker_out)
+                    for line in out.splitlines() if "final weights fingerprint" in line]
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
+    assert "worker 1: final weights fingerprint" in worker_out
+    run_dir = tmp_path / "cluster"
+    assert (run_dir / "results.json").is_file() and list(run_dir.glob("events.out.tfevents.*"))
+    assert list((run_dir / "checkpoints").glob("ckpt-*.index"))
+    assert not list((tmp_path / "tmp").iterdir())  # the worker's temporary dirs are gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster", "default", "tmp"]
+    a = json.loads((tmp_path / "default" / "results.json").read_text())
+    b = json.loads((run_dir / "results.json").read_text())
+    np.testing.assert_allclose(b["test_class_accuracy"], a["test_class_accuracy"], atol=0.01)
+    _assert_close_weights(tmp_path / "default", run_dir)
+
+
+def test_a_dead_worker_ends_the_other_with_an_error_not_a_hang(tmp_path):
+    procs = _start_workers(tmp_path, "cluster", "--epochs=1000")
+    chief, worker = procs
+    deadline = time.time() + 120
+    while not list((tmp_path / "cluster").glob("events.out.tfevents.*")):
+        assert time.time() < deadline and chief.poll() is None, chief.communicate()[1][-2000:]
+        time.sleep(0.5)
+    time.sleep(2)  # training is under way
+    worker.kill()
+    killed = time.time()
+    _, err = chief.communicate(timeout=90)
+    worker.communicate()
+    assert chief.returncode == 1, err[-2000:]
+    assert "error: multi_worker: a collective op failed" in err
+    assert time.time() - killed < 60
