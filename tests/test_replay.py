@@ -21,18 +21,18 @@ def test_memory_fills_in_order_then_keeps_a_uniform_sample():
     np.testing.assert_array_equal(memory.labels.numpy(), np.arange(10))
     np.testing.assert_array_equal(memory.images.numpy()[:, 0], np.arange(10))
     # Reservoir sampling keeps each of N examples with probability C / N, early or late.
-    n, c, runs = 200, 10, 300
+    n, c, runs = 100, 10, 120
     kept = np.zeros(n)
     for seed in range(runs):
         memory = replay.ReplayMemory(c, 1, seed=seed)
-        _add_ids(memory, list(range(n)))
+        _add_ids(memory, list(range(n)), batch=20)
         labels = memory.labels.numpy()
         assert len(set(labels)) == c  # no slot written twice with the same example
         np.testing.assert_array_equal(memory.images.numpy()[:, 0], labels)
         kept[labels] += 1
-    expected = runs * c / n  # 15 per example
+    expected = runs * c / n  # 12 per example; a quarter's mean has a std of about 0.6
     for part in np.split(kept, 4):  # first, second, third, last quarter of the stream
-        assert abs(part.mean() - expected) < 0.2 * expected, kept
+        assert abs(part.mean() - expected) < 0.25 * expected, kept
 
 
 def test_replay_step_mixes_new_and_remembered_examples_then_remembers():

@@ -220,9 +220,12 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     own_dir = None if run_dir is None else distribute.worker_dir(run_dir, strategy)
     log_dir = run_dir if chief else None
     try:
-        return _train(config, run_dir, own_dir, log_dir, data, probe_set, strategy,
-                      distributed, resuming, say, verbose, stop_after_steps, profile_steps,
-                      inspect_steps, threads_note, replayed, epoch_plan, steps_per_epoch)
+        return _train(config, data, probe_set, run_dir=run_dir, own_dir=own_dir,
+                      log_dir=log_dir, strategy=strategy, distributed=distributed,
+                      resuming=resuming, say=say, verbose=verbose,
+                      stop_after_steps=stop_after_steps, profile_steps=profile_steps,
+                      inspect_steps=inspect_steps, threads_note=threads_note, replayed=replayed,
+                      epoch_plan=epoch_plan, steps_per_epoch=steps_per_epoch)
     finally:
         if own_dir is not None and own_dir != run_dir:
             shutil.rmtree(own_dir, ignore_errors=True)
@@ -267,10 +270,17 @@ def _build(config, data, probe_set, strategy, distributed, writer, log_dir, repl
     return model, optimizer, global_step, tools, memory, train_loop, evaluate
 
 
-def _train(config, run_dir, own_dir, log_dir, data, probe_set, strategy, distributed, resuming,
-           say, verbose, stop_after_steps, profile_steps, inspect_steps, threads_note, replayed,
-           epoch_plan, steps_per_epoch) -> dict:
-    """The body of `train_and_evaluate`, once the run dir is checked and prepared."""
+def _train(config: Config, data: splits.Splits, probe_set, *, run_dir: Path | None,
+           own_dir: Path | None, log_dir: Path | None, strategy, distributed: bool,
+           resuming: bool, say, verbose: bool, stop_after_steps: int, profile_steps,
+           inspect_steps: frozenset[int], threads_note: str | None, replayed: int,
+           epoch_plan, steps_per_epoch: int) -> dict:
+    """The body of `train_and_evaluate`, once the run dir is checked and prepared.
+
+    `own_dir` is where this process checkpoints (the run dir, or a non-chief worker's
+    temporary dir); `log_dir` is where it writes everything else (None off the chief);
+    `replayed` is the number of remembered examples per batch (0: no replay).
+    """
     writer = writers.MetricWriter(log_dir)
     model, optimizer, global_step, tools, memory, train_loop, evaluate = _build(
         config, data, probe_set, strategy, distributed, writer, log_dir, replayed)
