@@ -10,6 +10,8 @@ Adam 1e-3) and batch 100:
   tapeloop       (c) tapeloop with all logging off
   tapeloop_full  (d) tapeloop with per-step scalars, a 1,000-image probe and weight
                      drift every 10 steps, writing events to a temporary directory
+                     (no mid-epoch checkpoints by default: (a)-(c) save nothing
+                     either; --checkpoint_every_steps=500 adds tapeloop's default)
 
 Each process trains `--epochs` epochs; the first is warm-up (tracing, caches) and
 is not counted. The report gives medians, min-max, ratios, samples per second,
@@ -44,6 +46,9 @@ _HIDDEN = flags.DEFINE_list("hidden_sizes", [str(h) for h in HIDDEN], "Hidden la
 _TRAIN_EXAMPLES = flags.DEFINE_integer("train_examples", TRAIN_EXAMPLES, "Training images per "
                                        "epoch (the first N of MNIST's training split).",
                                        lower_bound=100)
+_CHECKPOINT_EVERY = flags.DEFINE_integer(
+    "checkpoint_every_steps", 0, "tapeloop_full: also checkpoint every N steps (0: only at "
+    "epoch ends, outside the timed span; tapeloop-train's default is 500).", lower_bound=0)
 _EVAL_EVERY = flags.DEFINE_integer("eval_every_steps", 10, "tapeloop_full: probe and drift "
                                    "cadence.", lower_bound=1)
 _STEPS_PER_LOOP = flags.DEFINE_integer("steps_per_loop", None, "tapeloop: steps per compiled "
@@ -120,7 +125,7 @@ def _time_keras(data, *, steps_per_execution: int, epochs: int, batch_size: int,
 
 def _time_tapeloop(data, *, full: bool, epochs: int, batch_size: int, hidden: tuple[int, ...],
                    eval_every: int, steps_per_loop: int | None, batch_splits: int | None,
-                   intra_op_threads: int | None) -> list[float]:
+                   intra_op_threads: int | None, checkpoint_every: int = 0) -> list[float]:
     from trainers import controller
     from trainers.config import Config
 
@@ -129,7 +134,8 @@ def _time_tapeloop(data, *, full: bool, epochs: int, batch_size: int, hidden: tu
                                ("intra_op_threads", intra_op_threads)) if v is not None}
     config = Config(order="shuffled", epochs=epochs, batch_size=batch_size, hidden_sizes=hidden,
                     validation_split=0.0, log_every_step=full,
-                    eval_every_steps=eval_every if full else 0, **extra)
+                    eval_every_steps=eval_every if full else 0,
+                    checkpoint_every_steps=checkpoint_every, **extra)
     if config.intra_op_threads and controller.configure_threads(config.intra_op_threads):
         raise RuntimeError("TensorFlow started before the thread setting could be applied")
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,7 +162,7 @@ def run_worker(variant: str) -> dict:
                                  eval_every=_EVAL_EVERY.value,
                                  steps_per_loop=_STEPS_PER_LOOP.value,
                                  batch_splits=_BATCH_SPLITS.value, intra_op_threads=_INTRA.value,
-                                 **common)
+                                 checkpoint_every=_CHECKPOINT_EVERY.value, **common)
     return {"variant": variant, "epoch_seconds": seconds, "samples": len(data.y_train),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -165,7 +171,8 @@ def _worker_command(variant: str, **overrides) -> list[str]:
     settings = {"epochs": _EPOCHS.value, "batch_size": _BATCH_SIZE.value,
                 "hidden_sizes": ",".join(_HIDDEN.value), "train_examples": _TRAIN_EXAMPLES.value,
                 "eval_every_steps": _EVAL_EVERY.value, "steps_per_loop": _STEPS_PER_LOOP.value,
-                "batch_splits": _BATCH_SPLITS.value, "intra_op_threads": _INTRA.value}
+                "batch_splits": _BATCH_SPLITS.value, "intra_op_threads": _INTRA.value,
+                "checkpoint_every_steps": _CHECKPOINT_EVERY.value}
     settings.update(overrides)
     return [sys.executable, "-m", "trainers.bench", f"--worker={variant}"] + [
         f"--{k}={v}" for k, v in settings.items() if v is not None]

@@ -12,6 +12,15 @@ from tensorboard.plugins.hparams import api as hp
 from tensorboard.plugins.image import metadata as image_metadata
 
 
+# TensorFlow's default writer flushes every 10 events, and each flush syncs the file:
+# with four scalars per step that is a disk sync every few steps, which measured up
+# to 0.2 s per epoch on this VM's disk (nothing on tmpfs). Events are flushed instead
+# every FLUSH_MILLIS (TensorBoard shows them that late at most), when MAX_QUEUE are
+# waiting, at every checkpoint and at the end.
+MAX_QUEUE = 10_000
+FLUSH_MILLIS = 5_000
+
+
 class MetricWriter:
     """Writes TensorBoard events to `logdir`, or nothing at all when `logdir` is None.
 
@@ -23,7 +32,8 @@ class MetricWriter:
     def __init__(self, logdir: str | None):
         self.logdir = logdir
         self._writer = (tf.summary.create_noop_writer() if logdir is None
-                        else tf.summary.create_file_writer(str(logdir)))
+                        else tf.summary.create_file_writer(str(logdir), max_queue=MAX_QUEUE,
+                                                           flush_millis=FLUSH_MILLIS))
         self._scalar_fns = {}
 
     def as_default(self):
