@@ -5,6 +5,7 @@ This file is intentionally kept short: it turns flags into a `Config` and calls
 """
 
 import datetime
+import re
 import sys
 from pathlib import Path
 
@@ -270,12 +271,13 @@ def main(argv):
             tf.errors.CancelledError) as e:
         if config.strategy != "multi_worker":
             raise
-        lines = [x.strip() for x in e.message.splitlines()
-                 if x.strip() and not x.startswith("Graph execution error")]
-        first = next((x for x in lines if "ollective" in x), lines[0] if lines else "")
-        sys.exit(f"error: multi_worker: a collective op failed, another worker stopped or cannot "
-                 f"be reached ({type(e).__name__}: {first.strip()[:200]}); start every worker "
-                 "again with the same command to resume from the last checkpoint")
+        what = (f"no answer from another worker within --collective_timeout_seconds="
+                f"{_COLLECTIVE_TIMEOUT.value:g}" if isinstance(e, tf.errors.DeadlineExceededError)
+                else "another worker stopped or cannot be reached")
+        node = re.search(r"node (\S+)", e.message)
+        sys.exit(f"error: multi_worker: a collective op failed, {what} ({type(e).__name__}"
+                 + (f" at {node.group(1)}" if node else "") + "); start every worker again "
+                 "with the same command to resume from the last checkpoint")
     except controller.Interrupted as e:
         print(e, file=sys.stderr)
         sys.exit(128 + e.signum)
