@@ -16,6 +16,7 @@ the single-device one.
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -109,7 +110,14 @@ def worker_dir(run_dir: Path, strategy: tf.distribute.Strategy) -> Path:
     if is_chief(strategy):
         return Path(run_dir)
     resolver = strategy.cluster_resolver
-    return Path(tempfile.mkdtemp(prefix=f"tapeloop_{resolver.task_type}{resolver.task_id}_"))
+    # One fixed name per (run, worker): a worker killed before it could clean up
+    # leaves it behind, and the next start of that worker clears it.
+    run_key = hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / (f"tapeloop_{run_key}_{resolver.task_type}"
+                                          f"{resolver.task_id}")
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
 def distribute_stream(strategy: tf.distribute.Strategy, make_dataset):
