@@ -6,11 +6,8 @@ Step numbers: a value logged at step s describes the model after s updates
 """
 
 import json
-import os
 import shutil
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,17 +16,10 @@ import tensorflow as tf
 
 from data import mnist, pipelines, splits
 from trainers import (checkpoints, distribute, drift, evaluation, forgetting, instruments, loop,
-                      model as model_lib, optimizers, probe, replay, step_dumps, steps, tables,
-                      writers)
+                      model as model_lib, optimizers, probe, replay, step_dumps, steps, stopping,
+                      tables, writers)
 from trainers.config import Config
-
-
-class SetupError(ValueError):
-    """The run cannot start as configured; the message says why and what to do."""
-
-
-class RunDirError(SetupError):
-    """The run directory cannot be used; the message says why and what to do."""
+from trainers.run_dirs import RunDirError, SetupError, check_run_dir  # noqa: F401 (API)
 
 
 class Interrupted(Exception):
@@ -68,45 +58,6 @@ def load_splits(config: Config) -> splits.Splits:
         m, validation_split=config.validation_split,
         max_train_examples=config.max_train_examples,
         max_test_examples=config.max_test_examples, source=source)
-
-
-def check_run_dir(run_dir: Path, *, overwrite: bool, resume: bool = False,
-                  config: Config | None = None) -> bool:
-    """Refuses a run directory that is a file, unwritable, or holds a run it cannot continue.
-
-    Returns:
-      True when `run_dir` holds a checkpointed run with a compatible config that
-      `resume` allows continuing; False when it is to be started fresh.
-
-    Raises:
-      RunDirError: with the reason and the way out.
-    """
-    run_dir = Path(run_dir)
-    for parent in (run_dir, *run_dir.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                raise RunDirError(f"{parent} is a file, not a directory")
-            if not _writable(parent):
-                raise RunDirError(f"{parent} is not writable")
-            break
-    if not run_dir.is_dir() or not any(run_dir.iterdir()) or overwrite:
-        return False
-    if not resume:
-        raise RunDirError(f"{run_dir} already holds a run: pass --overwrite to replace it, "
-                          "or choose another --run_name")
-    if checkpoints.latest_step(run_dir) is None or not (run_dir / "config.json").is_file():
-        raise RunDirError(f"{run_dir} holds a run without a checkpoint to resume from: "
-                          "pass --overwrite to replace it, or choose another --run_name")
-    if config is not None:
-        saved = json.loads((run_dir / "config.json").read_text())
-        differing = config.differences(saved)
-        if differing:
-            raise RunDirError(
-                f"{run_dir} holds a run with other settings, so it cannot be resumed: "
-                + ", ".join(f"--{k} was {saved.get(k)!r}, now {getattr(config, k)!r}"
-                            for k in differing)
-                + " (pass --overwrite to start it again, or choose another --run_name)")
-    return True
 
 
 def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
@@ -357,7 +308,7 @@ def _train(config: Config, data: splits.Splits, probe_set, *, run_dir: Path | No
             state.save({"results": results, "ends_done_at": ends_done_at,
                         "matrix": tools.matrix.to_dict() if tools else None})
 
-    stop = _StopRequests()
+    stop = stopping.StopRequests()
     with writer.as_default(), stop:
         if not resuming:
             instruments.describe_run(writer, config, instrumented=tools is not None)
@@ -502,36 +453,6 @@ def _train(config: Config, data: splits.Splits, probe_set, *, run_dir: Path | No
     return results
 
 
-class _StopRequests:
-    """Turns the first SIGINT/SIGTERM into a request to stop after the current loop call.
-
-    A second SIGINT (Ctrl-C) is not caught: it interrupts at once, leaving the last
-    checkpoint as it was. Handlers are only installed in the main thread.
-    """
-
-    def __init__(self):
-        self.signum = None
-        self._previous = {}
-
-    def _request(self, signum, frame):
-        del frame
-        self.signum = signum
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        print(f"\nsignal {signum}: stopping after the current steps and saving a checkpoint "
-              "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._request)
-        return self
-
-    def __exit__(self, *exc):
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        return False
-
-
 def _inspect(train_loop, stream, run_dir: Path, step: int, names: list[str], say) -> dict:
     """Runs step `step` through `train_loop.inspect`, saves its dump, prints its summary."""
     out = train_loop.inspect(stream)
@@ -625,7 +546,3 @@ def _floats(a: np.ndarray) -> list:
 
 def _tty() -> bool:
     return sys.stdout.isatty()
-
-
-def _writable(path: Path) -> bool:
-    return os.access(path, os.W_OK | os.X_OK)

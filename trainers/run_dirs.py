@@ -1,0 +1,59 @@
+"""Run directories: what a run may write to, and whether it may continue what is there."""
+
+import json
+import os
+from pathlib import Path
+
+from trainers import checkpoints
+from trainers.config import Config
+
+
+class SetupError(ValueError):
+    """The run cannot start as configured; the message says why and what to do."""
+
+
+class RunDirError(SetupError):
+    """The run directory cannot be used; the message says why and what to do."""
+
+
+def check_run_dir(run_dir: Path, *, overwrite: bool, resume: bool = False,
+                  config: Config | None = None) -> bool:
+    """Refuses a run directory that is a file, unwritable, or holds a run it cannot continue.
+
+    Returns:
+      True when `run_dir` holds a checkpointed run with a compatible config that
+      `resume` allows continuing; False when it is to be started fresh.
+
+    Raises:
+      RunDirError: with the reason and the way out.
+    """
+    run_dir = Path(run_dir)
+    for parent in (run_dir, *run_dir.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise RunDirError(f"{parent} is a file, not a directory")
+            if not _writable(parent):
+                raise RunDirError(f"{parent} is not writable")
+            break
+    if not run_dir.is_dir() or not any(run_dir.iterdir()) or overwrite:
+        return False
+    if not resume:
+        raise RunDirError(f"{run_dir} already holds a run: pass --overwrite to replace it, "
+                          "or choose another --run_name")
+    if checkpoints.latest_step(run_dir) is None or not (run_dir / "config.json").is_file():
+        raise RunDirError(f"{run_dir} holds a run without a checkpoint to resume from: "
+                          "pass --overwrite to replace it, or choose another --run_name")
+    if config is not None:
+        saved = json.loads((run_dir / "config.json").read_text())
+        differing = config.differences(saved)
+        if differing:
+            raise RunDirError(
+                f"{run_dir} holds a run with other settings, so it cannot be resumed: "
+                + ", ".join(f"--{k} was {saved.get(k)!r}, now {getattr(config, k)!r}"
+                            for k in differing)
+                + " (pass --overwrite to start it again, or choose another --run_name)")
+    return True
+
+
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK | os.X_OK)
