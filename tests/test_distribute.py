@@ -119,3 +119,18 @@ def test_a_dead_worker_ends_the_other_with_an_error_not_a_hang(tmp_path):
     assert chief.returncode == 1, err[-2000:]
     assert "error: multi_worker: a collective op failed" in err
     assert time.time() - killed < 60
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--strategy=multi_worker"], "needs the cluster in TF_CONFIG, or --worker_hosts"),
+    (["--strategy=multi_worker", "--worker_hosts=a,b", "--task_index=0"], "'a' is not host:port"),
+    (["--strategy=multi_worker", "--worker_hosts=a:1,b:2", "--task_index=5"],
+     "task_index (5) must lie in [0, 1]"),
+    (["--strategy=mirrored", "--order=replay"], "does not support the replay order"),
+])
+def test_bad_distribution_settings_are_refused_before_anything_is_written(tmp_path, args,
+                                                                         message):
+    proc = run_train("--dataset=noise", "--epochs=1", f"--logdir={tmp_path}", "--run_name=bad",
+                     *args)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr[-1000:]
+    assert not (tmp_path / "bad").exists()
