@@ -121,12 +121,26 @@ def test_a_dead_worker_ends_the_other_with_an_error_not_a_hang(tmp_path):
     assert time.time() - killed < 60
 
 
+def test_mirrored_replay_matches_default_replay(tmp_path):
+    """The memory is filled with the global batch in its order, so nothing changes."""
+    replay_flags = ["--order=replay", "--replay_capacity=40", "--eval_every_steps=3"]
+    for name, extra in (("default", []), ("mirrored", MIRRORED)):
+        proc = run_train(*SMALL, *replay_flags, f"--logdir={tmp_path}", f"--run_name={name}",
+                         *extra)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    _assert_close_weights(tmp_path / "default", tmp_path / "mirrored")
+    a, b = read_events(tmp_path / "default"), read_events(tmp_path / "mirrored")
+    np.testing.assert_allclose([b["train/loss"][s] for s in sorted(b["train/loss"])],
+                               [a["train/loss"][s] for s in sorted(a["train/loss"])],
+                               rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("args,message", [
     (["--strategy=multi_worker"], "needs the cluster in TF_CONFIG, or --worker_hosts"),
     (["--strategy=multi_worker", "--worker_hosts=a,b", "--task_index=0"], "'a' is not host:port"),
     (["--strategy=multi_worker", "--worker_hosts=a:1,b:2", "--task_index=5"],
      "task_index (5) must lie in [0, 1]"),
-    (["--strategy=mirrored", "--order=replay"], "does not support the replay order"),
+    (["--strategy=mirrored", "--inspect_steps=3"], "does not support inspect_steps"),
 ])
 def test_bad_distribution_settings_are_refused_before_anything_is_written(tmp_path, args,
                                                                          message):

@@ -107,10 +107,9 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         raise SetupError(f"stop_after_steps ({stop_after_steps}) must be >= 0")
     if inspect_steps and run_dir is None:
         raise SetupError("inspect_steps needs a run directory to write its dumps to")
-    if config.strategy != "default" and (inspect_steps or config.order == "replay"):
-        raise SetupError(f"strategy {config.strategy} does not support "
-                         + ("inspect_steps" if inspect_steps else "the replay order")
-                         + " yet: use --strategy=default for it")
+    if config.strategy != "default" and inspect_steps:
+        raise SetupError(f"strategy {config.strategy} does not support inspect_steps yet: "
+                         "use --strategy=default for it")
     if strategy is None:
         try:
             strategy = distribute.make_strategy(config.strategy)
@@ -204,12 +203,11 @@ def _build(config, data, probe_set, strategy, distributed, writer, log_dir, repl
                  if probe_set else None)
         train_step = steps.make_train_step(model, optimizer, batch_splits=config.batch_splits,
                                            distributed=distributed)
-        memory = None
-        if replayed:
-            memory = replay.ReplayMemory(config.replay_capacity, data.input_dim, seed=config.seed)
-            train_step = memory.wrap(train_step, replayed)
+        memory = (replay.ReplayMemory(config.replay_capacity, data.input_dim, seed=config.seed)
+                  if replayed else None)
         train_loop = loop.make_train_loop(
-            distribute.run_train_step(strategy, train_step), global_step,
+            distribute.run_train_step(strategy, train_step, memory, replayed,
+                                      config.batch_size - replayed), global_step,
             log_every_step=config.log_every_step, every_n_steps=config.eval_every_steps,
             periodic=tools.periodic if tools else None,
             before_periodic=tools.before_periodic if tools else None,

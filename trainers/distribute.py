@@ -162,20 +162,46 @@ def sum_over_replicas(strategy: tf.distribute.Strategy, sums_fn):
     return fn
 
 
-def run_train_step(strategy: tf.distribute.Strategy, train_step):
+def run_train_step(strategy: tf.distribute.Strategy, train_step, memory=None,
+                   replay_count: int = 0, new_per_batch: int = 0):
     """`train_step` (see `steps.make_train_step(distributed=...)`) run on every replica.
 
     Returns `step(per_replica_batch) -> metrics` in cross-replica context: the loss,
     count and number right summed over replicas (the loss is already a share of the
     global mean), accuracy from those sums; phase and gradient norms (the same on
     every replica) from the first local replica.
+
+    With a replay `memory` (`replay.ReplayMemory`, mirrored), the memory is used in
+    cross-replica context, exactly as on one device: `replay_count` examples are
+    drawn, dealt out to the replicas like the stream's shards (i, i+n, ...), and after
+    the step the global batch's new examples (at most `new_per_batch`), gathered back
+    into their order, are offered to the reservoir. Without a strategy this is
+    `memory.wrap(train_step)`.
     """
     if not is_distributed(strategy):
-        return train_step
+        return memory.wrap(train_step, replay_count) if memory is not None else train_step
     total = tf.distribute.ReduceOp.SUM
 
+    def mixed_step(batch, old):
+        metrics = train_step(dict(batch, image=tf.concat([batch["image"], old[0]], axis=0),
+                                  label=tf.concat([batch["label"], old[1]], axis=0)))
+        new_images, new_labels = _global_batch(batch["image"], batch["label"], new_per_batch)
+        return dict(metrics, new_image=new_images, new_label=new_labels)
+
     def step(batch):
-        per_replica = strategy.run(train_step, args=(batch,))
+        if memory is None:
+            per_replica = strategy.run(train_step, args=(batch,))
+        else:
+            old_images, old_labels = memory.sample(replay_count)
+
+            def share(context):
+                i, n = context.replica_id_in_sync_group, context.num_replicas_in_sync
+                return old_images[i::n], old_labels[i::n]
+
+            old = strategy.experimental_distribute_values_from_function(share)
+            per_replica = strategy.run(mixed_step, args=(batch, old))
+            memory.add(strategy.experimental_local_results(per_replica["new_image"])[0],
+                       strategy.experimental_local_results(per_replica["new_label"])[0])
 
         def first(x):
             return strategy.experimental_local_results(x)[0]
@@ -188,6 +214,28 @@ def run_train_step(strategy: tf.distribute.Strategy, train_step):
                 "grad_norm": first(per_replica["grad_norm"])}
 
     return step
+
+
+def _global_batch(images: tf.Tensor, labels: tf.Tensor,
+                  max_size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """In a replica: the whole global batch, in order, from every replica's shard.
+
+    Shard i holds examples i, i+n, i+2n, ...: each replica puts its own at those rows
+    of a zero batch of `max_size` rows and the batches are summed across replicas.
+    The shape is fixed on purpose: in the compiled loop a collective runs as one
+    instance every step, and an instance keeps the shape it first ran with (a
+    gather of shards that shrink on a partial batch fails with "Shape mismatch in
+    the collective instance").
+    """
+    context = tf.distribute.get_replica_context()
+    i, n = context.replica_id_in_sync_group, context.num_replicas_in_sync
+    size = tf.shape(labels)[0]
+    rows = (i + tf.range(size) * n)[:, None]
+    images = tf.scatter_nd(rows, images, [max_size, images.shape[1]])
+    labels = tf.scatter_nd(rows, tf.cast(labels, tf.float32) + 1.0, [max_size])  # 0: empty row
+    images, labels = context.all_reduce(tf.distribute.ReduceOp.SUM, [images, labels])
+    total = tf.math.count_nonzero(labels, dtype=tf.int32)
+    return images[:total], tf.cast(labels[:total], tf.int32) - 1
 
 
 def task_name(strategy: tf.distribute.Strategy) -> str:

@@ -59,8 +59,13 @@ class ReplayMemory(tf.Module):
         keep = tf.logical_and(slot < self.capacity,
                               tf.logical_not(tf.reduce_any(later_same, axis=1)))
         where = tf.boolean_mask(slot, keep)[:, None]
-        self.images.scatter_nd_update(where, tf.boolean_mask(images, keep))
-        self.labels.scatter_nd_update(where, tf.boolean_mask(labels, keep))
+        for memory, values in ((self.images, images), (self.labels, labels)):
+            if isinstance(memory, tf.distribute.DistributedValues):
+                # Mirrored variables have no scatter update: assign the whole new value.
+                memory.assign(tf.tensor_scatter_nd_update(memory, where,
+                                                          tf.boolean_mask(values, keep)))
+            else:
+                memory.scatter_nd_update(where, tf.boolean_mask(values, keep))
         self.seen.assign_add(m)
 
     def wrap(self, train_step, replay_count: int):
