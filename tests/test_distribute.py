@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, SCRIPT_ENV, read_events, run_train, train_command
+from trainers import step_dumps
 
 SMALL = ["--dataset=noise", "--noise_examples=300", "--hidden_sizes=16", "--batch_size=30",
          "--probe_per_class=20", "--eval_every_steps=3", "--epochs=2", "--dropout=0",
@@ -30,10 +31,19 @@ def _assert_close_weights(a_dir, b_dir):
 def test_mirrored_on_two_devices_matches_default(tmp_path, order):
     for name, extra in (("default", []), ("mirrored", MIRRORED)):
         proc = run_train(*SMALL, f"--order={order}", f"--logdir={tmp_path}", f"--run_name={name}",
-                         *extra)
+                         "--inspect_steps=2,10", *extra)
         assert proc.returncode == 0, proc.stderr[-2000:]
     assert "strategy mirrored: 2 replicas, 15 examples each per batch" in proc.stdout
     _assert_close_weights(tmp_path / "default", tmp_path / "mirrored")
+    for step in (2, 10):  # step 10 is a partial batch in sorted order: uneven shards
+        a, b = (step_dumps.load(tmp_path / name / "inspect" / f"step_{step}.npz")
+                for name in ("default", "mirrored"))
+        np.testing.assert_array_equal(np.sort(a["label"]), np.sort(b["label"]))
+        np.testing.assert_allclose(np.sort(b["example_loss"]), np.sort(a["example_loss"]),
+                                   rtol=1e-5, atol=1e-6)
+        for name in a["variable_names"]:  # the global batch's whole update
+            np.testing.assert_allclose(b["update"][name], a["update"][name], rtol=1e-4,
+                                       atol=1e-6)
     a, b = read_events(tmp_path / "default"), read_events(tmp_path / "mirrored")
     assert a["train/phase"] == b["train/phase"]  # the same class blocks at the same steps
     assert sorted(a["forgetting/average"]) == sorted(b["forgetting/average"])
@@ -140,7 +150,7 @@ def test_mirrored_replay_matches_default_replay(tmp_path):
     (["--strategy=multi_worker", "--worker_hosts=a,b", "--task_index=0"], "'a' is not host:port"),
     (["--strategy=multi_worker", "--worker_hosts=a:1,b:2", "--task_index=5"],
      "task_index (5) must lie in [0, 1]"),
-    (["--strategy=mirrored", "--inspect_steps=3"], "does not support inspect_steps"),
+    (["--strategy=mirrored", "--order=blocked"], "needs block_steps >= 1"),
 ])
 def test_bad_distribution_settings_are_refused_before_anything_is_written(tmp_path, args,
                                                                          message):

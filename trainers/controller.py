@@ -107,9 +107,6 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         raise SetupError(f"stop_after_steps ({stop_after_steps}) must be >= 0")
     if inspect_steps and run_dir is None:
         raise SetupError("inspect_steps needs a run directory to write its dumps to")
-    if config.strategy != "default" and inspect_steps:
-        raise SetupError(f"strategy {config.strategy} does not support inspect_steps yet: "
-                         "use --strategy=default for it")
     if strategy is None:
         try:
             strategy = distribute.make_strategy(config.strategy)
@@ -208,6 +205,8 @@ def _build(config, data, probe_set, strategy, distributed, writer, log_dir, repl
         train_loop = loop.make_train_loop(
             distribute.run_train_step(strategy, train_step, memory, replayed,
                                       config.batch_size - replayed), global_step,
+            inspect_step=distribute.run_train_step(strategy, train_step, memory, replayed,
+                                                   config.batch_size - replayed, details=True),
             log_every_step=config.log_every_step, every_n_steps=config.eval_every_steps,
             periodic=tools.periodic if tools else None,
             before_periodic=tools.before_periodic if tools else None,

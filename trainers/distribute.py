@@ -163,7 +163,7 @@ def sum_over_replicas(strategy: tf.distribute.Strategy, sums_fn):
 
 
 def run_train_step(strategy: tf.distribute.Strategy, train_step, memory=None,
-                   replay_count: int = 0, new_per_batch: int = 0):
+                   replay_count: int = 0, new_per_batch: int = 0, details: bool = False):
     """`train_step` (see `steps.make_train_step(distributed=...)`) run on every replica.
 
     Returns `step(per_replica_batch) -> metrics` in cross-replica context: the loss,
@@ -177,6 +177,10 @@ def run_train_step(strategy: tf.distribute.Strategy, train_step, memory=None,
     the step the global batch's new examples (at most `new_per_batch`), gathered back
     into their order, are offered to the reservoir. Without a strategy this is
     `memory.wrap(train_step)`.
+
+    `details` (for inspecting a step): the metrics also hold the whole global batch
+    trained on (`image`, `label`), its `logits` and `example_loss`, gathered from
+    every replica (replica 0's rows first).
     """
     if not is_distributed(strategy):
         return memory.wrap(train_step, replay_count) if memory is not None else train_step
@@ -208,10 +212,16 @@ def run_train_step(strategy: tf.distribute.Strategy, train_step, memory=None,
 
         loss, count, correct = (strategy.reduce(total, per_replica[k], axis=None)
                                 for k in ("loss", "count", "correct"))
-        return {"loss": loss, "count": count, "correct": correct, "accuracy": correct / count,
-                "phase": first(per_replica["phase"]),
-                "grad_norms": first(per_replica["grad_norms"]),
-                "grad_norm": first(per_replica["grad_norm"])}
+        metrics = {"loss": loss, "count": count, "correct": correct,
+                   "accuracy": correct / count, "phase": first(per_replica["phase"]),
+                   "grad_norms": first(per_replica["grad_norms"]),
+                   "grad_norm": first(per_replica["grad_norm"])}
+        if details:
+            keys = ("image", "label", "logits", "example_loss")
+            rows = new_per_batch + replay_count  # at most this many on any replica
+            metrics.update(zip(keys, _gather_rows(strategy, [per_replica[k] for k in keys],
+                                                  rows)))
+        return metrics
 
     return step
 
@@ -236,6 +246,22 @@ def _global_batch(images: tf.Tensor, labels: tf.Tensor,
     images, labels = context.all_reduce(tf.distribute.ReduceOp.SUM, [images, labels])
     total = tf.math.count_nonzero(labels, dtype=tf.int32)
     return images[:total], tf.cast(labels[:total], tf.int32) - 1
+
+
+def _gather_rows(strategy: tf.distribute.Strategy, per_replica: list, max_rows: int) -> list:
+    """Every replica's rows of each tensor, concatenated (replica 0 first).
+
+    Each replica pads to `max_rows` rows so the gather has one fixed shape (see
+    `_global_batch`), and the padding is dropped after.
+    """
+    def pad(*values):
+        size = tf.shape(values[0])[0]
+        padded = [tf.pad(x, [[0, max_rows - size]] + [[0, 0]] * (x.shape.rank - 1))
+                  for x in values]
+        return padded + [tf.cast(tf.range(max_rows) < size, tf.int32)]  # no bool gathers
+
+    gathered = [strategy.gather(x, axis=0) for x in strategy.run(pad, args=tuple(per_replica))]
+    return [tf.boolean_mask(x, gathered[-1] > 0) for x in gathered[:-1]]
 
 
 def task_name(strategy: tf.distribute.Strategy) -> str:

@@ -13,7 +13,7 @@ from trainers import writers
 
 def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: bool = True,
                     every_n_steps: int = 0, periodic=None, before_periodic=None,
-                    variables=None):
+                    variables=None, inspect_step=None):
     """Compiles `train_loop(iterator, num_steps) -> sums over those steps`.
 
     Args:
@@ -29,6 +29,8 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
         follows, e.g. to snapshot the weights that step will change.
       variables: the variables `train_step` updates; given, `train_loop.inspect`
         exists (see below).
+      inspect_step: the step `inspect` runs (default `train_step`); its metrics must
+        hold the batch trained on (`image`, `label`), `logits` and `example_loss`.
 
     Returns:
       A compiled function. Pass `num_steps` as an int64 tensor so that every call
@@ -55,9 +57,9 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
         """One step; `sums` = (loss_sum, correct, count, loss, accuracy) carried along."""
         return step_on(next(iterator), sums)
 
-    def step_on(batch, sums):
+    def step_on(batch, sums, step_fn=train_step):
         loss_sum, correct, count, _, _ = sums
-        metrics = train_step(batch)
+        metrics = step_fn(batch)
         loss_ok = tf.math.is_finite(metrics["loss"])
         new_bad = tf.logical_and(first_bad < 0, tf.logical_not(
             tf.logical_and(loss_ok, tf.math.is_finite(metrics["grad_norm"]))))
@@ -121,12 +123,13 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
             if measured:
                 before_periodic()
         before = [tf.identity(v) for v in variables]
-        metrics, sums = step_on(batch, (zero, zero, zero, zero, zero))
+        metrics, sums = step_on(batch, (zero, zero, zero, zero, zero),
+                                step_fn=inspect_step or train_step)
         if k:
             if measured:
                 writers.scalars_in_graph(global_step, periodic(metrics))
-        return {**outputs(sums), "image": batch["image"], "label": batch["label"],
-                "phase": batch["phase"], "logits": metrics["logits"],
+        return {**outputs(sums), "image": metrics["image"], "label": metrics["label"],
+                "phase": metrics["phase"], "logits": metrics["logits"],
                 "example_loss": metrics["example_loss"], "grad_norms": metrics["grad_norms"],
                 "update": [v - b for v, b in zip(variables, before)]}
 

@@ -32,9 +32,9 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
     Metrics: `loss` and `accuracy` of this batch alone (not a running mean),
     computed with the weights before the update; `count` (batch size); `phase`;
     `grad_norms`, the L2 norm of each trainable variable's gradient; `grad_norm`,
-    the gradient's global norm; `logits` and `example_loss` per example (for
-    inspection; a compiled loop that ignores them computes nothing extra); `correct`,
-    the number classified right.
+    the gradient's global norm; `image`, `label` (the batch trained on), `logits` and
+    `example_loss` per example (for inspection; a compiled loop that ignores them
+    computes nothing extra); `correct`, the number classified right.
 
     `distributed`: the step runs in a replica of a tf.distribute strategy on its
     share of the global batch (`distribute.run_train_step` calls it): the loss is
@@ -91,7 +91,8 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
         return {"loss": loss, "accuracy": tf.reduce_mean(correct), "correct": tf.reduce_sum(correct),
                 "count": count, "phase": batch["phase"], "grad_norms": grad_norms,
                 "grad_norm": tf.sqrt(tf.reduce_sum(tf.square(grad_norms))),
-                "logits": logits, "example_loss": example_loss}
+                "logits": logits, "example_loss": example_loss, "image": images,
+                "label": labels}
 
     return train_step
 
