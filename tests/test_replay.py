@@ -92,3 +92,21 @@ def test_replay_run_resumes_exactly_with_its_memory(tmp_path):
         memories.append({k: reader.get_tensor(k) for k in keys})
     for k in memories[0]:
         np.testing.assert_array_equal(memories[0][k], memories[1][k])
+
+
+def test_an_inspected_replay_step_dumps_the_mixed_batch(tmp_path):
+    from tests.conftest import read_events
+    from trainers import step_dumps
+
+    proc = run_train(*NOISE, "--epochs=1", "--inspect_steps=0,5", f"--logdir={tmp_path}",
+                     "--run_name=run")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    events = read_events(tmp_path / "run")
+    sizes = []
+    for step in (0, 5):
+        dump = step_dumps.load(tmp_path / "run" / "inspect" / f"step_{step}.npz")
+        sizes.append(len(dump["label"]))
+        assert dump["logits"].shape[0] == dump["image"].shape[0] == sizes[-1]
+        np.testing.assert_allclose(dump["example_loss"].mean(), events["train/loss"][step],
+                                   rtol=1e-5)
+    assert sizes == [15, 30]  # empty memory at step 0; 15 new + 15 remembered at step 5
