@@ -22,6 +22,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from trainers import replay
 from trainers.config import STRATEGIES
 
 
@@ -187,10 +188,7 @@ def run_train_step(strategy: tf.distribute.Strategy, train_step, memory=None,
     total = tf.distribute.ReduceOp.SUM
 
     def mixed_step(batch, old):
-        metrics = train_step(dict(batch, image=tf.concat([batch["image"], old[0]], axis=0),
-                                  label=tf.concat([batch["label"], old[1]], axis=0)))
-        new_images, new_labels = _global_batch(batch["image"], batch["label"], new_per_batch)
-        return dict(metrics, new_image=new_images, new_label=new_labels)
+        return train_step(replay.mix(batch, *old))
 
     def step(batch):
         if memory is None:
@@ -204,8 +202,9 @@ def run_train_step(strategy: tf.distribute.Strategy, train_step, memory=None,
 
             old = strategy.experimental_distribute_values_from_function(share)
             per_replica = strategy.run(mixed_step, args=(batch, old))
-            memory.add(strategy.experimental_local_results(per_replica["new_image"])[0],
-                       strategy.experimental_local_results(per_replica["new_label"])[0])
+            shard_rows = -(-new_per_batch // strategy.num_replicas_in_sync)
+            memory.add(*_gather_rows(strategy, [batch["image"], batch["label"]], shard_rows,
+                                     strided=True))
 
         def first(x):
             return strategy.experimental_local_results(x)[0]
@@ -226,33 +225,17 @@ def run_train_step(strategy: tf.distribute.Strategy, train_step, memory=None,
     return step
 
 
-def _global_batch(images: tf.Tensor, labels: tf.Tensor,
-                  max_size: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """In a replica: the whole global batch, in order, from every replica's shard.
-
-    Shard i holds examples i, i+n, i+2n, ...: each replica puts its own at those rows
-    of a zero batch of `max_size` rows and the batches are summed across replicas.
-    The shape is fixed on purpose: in the compiled loop a collective runs as one
-    instance every step, and an instance keeps the shape it first ran with (a
-    gather of shards that shrink on a partial batch fails with "Shape mismatch in
-    the collective instance").
-    """
-    context = tf.distribute.get_replica_context()
-    i, n = context.replica_id_in_sync_group, context.num_replicas_in_sync
-    size = tf.shape(labels)[0]
-    rows = (i + tf.range(size) * n)[:, None]
-    images = tf.scatter_nd(rows, images, [max_size, images.shape[1]])
-    labels = tf.scatter_nd(rows, tf.cast(labels, tf.float32) + 1.0, [max_size])  # 0: empty row
-    images, labels = context.all_reduce(tf.distribute.ReduceOp.SUM, [images, labels])
-    total = tf.math.count_nonzero(labels, dtype=tf.int32)
-    return images[:total], tf.cast(labels[:total], tf.int32) - 1
-
-
-def _gather_rows(strategy: tf.distribute.Strategy, per_replica: list, max_rows: int) -> list:
+def _gather_rows(strategy: tf.distribute.Strategy, per_replica: list, max_rows: int, *,
+                 strided: bool = False) -> list:
     """Every replica's rows of each tensor, concatenated (replica 0 first).
 
-    Each replica pads to `max_rows` rows so the gather has one fixed shape (see
-    `_global_batch`), and the padding is dropped after.
+    `strided`: the replicas hold shards i, i+n, i+2n, ... of one global batch (as the
+    stream deals them); the rows come back in that batch's order.
+
+    Each replica pads to `max_rows` rows so that the gather keeps one shape: in the
+    compiled loop a collective runs as one instance every step, and an instance
+    keeps the shape it first ran with (shards that shrink on a partial batch fail
+    with "Shape mismatch in the collective instance"). The padding is dropped after.
     """
     def pad(*values):
         size = tf.shape(values[0])[0]
@@ -261,7 +244,15 @@ def _gather_rows(strategy: tf.distribute.Strategy, per_replica: list, max_rows: 
         return padded + [tf.cast(tf.range(max_rows) < size, tf.int32)]  # no bool gathers
 
     gathered = [strategy.gather(x, axis=0) for x in strategy.run(pad, args=tuple(per_replica))]
-    return [tf.boolean_mask(x, gathered[-1] > 0) for x in gathered[:-1]]
+    valid = gathered[-1] > 0
+    rows = [tf.boolean_mask(x, valid) for x in gathered[:-1]]
+    if not strided:
+        return rows
+    n = strategy.num_replicas_in_sync
+    position = tf.range(n * max_rows)
+    # Row k of replica r is example r + k*n of the global batch.
+    index = tf.boolean_mask(position // max_rows + (position % max_rows) * n, valid)[:, None]
+    return [tf.scatter_nd(index, x, tf.shape(x)) for x in rows]
 
 
 def task_name(strategy: tf.distribute.Strategy) -> str:

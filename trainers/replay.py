@@ -74,10 +74,7 @@ class ReplayMemory(tf.Module):
             raise ValueError(f"replay_count ({replay_count}) must be a positive integer")
 
         def replay_step(batch):
-            old_images, old_labels = self.sample(replay_count)
-            mixed = dict(batch, image=tf.concat([batch["image"], old_images], axis=0),
-                         label=tf.concat([batch["label"], old_labels], axis=0))
-            metrics = train_step(mixed)
+            metrics = train_step(mix(batch, *self.sample(replay_count)))
             self.add(batch["image"], batch["label"])
             return metrics
 
@@ -85,6 +82,12 @@ class ReplayMemory(tf.Module):
 
     def _draw_seed(self, purpose: int) -> tf.Tensor:
         return tf.stack([tf.constant(self._seed, tf.int64) * 2 + purpose, self.seen])
+
+
+def mix(batch: dict, images: tf.Tensor, labels: tf.Tensor) -> dict:
+    """`batch` with remembered `images` and `labels` appended after its own examples."""
+    return dict(batch, image=tf.concat([batch["image"], images], axis=0),
+                label=tf.concat([batch["label"], labels], axis=0))
 
 
 def replay_count(batch_size: int, fraction: float) -> int:
