@@ -107,16 +107,15 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         raise SetupError(f"stop_after_steps ({stop_after_steps}) must be >= 0")
     if inspect_steps and run_dir is None:
         raise SetupError("inspect_steps needs a run directory to write its dumps to")
+    if any(s < 0 for s in inspect_steps):
+        raise SetupError(f"inspect_steps ({sorted(inspect_steps)}) must be steps >= 0")
     if strategy is None:
         try:
             strategy = distribute.make_strategy(config.strategy)
         except ValueError as e:
             raise SetupError(str(e)) from None
-    distributed = distribute.is_distributed(strategy)
     chief = distribute.is_chief(strategy)
-    if any(s < 0 for s in inspect_steps):
-        raise SetupError(f"inspect_steps ({sorted(inspect_steps)}) must be steps >= 0")
-    say = print if verbose else (lambda *a, **k: None)
+    say = print if verbose and chief else (lambda *a, **k: None)  # the chief speaks for all
     threads_note = configure_threads(config.intra_op_threads)
     resuming = False
     if run_dir is not None:
@@ -160,15 +159,13 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
 
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    if not chief:
-        say = lambda *a, **k: None  # noqa: E731 - the chief reports for everyone
     # Non-chief workers write checkpoints (saving takes every worker) to a temporary
     # directory, and nothing else.
     own_dir = None if run_dir is None else distribute.worker_dir(run_dir, strategy)
     log_dir = run_dir if chief else None
     try:
         return _train(config, data, probe_set, run_dir=run_dir, own_dir=own_dir,
-                      log_dir=log_dir, strategy=strategy, distributed=distributed,
+                      log_dir=log_dir, strategy=strategy,
                       resuming=resuming, say=say, verbose=verbose,
                       stop_after_steps=stop_after_steps, profile_steps=profile_steps,
                       inspect_steps=inspect_steps, threads_note=threads_note, replayed=replayed,
@@ -178,7 +175,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
             shutil.rmtree(own_dir, ignore_errors=True)
 
 
-def _build(config, data, probe_set, strategy, distributed, writer, log_dir, replayed):
+def _build(config, data, probe_set, strategy, writer, log_dir, replayed):
     """The model, optimizer, step counter, instruments and compiled functions of a run.
 
     Everything is created under `strategy.scope()`, so a tf.distribute strategy
@@ -199,7 +196,7 @@ def _build(config, data, probe_set, strategy, distributed, writer, log_dir, repl
                                          batch_splits=config.batch_splits, strategy=strategy)
                  if probe_set else None)
         train_step = steps.make_train_step(model, optimizer, batch_splits=config.batch_splits,
-                                           distributed=distributed)
+                                           distributed=distribute.is_distributed(strategy))
         memory = (replay.ReplayMemory(config.replay_capacity, data.input_dim, seed=config.seed)
                   if replayed else None)
         train_loop = loop.make_train_loop(
@@ -219,7 +216,7 @@ def _build(config, data, probe_set, strategy, distributed, writer, log_dir, repl
 
 
 def _train(config: Config, data: splits.Splits, probe_set, *, run_dir: Path | None,
-           own_dir: Path | None, log_dir: Path | None, strategy, distributed: bool,
+           own_dir: Path | None, log_dir: Path | None, strategy,
            resuming: bool, say, verbose: bool, stop_after_steps: int, profile_steps,
            inspect_steps: frozenset[int], threads_note: str | None, replayed: int,
            epoch_plan, steps_per_epoch: int) -> dict:
@@ -231,7 +228,7 @@ def _train(config: Config, data: splits.Splits, probe_set, *, run_dir: Path | No
     """
     writer = writers.MetricWriter(log_dir)
     model, optimizer, global_step, tools, memory, train_loop, evaluate = _build(
-        config, data, probe_set, strategy, distributed, writer, log_dir, replayed)
+        config, data, probe_set, strategy, writer, log_dir, replayed)
     val_sets = _validation_sets(config, data)
     state = (checkpoints.RunState(model=model, optimizer=optimizer, global_step=global_step,
                                   drift=tools.drift if tools else None, replay=memory,
@@ -281,7 +278,7 @@ def _train(config: Config, data: splits.Splits, probe_set, *, run_dir: Path | No
         "and at every phase end" if tools else "probe: off")
     for line in model_lib.summary_lines(model):
         say("  " + line)
-    if distributed:
+    if distribute.is_distributed(strategy):
         say(f"strategy {config.strategy}: {strategy.num_replicas_in_sync} replicas, "
             f"{config.batch_size // strategy.num_replicas_in_sync} examples each per batch")
     if run_dir is not None:

@@ -151,9 +151,7 @@ def sum_over_replicas(strategy: tf.distribute.Strategy, sums_fn):
         return sums_fn
 
     def replica_fn(images, labels):
-        context = tf.distribute.get_replica_context()
-        i, n = context.replica_id_in_sync_group, context.num_replicas_in_sync
-        return sums_fn(images[i::n], labels[i::n])
+        return sums_fn(*_share(tf.distribute.get_replica_context(), images, labels))
 
     def fn(images, labels):
         per_replica = strategy.run(replica_fn, args=(images, labels))
@@ -194,13 +192,9 @@ def run_train_step(strategy: tf.distribute.Strategy, train_step, memory=None,
         if memory is None:
             per_replica = strategy.run(train_step, args=(batch,))
         else:
-            old_images, old_labels = memory.sample(replay_count)
-
-            def share(context):
-                i, n = context.replica_id_in_sync_group, context.num_replicas_in_sync
-                return old_images[i::n], old_labels[i::n]
-
-            old = strategy.experimental_distribute_values_from_function(share)
+            sample = memory.sample(replay_count)
+            old = strategy.experimental_distribute_values_from_function(
+                lambda context: _share(context, *sample))
             per_replica = strategy.run(mixed_step, args=(batch, old))
             shard_rows = -(-new_per_batch // strategy.num_replicas_in_sync)
             memory.add(*_gather_rows(strategy, [batch["image"], batch["label"]], shard_rows,
@@ -223,6 +217,16 @@ def run_train_step(strategy: tf.distribute.Strategy, train_step, memory=None,
         return metrics
 
     return step
+
+
+def _share(context, *tensors) -> tuple:
+    """This replica's rows i, i+n, i+2n, ... of each tensor (as the stream deals batches).
+
+    `context`: a `tf.distribute.ReplicaContext`, or the value context that
+    `experimental_distribute_values_from_function` passes (both know the replica).
+    """
+    i, n = context.replica_id_in_sync_group, context.num_replicas_in_sync
+    return tuple(x[i::n] for x in tensors)
 
 
 def _gather_rows(strategy: tf.distribute.Strategy, per_replica: list, max_rows: int, *,
