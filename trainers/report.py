@@ -89,9 +89,9 @@ def comparison(runs: list[RunSummary]) -> str:
     """The side-by-side text: overall numbers, the sawtooth, drift, then per-class tables."""
     names = [r.name for r in runs]
     rows = [
-        ("test accuracy", [_f(r.test_accuracy) for r in runs]),
-        ("average forgetting (probe)", [_f(r.average_forgetting) for r in runs]),
-        ("backward transfer, BWT", [_f(r.bwt, signed=True) for r in runs]),
+        ("test accuracy", [tables.number(r.test_accuracy) for r in runs]),
+        ("average forgetting (probe)", [tables.number(r.average_forgetting) for r in runs]),
+        ("backward transfer, BWT", [tables.number(r.bwt, signed=True) for r in runs]),
         ("last epoch: classes peaking in own block",
          [f"{int(np.sum(r.last_epoch['peak_in_own_block']))}/{len(r.test_class_accuracy)}"
           if r.last_epoch and r.class_blocks else "-" for r in runs]),
@@ -100,15 +100,15 @@ def comparison(runs: list[RunSummary]) -> str:
          [f"{int(np.sum(r.last_epoch['spread'] >= 0.20 - 1e-6))}/{len(r.last_epoch['spread'])}"
           if r.last_epoch else "-" for r in runs]),
         ("last epoch: largest spread",
-         [_f(float(np.max(r.last_epoch["spread"]))) if r.last_epoch else "-" for r in runs]),
-        ("drift from initial weights (L2)", [_f(r.drift_from_init) for r in runs]),
-        ("relative drift (over initial norm)", [_f(r.drift_relative) for r in runs]),
+         [tables.number(float(np.max(r.last_epoch["spread"]))) if r.last_epoch else "-" for r in runs]),
+        ("drift from initial weights (L2)", [tables.number(r.drift_from_init) for r in runs]),
+        ("relative drift (over initial norm)", [tables.number(r.drift_relative) for r in runs]),
         ("drift from phase start: rising steps",
          [f"{r.growth['rising_pairs']}/{r.growth['pairs']}" if r.growth else "-" for r in runs]),
         ("drift from phase start: rising blocks",
          [f"{r.growth['rising_blocks']}/{r.growth['blocks']}" if r.growth else "-"
           for r in runs]),
-        ("seconds per epoch (median)", [_f(r.seconds_per_epoch) for r in runs]),
+        ("seconds per epoch (median)", [tables.number(r.seconds_per_epoch) for r in runs]),
     ]
     parts = [tables.side_by_side(names, rows)]
     per_class = [
@@ -124,7 +124,7 @@ def comparison(runs: list[RunSummary]) -> str:
     num_classes = len(runs[0].test_class_accuracy)
     for title, get, integer in per_class:
         columns = [get(r) for r in runs]
-        rows = [(str(c), ["-" if col is None else (str(int(col[c])) if integer else _f(col[c]))
+        rows = [(str(c), ["-" if col is None else (str(int(col[c])) if integer else tables.number(col[c]))
                           for col in columns]) for c in range(num_classes)]
         parts.append(f"{title}:\n" + tables.side_by_side(names, rows, label_width=7))
     return "\n\n".join(parts)
@@ -166,12 +166,6 @@ def _curves(scalars: dict, num_classes: int) -> dict[int, np.ndarray]:
         return {}
     steps = sorted(set.intersection(*(set(scalars[t]) for t in tags)))
     return {s: np.array([scalars[t][s] for t in tags]) for s in steps}
-
-
-def _f(value: float, signed: bool = False) -> str:
-    if value is None or np.isnan(value):
-        return "-"
-    return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
 def main(argv):

@@ -120,9 +120,7 @@ def results_table(rows: list[tuple[str, dict]]) -> tuple[str, str]:
     head = ["point", "test_accuracy", "average_forgetting", "bwt"] + [
         f"class_{c}" for c in range(num_classes)]
 
-    def cell(v, signed=False):
-        return "-" if v is None else (f"{round(v, 4) + 0.0:+.4f}" if signed else f"{v:.4f}")
-
+    cell = tables.number
     body = [[name, cell(r["test_accuracy"]), cell(r.get("average_forgetting")),
              cell(r.get("bwt"), signed=True)] + [cell(v) for v in r["test_class_accuracy"]]
             for name, r in rows]

@@ -25,14 +25,17 @@ def class_accuracy_table(columns: Mapping[str, tuple[float, Sequence[float]]],
     lines = [head + "".join(f"{n:>{width}}" for n in names)]
     for c in range(num_classes.pop()):
         row = f"{c:<7}" + (f"{int(counts[c]):>10}" if counts is not None else "")
-        lines.append(row + "".join(f"{_fmt(columns[n][1][c]):>{width}}" for n in names))
+        lines.append(row + "".join(f"{number(columns[n][1][c]):>{width}}" for n in names))
     total = f"{'all':<7}" + (f"{int(sum(counts)):>10}" if counts is not None else "")
-    lines.append(total + "".join(f"{_fmt(columns[n][0]):>{width}}" for n in names))
+    lines.append(total + "".join(f"{number(columns[n][0]):>{width}}" for n in names))
     return "\n".join(lines)
 
 
-def _fmt(value: float) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:.4f}"
+def number(value: float | None, *, signed: bool = False) -> str:
+    """A value with 4 decimals ("-" for None or NaN); `signed` shows + or - (never -0.0000)."""
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{round(value, 4) + 0.0:+.4f}" if signed else f"{value:.4f}"
 
 
 def side_by_side(names: Sequence[str], rows: Sequence[tuple[str, Sequence[str]]],
