@@ -453,8 +453,7 @@ def _inspect(train_loop, stream, run_dir: Path, step: int, names: list[str], say
     out = {key: ([u.numpy() for u in v] if key == "update" else v.numpy())
            for key, v in out.items()}
     path = step_dumps.dump_path(run_dir, step)
-    step_dumps.save(path, step, out, names)
-    say(step_dumps.summary_line(step_dumps.load(path), path))
+    say(step_dumps.summary_line(step_dumps.save(path, step, out, names), path))
     return {key: float(out[key]) for key in ("loss_sum", "correct", "count", "loss",
                                              "accuracy", "first_bad_step", "bad_kind")}
 

@@ -19,8 +19,12 @@ def dump_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / "inspect" / f"step_{step}.npz"
 
 
-def save(path: Path, step: int, out: dict, variable_names: list[str]) -> None:
-    """Writes one step's dump (`out`: numpy values of `train_loop.inspect`), atomically."""
+def save(path: Path, step: int, out: dict, variable_names: list[str]) -> dict:
+    """Writes one step's dump (`out`: numpy values of `train_loop.inspect`), atomically.
+
+    Returns:
+      The dump as `load` would read it back.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"step": np.int64(step), "phase": np.int64(out["phase"]),
               "image": out["image"], "label": out["label"], "logits": out["logits"],
@@ -31,6 +35,9 @@ def save(path: Path, step: int, out: dict, variable_names: list[str]) -> None:
     with open(tmp, "wb") as f:
         np.savez(f, **arrays)
     os.replace(tmp, path)
+    return {**{k: v for k, v in arrays.items() if not k.startswith("update/")},
+            "variable_names": list(variable_names),
+            "update": dict(zip(variable_names, out["update"]))}
 
 
 def load(path: Path) -> dict:
