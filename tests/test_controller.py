@@ -43,6 +43,18 @@ def test_noise_run_logs_every_step_and_every_epoch(tmp_path):
     assert results["tracing"] == {"train_loop": 1, "evaluate": 1, "probe": 1}
 
 
+def test_test_split_once_at_the_end_when_not_every_epoch(tmp_path, capsys):
+    every = controller.train_and_evaluate(Config(**NOISE), tmp_path / "every", verbose=False)
+    config = Config(**NOISE | dict(test_every_epoch=False))
+    results = controller.train_and_evaluate(config, tmp_path / "run", verbose=True)
+    events = read_events(tmp_path / "run")
+    assert "test/accuracy" not in events and sorted(events["epoch/train_loss"]) == [4, 8, 12]
+    assert events["final/test_accuracy"] == {12: pytest.approx(results["test_accuracy"])}
+    # The same training: the one evaluation at the end equals the last per-epoch one.
+    assert results["test_class_accuracy"] == every["test_class_accuracy"]
+    assert "test loss" not in capsys.readouterr().out.split("test accuracy per class")[0]
+
+
 def test_sorted_current_class_validates_each_block_on_its_class(tmp_path):
     data = splits.mnist_splits(fake_mnist(n_train=200, n_test=50), validation_split=0.1)
     config = Config(order="sorted", validation_scope="current_class", epochs=2, batch_size=8,

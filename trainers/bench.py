@@ -13,6 +13,10 @@ Adam 1e-3) and batch 100:
                      (no mid-epoch checkpoints by default: (a)-(c) save nothing
                      either; --checkpoint_every_steps=500 adds tapeloop's default)
 
+Like Keras's `fit` without validation data, (c) and (d) evaluate nothing between
+epochs: the test split once, after the last (--test_every_epoch puts tapeloop's
+default per-epoch evaluation back into the timed span).
+
 Each process trains `--epochs` epochs; the first is warm-up (tracing, caches) and
 is not counted. The report gives medians, min-max, ratios, samples per second,
 each variant's peak resident memory, and the FLOP floor: the model's training
@@ -49,6 +53,10 @@ _TRAIN_EXAMPLES = flags.DEFINE_integer("train_examples", TRAIN_EXAMPLES, "Traini
 _CHECKPOINT_EVERY = flags.DEFINE_integer(
     "checkpoint_every_steps", 0, "tapeloop_full: also checkpoint every N steps (0: only at "
     "epoch ends, outside the timed span; tapeloop-train's default is 500).", lower_bound=0)
+_TEST_EVERY_EPOCH = flags.DEFINE_boolean(
+    "test_every_epoch", False, "tapeloop: also evaluate the 10,000 test images after every "
+    "epoch, inside the timed span (Keras's fit in (a) and (b) evaluates nothing; off, (c) and "
+    "(d) evaluate them once, after the last epoch).")
 _EVAL_EVERY = flags.DEFINE_integer("eval_every_steps", 10, "tapeloop_full: probe and drift "
                                    "cadence.", lower_bound=1)
 _STEPS_PER_LOOP = flags.DEFINE_integer("steps_per_loop", None, "tapeloop: steps per compiled "
@@ -125,7 +133,8 @@ def _time_keras(data, *, steps_per_execution: int, epochs: int, batch_size: int,
 
 def _time_tapeloop(data, *, full: bool, epochs: int, batch_size: int, hidden: tuple[int, ...],
                    eval_every: int, steps_per_loop: int | None, batch_splits: int | None,
-                   intra_op_threads: int | None, checkpoint_every: int = 0) -> list[float]:
+                   intra_op_threads: int | None, checkpoint_every: int = 0,
+                   test_every_epoch: bool = False) -> list[float]:
     from trainers import controller
     from trainers.config import Config
 
@@ -135,7 +144,8 @@ def _time_tapeloop(data, *, full: bool, epochs: int, batch_size: int, hidden: tu
     config = Config(order="shuffled", epochs=epochs, batch_size=batch_size, hidden_sizes=hidden,
                     validation_split=0.0, log_every_step=full,
                     eval_every_steps=eval_every if full else 0,
-                    checkpoint_every_steps=checkpoint_every, **extra)
+                    checkpoint_every_steps=checkpoint_every, test_every_epoch=test_every_epoch,
+                    **extra)
     if config.intra_op_threads and controller.configure_threads(config.intra_op_threads):
         raise RuntimeError("TensorFlow started before the thread setting could be applied")
     with tempfile.TemporaryDirectory() as tmp:
@@ -162,7 +172,8 @@ def run_worker(variant: str) -> dict:
                                  eval_every=_EVAL_EVERY.value,
                                  steps_per_loop=_STEPS_PER_LOOP.value,
                                  batch_splits=_BATCH_SPLITS.value, intra_op_threads=_INTRA.value,
-                                 checkpoint_every=_CHECKPOINT_EVERY.value, **common)
+                                 checkpoint_every=_CHECKPOINT_EVERY.value,
+                                 test_every_epoch=_TEST_EVERY_EPOCH.value, **common)
     return {"variant": variant, "epoch_seconds": seconds, "samples": len(data.y_train),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -172,7 +183,8 @@ def _worker_command(variant: str, **overrides) -> list[str]:
                 "hidden_sizes": ",".join(_HIDDEN.value), "train_examples": _TRAIN_EXAMPLES.value,
                 "eval_every_steps": _EVAL_EVERY.value, "steps_per_loop": _STEPS_PER_LOOP.value,
                 "batch_splits": _BATCH_SPLITS.value, "intra_op_threads": _INTRA.value,
-                "checkpoint_every_steps": _CHECKPOINT_EVERY.value}
+                "checkpoint_every_steps": _CHECKPOINT_EVERY.value,
+                "test_every_epoch": _TEST_EVERY_EPOCH.value}
     settings.update(overrides)
     return [sys.executable, "-m", "trainers.bench", f"--worker={variant}"] + [
         f"--{k}={v}" for k, v in settings.items() if v is not None]

@@ -14,7 +14,7 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu")
 VALIDATION_SCOPES = ("all_classes", "current_class")
 # Settings a resumed run may change: they do not change what is computed.
 RESUME_FREE = ("data_dir", "epochs", "steps_per_loop", "eval_batch_size", "log_every_step",
-               "checkpoint_every_steps", "strategy")
+               "test_every_epoch", "checkpoint_every_steps", "strategy")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
@@ -57,6 +57,7 @@ class Config:
     intra_op_threads: int = 1  # threads inside one op; 1 measured fastest here (0: TF default)
     log_every_step: bool = True  # write train loss/accuracy/phase/grad norm at every step
     eval_every_steps: int = 10  # probe + weight drift every this many steps (0: off)
+    test_every_epoch: bool = True  # evaluate the test split after every epoch (else at the end)
     checkpoint_every_steps: int = 500  # also checkpoint every this many steps (0: only at
     # phase ends and at the end of the run)
     deterministic: bool = False  # TensorFlow op determinism (bit-identical reruns, resumes)

@@ -316,7 +316,7 @@ def _train(config: Config, data: splits.Splits, probe_set, *, run_dir: Path | No
                                  *inspect_steps, *(s + 1 for s in inspect_steps))
                      if c > start_step)
         names = drift.variable_names(model)
-        test = None  # Stays None only when resuming a run killed while finishing.
+        test = None  # Evaluated after the epochs when not every epoch (or resumed at the end).
         for epoch in range(first_epoch, config.epochs):
             plan = epoch_plan(epoch)
             bar = tf.keras.utils.Progbar(plan.total_steps, verbose=int(verbose and _tty()),
@@ -389,16 +389,16 @@ def _train(config: Config, data: splits.Splits, probe_set, *, run_dir: Path | No
                 if not last_of_epoch and phase_steps >= config.steps_per_loop:
                     ends_done_at = step
                     save_checkpoint(sums)
-            test = evaluate(data.x_test, data.y_test)
+            test = evaluate(data.x_test, data.y_test) if config.test_every_epoch else None
             train_loss, train_accuracy = sums[0] / sums[2], sums[1] / sums[2]
             if tools:
                 tools.epoch_end(step)
             seconds = time.perf_counter() - start
             writer.write_scalars(step, {
                 "epoch/train_loss": train_loss, "epoch/train_accuracy": train_accuracy,
-                "epoch/seconds": seconds, **test.scalars("test"),
-                **{f"test/accuracy/class_{c}": a for c, a in enumerate(test.class_accuracy)
-                   if not np.isnan(a)}})
+                "epoch/seconds": seconds, **(test.scalars("test") if test else {}),
+                **{f"test/accuracy/class_{c}": a for c, a in
+                   enumerate(test.class_accuracy if test else ()) if not np.isnan(a)}})
             traces = _tracing_counts(train_loop, evaluate, tools)
             writer.write_scalars(step, {f"tracing/{k}": v for k, v in traces.items()})
             for name, count in traces.items():
@@ -410,9 +410,9 @@ def _train(config: Config, data: splits.Splits, probe_set, *, run_dir: Path | No
             results.update(train_loss=train_loss, train_accuracy=train_accuracy)
             val_text = (f" | val loss {results['val_loss']:.4f} acc {results['val_accuracy']:.4f}"
                         if val_sets else "")
+            test_text = f" | test loss {test.loss:.4f} acc {test.accuracy:.4f}" if test else ""
             say(f"epoch {epoch + 1}/{config.epochs} step {step}: train loss {train_loss:.4f} "
-                f"acc {train_accuracy:.4f}{val_text} | test loss {test.loss:.4f} "
-                f"acc {test.accuracy:.4f} | {seconds:.1f} s", flush=True)
+                f"acc {train_accuracy:.4f}{val_text}{test_text} | {seconds:.1f} s", flush=True)
             ends_done_at = step
             save_checkpoint(np.zeros(3))
         step = int(global_step)

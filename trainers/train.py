@@ -86,6 +86,9 @@ _LOG_EVERY_STEP = flags.DEFINE_boolean("log_every_step", True, "Write train loss
 _EVAL_EVERY_STEPS = flags.DEFINE_integer(
     "eval_every_steps", 10, "Every this many steps, evaluate the held-out probe per class and "
     "log weight drift (0: off).", lower_bound=0)
+_TEST_EVERY_EPOCH = flags.DEFINE_boolean(
+    "test_every_epoch", True, "Evaluate the test split after every epoch (test/* scalars and "
+    "the epoch line); --notest_every_epoch evaluates it once, at the end.")
 _PROBE_PER_CLASS = flags.DEFINE_integer(
     "probe_per_class", 100, "Held-out probe size: this many test examples of every class "
     "(never trained on).", lower_bound=1)
@@ -212,7 +215,8 @@ def config_from_flags() -> config_lib.Config:
         nesterov=_NESTEROV.value, batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value,
         seed=_SEED.value, steps_per_loop=_STEPS_PER_LOOP.value,
         eval_batch_size=_EVAL_BATCH_SIZE.value, log_every_step=_LOG_EVERY_STEP.value,
-        eval_every_steps=_EVAL_EVERY_STEPS.value, probe_per_class=_PROBE_PER_CLASS.value,
+        eval_every_steps=_EVAL_EVERY_STEPS.value, test_every_epoch=_TEST_EVERY_EPOCH.value,
+        probe_per_class=_PROBE_PER_CLASS.value,
         intra_op_threads=_INTRA_OP_THREADS.value, batch_splits=_BATCH_SPLITS.value,
         checkpoint_every_steps=_CHECKPOINT_EVERY.value, deterministic=_DETERMINISTIC.value,
         strategy=_STRATEGY.value)

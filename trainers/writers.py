@@ -1,11 +1,19 @@
 """Summary writers behind a tiny interface; a `None` log dir writes nothing.
 
 `MetricWriter` is the host-side interface (scalars, text, images, HParams, layouts);
-`scalars_in_graph` writes from inside compiled code to whichever writer is the
-default (`with writer.as_default():` around the call).
+`scalars_in_graph` and `scalar_rows_in_graph` write from inside compiled code to
+whichever writer is the default (`with writer.as_default():` around the call).
+
+In-graph scalars are written as whole `Summary` protos built by `ScalarProtos`: one
+event holds every scalar of a step, the same TF2 scalar values `tf.summary.scalar`
+writes (a float tensor with the "scalars" plugin's metadata), so TensorBoard and
+`trainers.events` read them alike. One write per step instead of one per tag, and
+the protos of many steps encoded by a few vectorised ops, is what keeps per-step
+logging cheap (BENCHMARKS.md).
 """
 
 import tensorflow as tf
+from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
 from tensorboard.plugins.hparams import api as hp
@@ -45,8 +53,7 @@ class MetricWriter:
         tags = tuple(scalars)
         if tags not in self._scalar_fns:
             def write(s, values, tags=tags):
-                for i, tag in enumerate(tags):
-                    tf.summary.scalar(tag, values[i], step=s)
+                scalars_in_graph(s, dict(zip(tags, tf.unstack(values))))
 
             self._scalar_fns[tags] = tf.function(write)
         with self._writer.as_default():
@@ -113,15 +120,73 @@ class MetricWriter:
         self._writer.close()
 
 
-def scalars_in_graph(step, scalars: dict) -> None:
-    """Writes `{"group/name": tensor}` from inside a `tf.function`, tags kept as given.
+class ScalarProtos:
+    """Serialized `Summary` protos of float32 scalars under fixed tags, built in-graph.
 
-    `tf.summary.scalar` prefixes the enclosing name scope, and AutoGraph's loops open
-    one ("while/"); an absolute scope (ending in "/") keeps the tag exactly.
+    `ScalarProtos(tags)(values)` turns `values` of shape (..., len(tags)) into strings
+    of shape (...): one `Summary` per leading index, holding every tag's value. Each
+    value's bytes are constant but for its `TensorProto` (encoded by
+    `tf.io.encode_proto`), so a whole block of steps is encoded by four ops.
+
+    Raises:
+      ValueError: if a tag has no group ("train/loss", not "loss") or repeats.
     """
-    for tag, value in scalars.items():
-        scope, _, name = tag.rpartition("/")
-        if not scope:
-            raise ValueError(f"tag ({tag!r}) must have a group, like 'train/loss'")
-        with tf.name_scope(scope + "/"):
-            tf.summary.scalar(name, value, step=step)
+
+    def __init__(self, tags):
+        self.tags = tuple(tags)
+        for tag in self.tags:
+            if not tag.rpartition("/")[0]:
+                raise ValueError(f"tag ({tag!r}) must have a group, like 'train/loss'")
+        if len(set(self.tags)) != len(self.tags):
+            raise ValueError(f"tags repeat: {self.tags}")
+        metadata = scalar_metadata.create_summary_metadata(
+            display_name=None, description=None).SerializeToString()
+        self._prefixes = []
+        for tag in self.tags:
+            # Summary.value (1) { tag (1), metadata (9), tensor (8) { 8 bytes } }, where
+            # the TensorProto is dtype DT_FLOAT (08 01) + packed float_val (2a 04 f32).
+            head = _field(1, tag.encode()) + _field(9, metadata)
+            self._prefixes.append(b"\x0a" + _varint(len(head) + 10) + head + b"\x42\x08")
+
+    def __call__(self, values) -> tf.Tensor:
+        values = tf.cast(values, tf.float32)
+        flat = tf.reshape(values, [-1, 1])
+        n = tf.shape(flat)[0]
+        protos = tf.io.encode_proto(tf.ones([n, 2], tf.int32),
+                                    [tf.ones([n, 1], tf.int32), flat],  # dtype 1: DT_FLOAT
+                                    ["dtype", "float_val"], "tensorflow.TensorProto")
+        protos = tf.reshape(protos, tf.shape(values))
+        # A constant made here, not in __init__: the protos may be built inside loops.
+        return tf.strings.reduce_join(tf.constant(self._prefixes) + protos, axis=-1)
+
+
+def scalars_in_graph(step, scalars: dict) -> None:
+    """Writes `{"group/name": tensor}` at `step` from inside a `tf.function`, as one event.
+
+    Tags are kept exactly as given. Raises ValueError on a tag without a group.
+    """
+    protos = ScalarProtos(tuple(scalars))
+    tf.summary.experimental.write_raw_pb(
+        protos(tf.stack([tf.cast(v, tf.float32) for v in scalars.values()])), step=step)
+
+
+def scalar_rows_in_graph(first_step, tags, rows) -> None:
+    """Writes row i of `rows` (n, len(tags)) at step `first_step + i`, one event per row."""
+    protos = ScalarProtos(tags)(rows)
+    first_step = tf.cast(first_step, tf.int64)
+    for i in tf.range(tf.shape(protos, out_type=tf.int64)[0]):
+        tf.summary.experimental.write_raw_pb(protos[i], step=first_step + i)
+
+
+def _varint(n: int) -> bytes:
+    out = b""
+    while True:
+        low, n = n & 0x7F, n >> 7
+        if not n:
+            return out + bytes([low])
+        out += bytes([low | 0x80])
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload

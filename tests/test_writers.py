@@ -1,0 +1,57 @@
+"""Unit tier for the in-graph scalar writer: hand-built protos, one event per step."""
+
+import math
+
+import numpy as np
+import pytest
+
+from trainers import events, writers
+
+VALUES = [0.0, -0.0, 1.5, -2.25e-38, 3.4e38, math.inf, -math.inf, math.nan, 0.1]
+
+
+def test_scalar_protos_parse_as_tensorboard_scalars():
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    tags = [f"group/t{i}" for i in range(len(VALUES))]
+    rows = np.array([VALUES, VALUES[::-1]], np.float32)
+    protos = writers.ScalarProtos(tags)(tf.constant(rows)).numpy()
+    assert protos.shape == (2,)
+    for proto, row in zip(protos, rows):
+        summary = summary_pb2.Summary.FromString(proto)
+        assert [v.tag for v in summary.value] == tags
+        for value, expected in zip(summary.value, row):
+            assert value.metadata.plugin_data.plugin_name == "scalars"
+            got = tf.make_ndarray(value.tensor)
+            assert got.dtype == np.float32 and got.shape == ()
+            np.testing.assert_array_equal(got, expected)  # bit-equal, NaN and -0.0 included
+            assert math.copysign(1, got) == math.copysign(1, expected)
+
+
+def test_rows_and_scalars_land_at_their_steps(tmp_path):
+    import tensorflow as tf
+
+    writer = writers.MetricWriter(tmp_path)
+    rows = np.arange(12, dtype=np.float32).reshape(4, 3)
+
+    @tf.function
+    def write(first):
+        writers.scalar_rows_in_graph(first, ["a/x", "a/y", "b/z"], tf.constant(rows))
+        writers.scalars_in_graph(first + 10, {"c/one": tf.constant(7), "c/two": 0.5})
+
+    with writer.as_default():
+        write(tf.constant(5, tf.int64))
+    writer.close()
+    scalars = events.read_scalars(tmp_path)
+    assert scalars["a/x"] == {5: 0.0, 6: 3.0, 7: 6.0, 8: 9.0}
+    assert scalars["b/z"] == {5: 2.0, 6: 5.0, 7: 8.0, 8: 11.0}
+    assert scalars["c/one"] == {15: 7.0} and scalars["c/two"] == {15: 0.5}
+    assert events.tags_by_plugin(tmp_path) == {"scalars": ["a/x", "a/y", "b/z", "c/one",
+                                                           "c/two"]}
+
+
+@pytest.mark.parametrize("tags", [["loss"], ["a/x", "a/x"]])
+def test_bad_tags_are_refused(tags):
+    with pytest.raises(ValueError, match="group|repeat"):
+        writers.ScalarProtos(tags)
