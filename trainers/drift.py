@@ -54,23 +54,27 @@ class WeightDrift(tf.Module):
           `drift/{from_init,from_phase_start,relative,update_norm,grad_norm}/NAME` for
           every variable NAME and for `model` (all variables as one vector).
         """
-        from_init = [tf.norm(v - r) for v, r in zip(self._weights, self.initial)]
-        from_phase = [tf.norm(v - r) for v, r in zip(self._weights, self.phase_start)]
-        update_norms = [tf.norm(v - r) for v, r in zip(self._weights, self.previous)]
+        weights = [tf.convert_to_tensor(v) for v in self._weights]  # one read each
+        # Squared distances, (3, variables): from init, from phase start, the update.
+        squares = tf.stack([
+            tf.stack([tf.reduce_sum(tf.math.squared_difference(w, r)) for w, r in zip(weights, refs)])
+            for refs in (self.initial, self.phase_start, self.previous)])
+        norms = tf.sqrt(squares)
+        model = tf.sqrt(tf.reduce_sum(squares, axis=1))
+        grad_norms = tf.cast(grad_norms, tf.float32)
         out = {}
         for i, name in enumerate(self.names):
-            out[f"drift/from_init/{name}"] = from_init[i]
-            out[f"drift/from_phase_start/{name}"] = from_phase[i]
+            out[f"drift/from_init/{name}"] = norms[0, i]
+            out[f"drift/from_phase_start/{name}"] = norms[1, i]
             if self._initial_norms[i] > 0:
-                out[f"drift/relative/{name}"] = from_init[i] / self._initial_norms[i]
-            out[f"drift/update_norm/{name}"] = update_norms[i]
+                out[f"drift/relative/{name}"] = norms[0, i] / self._initial_norms[i]
+            out[f"drift/update_norm/{name}"] = norms[2, i]
             out[f"drift/grad_norm/{name}"] = grad_norms[i]
-        total_init = _global_norm(from_init)
-        out["drift/from_init/model"] = total_init
-        out["drift/from_phase_start/model"] = _global_norm(from_phase)
-        out["drift/relative/model"] = total_init / _global_norm(self._initial_norms)
-        out["drift/update_norm/model"] = _global_norm(update_norms)
-        out["drift/grad_norm/model"] = _global_norm(tf.unstack(grad_norms))
+        out["drift/from_init/model"] = model[0]
+        out["drift/from_phase_start/model"] = model[1]
+        out["drift/relative/model"] = model[0] / _global_norm(self._initial_norms)
+        out["drift/update_norm/model"] = model[2]
+        out["drift/grad_norm/model"] = tf.sqrt(tf.reduce_sum(tf.square(grad_norms)))
         return out
 
 
