@@ -31,6 +31,26 @@ def test_dropout_layers_follow_each_hidden_layer_and_output_is_linear():
     assert not np.array_equal(m(x, training=True).numpy(), m(x, training=True).numpy())
 
 
+@pytest.mark.parametrize("rate", [0.5, 0.2])
+def test_dropout_keeps_the_rate_and_scale_of_keras_dropout(rate):
+    import tensorflow as tf
+
+    layer = model_lib.Dropout(rate, seed=7)
+    assert isinstance(layer, tf.keras.layers.Dropout)  # checkpointed like Keras's
+    x = tf.random.stateless_normal([400, 250], seed=[1, 2])
+    seed = layer.seed_generator.state.numpy()
+    y = layer(x, training=True).numpy()
+    kept = y != 0
+    assert abs(kept.mean() - (1 - rate)) < 0.01  # 100,000 draws: 5 standard deviations
+    np.testing.assert_array_equal(y[kept], (x.numpy() * np.float32(1 / (1 - rate)))[kept])
+    # Keras's own layer from the same seed state gives the very same output.
+    keras_layer = tf.keras.layers.Dropout(rate, seed=7)
+    keras_layer.seed_generator.state.assign(seed)
+    np.testing.assert_array_equal(y, keras_layer(x, training=True).numpy())
+    assert layer.seed_generator.state.numpy()[1] != seed[1]  # advances per call
+    np.testing.assert_array_equal(layer(x, training=False), x)
+
+
 def test_same_seed_same_initial_weights():
     a = model_lib.build_mlp(input_dim=4, hidden_sizes=(8,), num_classes=3, seed=3)
     b = model_lib.build_mlp(input_dim=4, hidden_sizes=(8,), num_classes=3, seed=3)

@@ -1,5 +1,6 @@
 """The multilayer perceptron of the tutorial, on Keras layers, ending in logits."""
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -38,10 +39,62 @@ def build_mlp(*, input_dim: int, hidden_sizes: tuple[int, ...], num_classes: int
         layers.append(tf.keras.layers.Dense(width, activation=activation,
                                             kernel_initializer=init(), name=f"dense_{i}"))
         if dropout > 0:
-            layers.append(tf.keras.layers.Dropout(
-                dropout, seed=None if seed is None else next(seeds), name=f"dropout_{i}"))
+            layers.append(Dropout(dropout, seed=None if seed is None else next(seeds),
+                                  name=f"dropout_{i}"))
     layers.append(tf.keras.layers.Dense(num_classes, kernel_initializer=init(), name="logits"))
     return tf.keras.Sequential(layers, name="mlp")
+
+
+class Dropout(tf.keras.layers.Dropout):
+    """Keras's `Dropout`, applied as one multiply by a mask of 0 and 1 / (1 - rate).
+
+    The same draws and values as Keras's layer (a test checks its outputs are
+    bit-identical from the same seed state), but Keras's select-based kernel and its
+    gradient cost ~3-7% of the tutorial's training step on two cores
+    (BENCHMARKS.md); a multiply's gradient is one multiply.
+    """
+
+    def call(self, inputs, training=False):
+        if not training or self.rate == 0:
+            return inputs
+        # Keras's seed cast (int64 state -> int32 seed), so the draws are its own.
+        seed = tf.cast(tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), tf.int32)
+        draw = tf.random.stateless_uniform(tf.shape(inputs), seed=seed)
+        return inputs * (tf.cast(draw >= self.rate, inputs.dtype) * (1.0 / (1.0 - self.rate)))
+
+
+def fold_constant_columns(model: tf.keras.Model, images: np.ndarray):
+    """An inference forward pass for rows of a fixed set, cheaper by its constant columns.
+
+    Columns that hold the same value in every row of `images` (MNIST's border pixels,
+    184 of 784 in the 1,000-image probe) add the same vector to every row's first
+    layer: that product is computed once per call and added to the bias, and the
+    first matmul runs over the other columns only. The logits equal
+    `model(images, training=False)` up to float rounding.
+
+    Returns:
+      `(forward, kept)`: `forward(x, training=False)` takes rows of `images[:, kept]`
+      (any subset of the rows); or None when no column is constant or the model
+      does not start with a Dense layer.
+    """
+    first = model.layers[0]
+    constant = np.all(images == images[:1], axis=0)
+    if not isinstance(first, tf.keras.layers.Dense) or not constant.any() or constant.all():
+        return None
+    kept, folded = np.flatnonzero(~constant), np.flatnonzero(constant)
+    folded_row = images[:1, folded].astype(np.float32)
+
+    def forward(x, training=False):
+        del training  # inference only: Dropout layers pass their input through
+        offset = tf.matmul(folded_row, tf.gather(first.kernel, folded))
+        if first.bias is not None:
+            offset += first.bias
+        h = first.activation(tf.matmul(x, tf.gather(first.kernel, kept)) + offset)
+        for layer in model.layers[1:]:
+            h = layer(h, training=False)
+        return h
+
+    return forward, kept
 
 
 def trainable_parameter_count(model: tf.keras.Model) -> int:

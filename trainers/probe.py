@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from trainers import distribute, steps
+from trainers import distribute, model as model_lib, steps
 
 
 def select_probe(images: np.ndarray, labels: np.ndarray, *, per_class: int,
@@ -34,13 +34,21 @@ def make_probe(model: tf.keras.Model, images: np.ndarray, labels: np.ndarray, *,
 
     Tags: `probe/accuracy`, `probe/loss`, `probe/accuracy/class_C`, `probe/loss/class_C`.
     The probe set is held in the graph, so one call evaluates it with no input pipeline;
-    `batch_splits` > 1 evaluates its parts concurrently on different cores; under a
-    tf.distribute `strategy` the replicas share it (call it in cross-replica context).
+    its constant columns are folded into the first layer (`model.fold_constant_columns`:
+    a fifth less work on MNIST); `batch_splits` > 1 evaluates its parts concurrently
+    on different cores; under a tf.distribute `strategy` the replicas share it (call
+    it in cross-replica context).
     """
-    images = tf.constant(images, tf.float32)
+    images = np.asarray(images, np.float32).reshape(len(images), -1)
+    folded = model_lib.fold_constant_columns(model, images)
+    forward = model
+    if folded is not None:
+        forward, kept = folded
+        images = images[:, kept]
+    images = tf.constant(images)
     labels = tf.constant(labels, tf.int32)
     eval_step = distribute.sum_over_replicas(
-        strategy, steps.make_eval_step(model, num_classes, batch_splits=batch_splits))
+        strategy, steps.make_eval_step(forward, num_classes, batch_splits=batch_splits))
 
     def probe():
         sums = eval_step(images, labels)

@@ -97,8 +97,10 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
     return train_step
 
 
-def make_eval_step(model: tf.keras.Model, num_classes: int, *, batch_splits: int = 1):
+def make_eval_step(model, num_classes: int, *, batch_splits: int = 1):
     """Returns `eval_step(images, labels) -> per-class sums` (dropout off).
+
+    `model`: a Keras model, or any `forward(images, training=False) -> logits`.
 
     The result holds, per class, `loss_sum` (summed cross-entropy), `correct`
     (number classified right) and `count` (number of examples), so batches add up
