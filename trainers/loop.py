@@ -60,25 +60,27 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
     first_bad = tf.Variable(-1, dtype=tf.int64, trainable=False, name="first_bad_step")
     bad_kind = tf.Variable(-1, dtype=tf.int64, trainable=False, name="bad_kind")
 
-    def step_on(batch, records, i, step_fn=train_step):
-        """One step; its `RECORD` row goes to `records[i]` (a TensorArray)."""
+    def step_at(batch, g, records, i, step_fn=train_step, just_before=None):
+        """Step `i` of a call that began at global step `g`; its row goes to `records[i]`.
+
+        A step that brings the global step to a multiple of k is measured: the
+        snapshot right before it, the instruments after it. The conditionals hold
+        only those, not the step: a branch holding the step would run as a separate
+        function call every time.
+        """
+        after = g + tf.cast(i, tf.int64) + 1
+        if k and before_periodic is not None:
+            if after % k == 0:
+                before_periodic()
+        if just_before is not None:
+            just_before()
         metrics = step_fn(batch)
-        row = tf.stack([tf.cast(metrics[key], tf.float32) for key in RECORD])
-        return metrics, records.write(i, row), i + 1
-
-    def plain(iterator, n, records, i):
-        """`n` steps without instruments."""
-        for _ in tf.range(n):
-            _, records, i = step_on(next(iterator), records, i)
-        return records, i
-
-    def measured(iterator, g, records, i):
-        """A cadence step: snapshot, step, instruments written at the new global step."""
-        if before_periodic is not None:
-            before_periodic()
-        metrics, records, i = step_on(next(iterator), records, i)
-        writers.scalars_in_graph(g + tf.cast(i, tf.int64), periodic(metrics))
-        return records, i
+        records = records.write(i, tf.stack([tf.cast(metrics[key], tf.float32)
+                                             for key in RECORD]))
+        if k:
+            if after % k == 0:
+                writers.scalars_in_graph(after, periodic(metrics))
+        return metrics, records
 
     def finish(g, rows):
         """After the steps: the global step, per-step scalars, the guard, the sums."""
@@ -99,48 +101,28 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
                 "loss": _last(loss), "accuracy": _last(accuracy),
                 "first_bad_step": first_bad.read_value(), "bad_kind": bad_kind.read_value()}
 
+    def new_records(n):
+        return tf.TensorArray(tf.float32, size=n, element_shape=[len(RECORD)])
+
     @tf.function
     def train_loop(iterator, num_steps):
         g = global_step.read_value()
-        records = tf.TensorArray(tf.float32, size=tf.cast(num_steps, tf.int32),
-                                 element_shape=[len(RECORD)])
-        i = tf.constant(0)
-        if k == 0:
-            records, i = plain(iterator, num_steps, records, i)
-        else:
-            # The cadence points in (g, g + n] are found by arithmetic: `head` plain
-            # steps, then `m` measured steps each followed by k - 1 plain ones (the
-            # last by the `tail`). No conditional inside the loop: a branch holding
-            # the step would run as a separate function call each time.
-            k64 = tf.constant(k, tf.int64)
-            first = g + k64 - g % k64  # the next multiple of k after g
-            m = tf.maximum(tf.constant(0, tf.int64), (g + num_steps - first) // k64 + 1)
-            head = tf.minimum(num_steps, first - 1 - g)
-            tail = num_steps - head - tf.where(m > 0, 1 + (m - 1) * k64, 0)
-            records, i = plain(iterator, head, records, i)
-            for _ in tf.range(m - 1):
-                records, i = measured(iterator, g, records, i)
-                records, i = plain(iterator, k64 - 1, records, i)
-            for _ in tf.range(tf.minimum(m, 1)):  # The last cadence point, if any.
-                records, i = measured(iterator, g, records, i)
-            records, i = plain(iterator, tail, records, i)
+        n = tf.cast(num_steps, tf.int32)
+        records = new_records(n)
+        for i in tf.range(n):
+            _, records = step_at(next(iterator), g, records, i)
         return finish(g, records.stack())
 
     @tf.function
     def inspect(iterator):
         g = global_step.read_value()
-        records = tf.TensorArray(tf.float32, size=1, element_shape=[len(RECORD)])
-        batch = next(iterator)
-        # A cadence step: the same snapshot and instruments as in the loop.
-        is_measured = (g + 1) % max(k, 1) == 0
-        if k and before_periodic is not None:
-            if is_measured:
-                before_periodic()
-        before = [tf.identity(v) for v in variables]
-        metrics, records, _ = step_on(batch, records, 0, step_fn=inspect_step or train_step)
-        if k:
-            if is_measured:
-                writers.scalars_in_graph(g + 1, periodic(metrics))
+        before = []  # the weights right before the step (after any snapshot)
+
+        def snapshot():
+            before.extend(tf.identity(v) for v in variables)
+
+        metrics, records = step_at(next(iterator), g, new_records(1), 0,
+                                   step_fn=inspect_step or train_step, just_before=snapshot)
         return {**finish(g, records.stack()), "image": metrics["image"],
                 "label": metrics["label"], "phase": metrics["phase"],
                 "logits": metrics["logits"], "example_loss": metrics["example_loss"],
