@@ -55,3 +55,24 @@ def test_rows_and_scalars_land_at_their_steps(tmp_path):
 def test_bad_tags_are_refused(tags):
     with pytest.raises(ValueError, match="group|repeat"):
         writers.ScalarProtos(tags)
+
+
+def test_host_built_protos_equal_the_graph_built_ones():
+    import tensorflow as tf
+
+    tags = [f"g/t{i}" for i in range(len(VALUES))]
+    protos = writers.ScalarProtos(tags)
+    assert protos.serialize(VALUES) == protos(tf.constant(VALUES, tf.float32)).numpy()
+    with pytest.raises(ValueError, match="values for"):
+        protos.serialize(VALUES[:-1])
+
+
+@pytest.mark.parametrize("data", [
+    np.random.default_rng(0).normal(size=(300, 7)), np.full(50, 0.25), np.arange(5.0)])
+def test_histogram_buckets_equal_tensorboards(data):
+    import tensorflow as tf
+    from tensorboard.plugins.histogram import summary_v2
+
+    ours = writers.histogram_buckets(tf.constant(data, tf.float32)).numpy()
+    theirs = summary_v2._buckets(tf.constant(data, tf.float32), bucket_count=30).numpy()
+    np.testing.assert_array_equal(ours, theirs)

@@ -57,7 +57,8 @@ class WeightDrift(tf.Module):
         weights = [tf.convert_to_tensor(v) for v in self._weights]  # one read each
         # Squared distances, (3, variables): from init, from phase start, the update.
         squares = tf.stack([
-            tf.stack([tf.reduce_sum(tf.math.squared_difference(w, r)) for w, r in zip(weights, refs)])
+            tf.stack([tf.reduce_sum(tf.math.squared_difference(w, r))
+                      for w, r in zip(weights, refs)])
             for refs in (self.initial, self.phase_start, self.previous)])
         norms = tf.sqrt(squares)
         model = tf.sqrt(tf.reduce_sum(squares, axis=1))

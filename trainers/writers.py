@@ -14,7 +14,9 @@ logging cheap (BENCHMARKS.md).
 
 import contextlib
 
+import numpy as np
 import tensorflow as tf
+from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
@@ -44,7 +46,9 @@ class MetricWriter:
         self._writer = (tf.summary.create_noop_writer() if logdir is None
                         else tf.summary.create_file_writer(str(logdir), max_queue=MAX_QUEUE,
                                                            flush_millis=FLUSH_MILLIS))
-        self._scalar_fns = {}
+        self._protos = {}
+        self._write_raw = tf.function(
+            lambda step, proto: tf.summary.experimental.write_raw_pb(proto, step=step))
         self._active = 0
 
     @contextlib.contextmanager
@@ -66,17 +70,17 @@ class MetricWriter:
         return contextlib.nullcontext() if self._active else self._writer.as_default()
 
     def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
-        """Writes each `{tag: value}` at `step`."""
-        tags = tuple(scalars)
-        if tags not in self._scalar_fns:
-            def write(s, values, tags=tags):
-                scalars_in_graph(s, dict(zip(tags, tf.unstack(values))))
+        """Writes every `{tag: value}` at `step`, as one event.
 
-            self._scalar_fns[tags] = tf.function(write)
+        The `Summary` is built on the host and written by one compiled function (one
+        trace for every set of tags; a new set does not trace again mid-run).
+        """
+        tags = tuple(scalars)
+        if tags not in self._protos:
+            self._protos[tags] = ScalarProtos(tags)
+        proto = self._protos[tags].serialize(list(scalars.values()))
         with self._default():
-            self._scalar_fns[tags](tf.constant(step, tf.int64),
-                                   tf.constant([float(v) for v in scalars.values()],
-                                               tf.float32))
+            self._write_raw(tf.constant(step, tf.int64), tf.constant(proto))
 
     def write_text(self, step: int, tag: str, text: str) -> None:
         """Writes `text` (markdown) under `tag` at `step`."""
@@ -85,10 +89,13 @@ class MetricWriter:
 
     def histogram_writer(self, variables: dict[str, tf.Variable]):
         """Compiles `write(step)`: a histogram of each `{tag: variable}`'s current value."""
+        metadata = histogram_metadata.create_summary_metadata(display_name=None,
+                                                              description=None)
+
         @tf.function
         def write(step):
             for tag, variable in variables.items():
-                tf.summary.histogram(tag, variable, step=step)
+                tf.summary.write(tag, histogram_buckets(variable), step=step, metadata=metadata)
 
         def run(step: int) -> None:
             with self._default():
@@ -165,6 +172,14 @@ class ScalarProtos:
             head = _field(1, tag.encode()) + _field(9, metadata)
             self._prefixes.append(b"\x0a" + _varint(len(head) + 10) + head + b"\x42\x08")
 
+    def serialize(self, values) -> bytes:
+        """The same `Summary` built on the host from one value per tag (Python numbers)."""
+        if len(values) != len(self.tags):
+            raise ValueError(f"{len(values)} values for {len(self.tags)} tags")
+        floats = np.asarray(values, np.float64).astype(np.float32)  # as tf.cast rounds
+        return b"".join(prefix + _TENSOR_HEAD + f.tobytes()
+                        for prefix, f in zip(self._prefixes, floats.astype("<f4")))
+
     def __call__(self, values) -> tf.Tensor:
         values = tf.cast(values, tf.float32)
         flat = tf.reshape(values, [-1, 1])
@@ -175,6 +190,29 @@ class ScalarProtos:
         protos = tf.reshape(protos, tf.shape(values))
         # A constant made here, not in __init__: the protos may be built inside loops.
         return tf.strings.reduce_join(tf.constant(self._prefixes) + protos, axis=-1)
+
+
+def histogram_buckets(data, bucket_count: int = 30) -> tf.Tensor:
+    """TensorBoard's histogram buckets of `data`, (bucket_count, 3): left, right, count.
+
+    The same edges and counts as `tf.summary.histogram` (a test compares them), but
+    counted with `bincount` instead of a (size x buckets) float64 one-hot matrix:
+    0.5 ms instead of 3.3 ms for the tutorial's six weight tensors. `data` must not
+    be empty.
+    """
+    data = tf.cast(tf.reshape(data, [-1]), tf.float64)
+    low, high = tf.reduce_min(data), tf.reduce_max(data)
+    width = (high - low) / bucket_count
+    single = tf.equal(high, low)
+    scaled = (data - low) / tf.where(single, tf.ones_like(width), width)
+    index = tf.minimum(tf.cast(tf.floor(scaled), tf.int32), bucket_count - 1)
+    index = tf.where(single, bucket_count - 1, index)  # one value: all in the last bucket
+    counts = tf.cast(tf.math.bincount(index, minlength=bucket_count, maxlength=bucket_count),
+                     tf.float64)
+    edges = tf.concat([tf.linspace(low, high, bucket_count + 1)[:-1], [high]], 0)
+    left = tf.where(single, tf.fill([bucket_count], high), edges[:-1])
+    right = tf.where(single, tf.fill([bucket_count], high), edges[1:])
+    return tf.stack([left, right, counts], axis=1)
 
 
 def scalars_in_graph(step, scalars: dict) -> None:
@@ -193,6 +231,9 @@ def scalar_rows_in_graph(first_step, tags, rows) -> None:
     first_step = tf.cast(first_step, tf.int64)
     for i in tf.range(tf.shape(protos, out_type=tf.int64)[0]):
         tf.summary.experimental.write_raw_pb(protos[i], step=first_step + i)
+
+
+_TENSOR_HEAD = b"\x08\x01\x2a\x04"  # TensorProto: dtype DT_FLOAT, packed float_val of 4 bytes
 
 
 def _varint(n: int) -> bytes:
