@@ -87,8 +87,12 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
         n = tf.shape(rows, out_type=tf.int64)[0]
         global_step.assign_add(n)
         if log_every_step:  # Written at the global step before each update, as counted.
-            writers.scalar_rows_in_graph(g, [LOGGED[key] for key in RECORD[:4]], rows[:, :4])
-        loss, accuracy, _, grad_norm, count = tf.unstack(rows, num=len(RECORD), axis=1)
+            logged = [i for i, key in enumerate(RECORD) if key in LOGGED]
+            writers.scalar_rows_in_graph(g, [LOGGED[RECORD[i]] for i in logged],
+                                         tf.gather(rows, logged, axis=1))
+        column = dict(zip(RECORD, tf.unstack(rows, num=len(RECORD), axis=1)))
+        loss, accuracy, grad_norm, count = (column[key] for key in
+                                            ("loss", "accuracy", "grad_norm", "count"))
         loss_ok = tf.math.is_finite(loss)
         bad = tf.logical_not(tf.logical_and(loss_ok, tf.math.is_finite(grad_norm)))
         first = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int64)
