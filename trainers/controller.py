@@ -394,11 +394,13 @@ def _train(config: Config, data: splits.Splits, probe_set, *, run_dir: Path | No
             if tools:
                 tools.epoch_end(step)
             seconds = time.perf_counter() - start
-            writer.write_scalars(step, {
-                "epoch/train_loss": train_loss, "epoch/train_accuracy": train_accuracy,
-                "epoch/seconds": seconds, **(test.scalars("test") if test else {}),
-                **{f"test/accuracy/class_{c}": a for c, a in
-                   enumerate(test.class_accuracy if test else ()) if not np.isnan(a)}})
+            epoch_scalars = {"epoch/train_loss": train_loss,
+                             "epoch/train_accuracy": train_accuracy, "epoch/seconds": seconds}
+            if test:
+                epoch_scalars.update(test.scalars("test"))
+                epoch_scalars.update({f"test/accuracy/class_{c}": a for c, a in
+                                      enumerate(test.class_accuracy) if not np.isnan(a)})
+            writer.write_scalars(step, epoch_scalars)
             traces = _tracing_counts(train_loop, evaluate, tools)
             writer.write_scalars(step, {f"tracing/{k}": v for k, v in traces.items()})
             for name, count in traces.items():
