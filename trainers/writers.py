@@ -165,12 +165,13 @@ class ScalarProtos:
             raise ValueError(f"tags repeat: {self.tags}")
         metadata = scalar_metadata.create_summary_metadata(
             display_name=None, description=None).SerializeToString()
+        # Summary.value (1) { tag (1), metadata (9), tensor (8) { _TENSOR_HEAD + f32 } }:
+        # everything before the TensorProto is constant per tag.
+        tensor_size = len(_TENSOR_HEAD) + 4
         self._prefixes = []
         for tag in self.tags:
-            # Summary.value (1) { tag (1), metadata (9), tensor (8) { 8 bytes } }, where
-            # the TensorProto is dtype DT_FLOAT (08 01) + packed float_val (2a 04 f32).
-            head = _field(1, tag.encode()) + _field(9, metadata)
-            self._prefixes.append(b"\x0a" + _varint(len(head) + 10) + head + b"\x42\x08")
+            head = _field(1, tag.encode()) + _field(9, metadata) + b"\x42" + _varint(tensor_size)
+            self._prefixes.append(b"\x0a" + _varint(len(head) + tensor_size) + head)
 
     def serialize(self, values) -> bytes:
         """The same `Summary` built on the host from one value per tag (Python numbers)."""
@@ -184,6 +185,7 @@ class ScalarProtos:
         values = tf.cast(values, tf.float32)
         flat = tf.reshape(values, [-1, 1])
         n = tf.shape(flat)[0]
+        # Each one _TENSOR_HEAD + its 4 bytes (the host path and a test rely on that).
         protos = tf.io.encode_proto(tf.ones([n, 2], tf.int32),
                                     [tf.ones([n, 1], tf.int32), flat],  # dtype 1: DT_FLOAT
                                     ["dtype", "float_val"], "tensorflow.TensorProto")
