@@ -65,7 +65,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                        resume: bool = True, verbose: bool = True, stop_after_steps: int = 0,
                        profile_steps: tuple[int, int] | None = None,
                        inspect_steps: frozenset[int] = frozenset(),
-                       strategy: tf.distribute.Strategy | None = None) -> dict:
+                       strategy: tf.distribute.Strategy | None = None,
+                       check_numerics: bool = False) -> dict:
     """Trains the model of `config` and evaluates it; logs everything under `run_dir`.
 
     Args:
@@ -88,6 +89,9 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         program). Only the chief writes `run_dir`; other workers checkpoint to a
         temporary directory removed at the end, and resume from the chief's.
       verbose: print the set-up, a progress bar, one line per epoch and the final table.
+      check_numerics: the caller enabled `tf.debugging.enable_check_numerics()`; the
+        loop's conditionals are then lowered (`loop.make_train_loop`), so that a NaN
+        is reported at the op that made it.
 
     Returns:
       The results (also saved as `run_dir/results.json`): final test loss/accuracy
@@ -169,13 +173,14 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                       resuming=resuming, say=say, verbose=verbose,
                       stop_after_steps=stop_after_steps, profile_steps=profile_steps,
                       inspect_steps=inspect_steps, threads_note=threads_note, replayed=replayed,
-                      epoch_plan=epoch_plan, steps_per_epoch=steps_per_epoch)
+                      epoch_plan=epoch_plan, steps_per_epoch=steps_per_epoch,
+                      check_numerics=check_numerics)
     finally:
         if own_dir is not None and own_dir != run_dir:
             shutil.rmtree(own_dir, ignore_errors=True)
 
 
-def _build(config, data, probe_set, strategy, writer, log_dir, replayed):
+def _build(config, data, probe_set, strategy, writer, log_dir, replayed, check_numerics):
     """The model, optimizer, step counter, instruments and compiled functions of a run.
 
     Everything is created under `strategy.scope()`, so a tf.distribute strategy
@@ -207,7 +212,9 @@ def _build(config, data, probe_set, strategy, writer, log_dir, replayed):
             log_every_step=config.log_every_step, every_n_steps=config.eval_every_steps,
             periodic=tools.periodic if tools else None,
             before_periodic=tools.before_periodic if tools else None,
-            variables=model.trainable_variables)
+            variables=model.trainable_variables,
+            lower_conditionals=(distribute.is_distributed(strategy)
+                                or check_numerics))
         evaluate = evaluation.make_evaluator(model, num_classes=data.num_classes,
                                              input_dim=data.input_dim,
                                              batch_size=config.eval_batch_size,
@@ -219,7 +226,7 @@ def _train(config: Config, data: splits.Splits, probe_set, *, run_dir: Path | No
            own_dir: Path | None, log_dir: Path | None, strategy,
            resuming: bool, say, verbose: bool, stop_after_steps: int, profile_steps,
            inspect_steps: frozenset[int], threads_note: str | None, replayed: int,
-           epoch_plan, steps_per_epoch: int) -> dict:
+           epoch_plan, steps_per_epoch: int, check_numerics: bool) -> dict:
     """The body of `train_and_evaluate`, once the run dir is checked and prepared.
 
     `own_dir` is where this process checkpoints (the run dir, or a non-chief worker's
@@ -228,7 +235,7 @@ def _train(config: Config, data: splits.Splits, probe_set, *, run_dir: Path | No
     """
     writer = writers.MetricWriter(log_dir)
     model, optimizer, global_step, tools, memory, train_loop, evaluate = _build(
-        config, data, probe_set, strategy, writer, log_dir, replayed)
+        config, data, probe_set, strategy, writer, log_dir, replayed, check_numerics)
     val_sets = _validation_sets(config, data)
     state = (checkpoints.RunState(model=model, optimizer=optimizer, global_step=global_step,
                                   drift=tools.drift if tools else None, replay=memory,

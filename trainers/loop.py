@@ -7,6 +7,7 @@ weight drift) still run at their exact cadence.
 """
 
 import tensorflow as tf
+from tensorflow.core.framework import attr_value_pb2
 
 from trainers import writers
 
@@ -18,7 +19,7 @@ LOGGED = {"loss": "train/loss", "accuracy": "train/accuracy", "phase": "train/ph
 
 def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: bool = True,
                     every_n_steps: int = 0, periodic=None, before_periodic=None,
-                    variables=None, inspect_step=None):
+                    variables=None, inspect_step=None, lower_conditionals: bool = False):
     """Compiles `train_loop(iterator, num_steps) -> sums over those steps`.
 
     Args:
@@ -38,6 +39,11 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
         exists (see below).
       inspect_step: the step `inspect` runs (default `train_step`); its metrics must
         hold the batch trained on (`image`, `label`), `logits` and `example_loss`.
+      lower_conditionals: let `tf.cond` lower the cadence conditionals to
+        Switch/Merge nodes (see `_when`). Needed when the variables live on several
+        devices (a tf.distribute strategy: one `If` op cannot take resource inputs
+        from two), and wanted under check_numerics (a NaN entering a branch is then
+        reported at the op that made it, not at the branch function's input).
 
     Returns:
       A compiled function. Pass `num_steps` as an int64 tensor so that every call
@@ -65,21 +71,20 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
 
         A step that brings the global step to a multiple of k is measured: the
         snapshot right before it, the instruments after it. The conditionals hold
-        only those, not the step: a branch holding the step would run as a separate
-        function call every time.
+        only those, not the step (see `_when`).
         """
         after = g + tf.cast(i, tf.int64) + 1
+        measured = tf.equal(after % k, 0) if k else None
         if k and before_periodic is not None:
-            if after % k == 0:
-                before_periodic()
+            _when(measured, before_periodic, lower=lower_conditionals)
         if just_before is not None:
             just_before()
         metrics = step_fn(batch)
         records = records.write(i, tf.stack([tf.cast(metrics[key], tf.float32)
                                              for key in RECORD]))
         if k:
-            if after % k == 0:
-                writers.scalars_in_graph(after, periodic(metrics))
+            _when(measured, lambda: writers.scalars_in_graph(after, periodic(metrics)),
+                  lower=lower_conditionals)
         return metrics, records
 
     def finish(g, rows):
@@ -136,6 +141,40 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
     if variables is not None:
         train_loop.inspect = inspect
     return train_loop
+
+
+def _when(predicate, fn, *, lower: bool = False) -> None:
+    """`if predicate: fn()` in-graph, as one `If` op that calls `fn` as a function.
+
+    `tf.cond` marks its `If` ops for lowering to Switch/Merge nodes, and then every
+    step that does not take the branch still passes each of the branch's nodes (the
+    probe's and the drift's: hundreds) a dead value: ~5% of an epoch of the tutorial's
+    model, measured against this (BUILD.md). Not lowered, an untaken branch is one
+    call of an empty function. The branch must not be differentiated. `lower`: leave
+    it to `tf.cond` (lowered).
+    """
+    if tf.executing_eagerly():  # --run_eagerly
+        if predicate:
+            fn()
+        return
+    graph = tf.compat.v1.get_default_graph()
+    first = len(graph.get_operations())
+
+    def then():
+        fn()
+        return tf.constant(True)
+
+    tf.cond(predicate, then, lambda: tf.constant(False))
+    if lower:
+        return
+    ifs = [op for op in graph.get_operations()[first:] if op.type in ("If", "StatelessIf")]
+    if len(ifs) != 1:
+        raise AssertionError(f"expected one If op from tf.cond, found {len(ifs)}")
+    # The attribute tf.cond sets and TensorFlow's lowering pass reads (no public API).
+    ifs[0]._set_attr(_LOWER_ATTR, attr_value_pb2.AttrValue(b=False))  # pylint: disable=protected-access
+
+
+_LOWER_ATTR = "_lower_using_switch_merge"
 
 
 def _last(values):

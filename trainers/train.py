@@ -259,7 +259,8 @@ def main(argv):
             resume=_RESUME.value, stop_after_steps=_STOP_AFTER.value,
             profile_steps=tuple(int(v) for v in _PROFILE_STEPS.value)
             if _PROFILE_STEPS.value else None,
-            inspect_steps=parse_steps(_INSPECT_STEPS.value), strategy=strategy)
+            inspect_steps=parse_steps(_INSPECT_STEPS.value), strategy=strategy,
+            check_numerics=_CHECK_NUMERICS.value)
     except (DataError, controller.SetupError, controller.NonFiniteError) as e:
         sys.exit(f"error: {e}")
     except controller.StoppedAfter as e:
