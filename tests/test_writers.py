@@ -51,6 +51,25 @@ def test_rows_and_scalars_land_at_their_steps(tmp_path):
                                                            "c/two"]}
 
 
+@pytest.mark.parametrize("n", [1, writers.ROWS_PER_ITERATION, 2 * writers.ROWS_PER_ITERATION + 3])
+def test_every_row_is_written_once_unrolled_or_not(tmp_path, n):
+    import tensorflow as tf
+
+    writer = writers.MetricWriter(tmp_path)
+    rows = np.arange(2 * n, dtype=np.float32).reshape(n, 2)
+    write = tf.function(lambda first, rows: writers.scalar_rows_in_graph(first, ["a/x", "a/y"],
+                                                                          rows))
+    with writer.as_default():
+        write(tf.constant(3, tf.int64), tf.constant(rows))
+    writer.close()
+    scalars = events.read_scalars(tmp_path)
+    assert scalars["a/x"] == {3 + i: 2.0 * i for i in range(n)}
+    assert scalars["a/y"] == {3 + i: 2.0 * i + 1 for i in range(n)}
+    steps = [e.step for e in tf.compat.v1.train.summary_iterator(
+        str(next(tmp_path.glob("events.out.tfevents.*")))) if e.summary.value]
+    assert steps == list(range(3, 3 + n))  # each row once, in order
+
+
 @pytest.mark.parametrize("tags", [["loss"], ["a/x", "a/x"]])
 def test_bad_tags_are_refused(tags):
     with pytest.raises(ValueError, match="group|repeat"):
