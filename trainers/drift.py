@@ -31,6 +31,7 @@ class WeightDrift(tf.Module):
                          for i, v in enumerate(self._weights)]
         # Relative drift needs a non-zero starting norm: biases start at zero, so they get none.
         self._initial_norms = [float(tf.norm(v)) for v in self.initial]
+        self._initial_model_norm = float(_global_norm(self._initial_norms))  # the model's, once
 
     def mark_phase_start(self) -> None:
         """Remembers the current weights as the start of a new phase."""
@@ -73,7 +74,7 @@ class WeightDrift(tf.Module):
             out[f"drift/grad_norm/{name}"] = grad_norms[i]
         out["drift/from_init/model"] = model[0]
         out["drift/from_phase_start/model"] = model[1]
-        out["drift/relative/model"] = model[0] / _global_norm(self._initial_norms)
+        out["drift/relative/model"] = model[0] / self._initial_model_norm
         out["drift/update_norm/model"] = model[2]
         out["drift/grad_norm/model"] = tf.sqrt(tf.reduce_sum(tf.square(grad_norms)))
         return out
