@@ -87,6 +87,11 @@ def test_sigkill_inside_a_block_then_resume_is_bit_identical(tmp_path, real_mnis
     rb = json.loads((tmp_path / "killed" / "results.json").read_text())
     assert ra["test_accuracy"] == rb["test_accuracy"]
     assert ra["average_forgetting"] == rb["average_forgetting"]
+    # The resumed process traced each compiled function once, for every epoch end it logged.
+    assert rb["tracing"] == {"train_loop": 1, "evaluate": 1, "probe": 1}
+    for name in ("train_loop", "evaluate", "probe"):
+        counts = [eb[f"tracing/{name}"][s] for s in eb[f"tracing/{name}"] if s > resume_step]
+        assert counts and set(counts) == {1.0}, name
 
 
 def test_sigterm_saves_a_checkpoint_flushes_and_resumes(tmp_path, real_mnist):
