@@ -205,7 +205,7 @@ SCALING = [
     *[("probe cadence", f"every {k}", {"eval_every_steps": k}) for k in (100, 10, 1)],
     *[("training data", f"{f}%", {"train_examples": TRAIN_EXAMPLES * f // 100})
       for f in (10, 50, 100)],
-    *[("steps per compiled call", str(k), {"steps_per_loop": k}) for k in (1, 10, 50, 100, 540)],
+    *[("steps per compiled call", str(k), {"steps_per_loop": k}) for k in (1, 10, 50, 200, 540)],
     *[("batch splits", str(s), {"batch_splits": s}) for s in (1, 2)],
     *[("threads per op", "TensorFlow default" if t == 0 else str(t), {"intra_op_threads": t})
       for t in (0, 1)],
