@@ -99,6 +99,32 @@ def test_help_describes_every_flag():
     assert "(no help available)" not in text
 
 
+def test_every_flag_default_is_the_config_default():
+    """The script's flags repeat Config's defaults (absl style, literal): they must agree."""
+    import dataclasses
+    import xml.etree.ElementTree as ET
+
+    from trainers.config import Config
+
+    proc = _train("--helpxml", timeout=60)
+    flags = {f.findtext("name"): f.findtext("default") or ""
+             for f in ET.fromstring(proc.stdout).iter("flag")
+             if f.findtext("file", "").endswith("train.py")}
+
+    def as_flag(value):
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, tuple):
+            return ",".join(map(str, value))
+        return str(value)
+
+    fields = {f.name: as_flag(f.default) for f in dataclasses.fields(Config)}
+    assert set(fields) <= set(flags)  # every setting has its flag
+    assert {name: flags[name] for name in fields} == fields
+
+
 @pytest.mark.parametrize("flag,message", [
     ("--steps_per_loop=0", "steps_per_loop"),
     ("--eval_every_steps=-1", "eval_every_steps"),

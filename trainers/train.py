@@ -69,7 +69,7 @@ _EPOCHS = flags.DEFINE_integer("epochs", 20, "Passes over the training split.", 
 _SEED = flags.DEFINE_integer("seed", 0, "Seeds weights, dropout, data order and noise data.",
                              lower_bound=0)
 _STEPS_PER_LOOP = flags.DEFINE_integer(
-    "steps_per_loop", config_lib.Config.steps_per_loop, "Training steps per compiled call "
+    "steps_per_loop", 200, "Training steps per compiled call "
     "(calls also end at phase ends and checkpoints). Every step is still logged; larger "
     "values cost less time per step, smaller ones stop sooner on a signal.", lower_bound=1)
 _EVAL_BATCH_SIZE = flags.DEFINE_integer("eval_batch_size", 1000, "Examples per evaluation "
