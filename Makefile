@@ -21,14 +21,14 @@ $(STAMP): setup.cfg pyproject.toml
 venv: $(STAMP)
 
 data: $(STAMP)
-	$(BIN)/python -m data.prepare
+	$(BIN)/python -m tapeloop.data.prepare
 
 demo: data
-	$(BIN)/python -m trainers.train --flagfile=trainers/configs/mnist_shuffled.flags \
+	$(BIN)/python -m tapeloop.trainers.train --flagfile=trainers/configs/mnist_shuffled.flags \
 		--logdir=$(DEMO_LOGS) --run_name=shuffled --overwrite
-	$(BIN)/python -m trainers.train --flagfile=trainers/configs/mnist_sorted.flags \
+	$(BIN)/python -m tapeloop.trainers.train --flagfile=trainers/configs/mnist_sorted.flags \
 		--logdir=$(DEMO_LOGS) --run_name=sorted --overwrite
-	$(BIN)/python -m trainers.report $(DEMO_LOGS)/shuffled $(DEMO_LOGS)/sorted
+	$(BIN)/python -m tapeloop.trainers.report $(DEMO_LOGS)/shuffled $(DEMO_LOGS)/sorted
 	@echo
 	@echo "Curves: $(BIN)/tensorboard --logdir $(DEMO_LOGS)   (then open http://localhost:6006)"
 
@@ -37,11 +37,11 @@ test: data
 
 # Epoch times next to Keras model.fit, alternating processes (a few minutes).
 bench: data
-	$(BIN)/python -m trainers.bench --rounds=4 --epochs=4
+	$(BIN)/python -m tapeloop.trainers.bench --rounds=4 --epochs=4
 
 # The scaling tables of BENCHMARKS.md (about 15 minutes).
 scaling: data
-	$(BIN)/python -m trainers.bench --scaling --rounds=2 --epochs=3
+	$(BIN)/python -m tapeloop.trainers.bench --scaling --rounds=2 --epochs=3
 
 clean:
 	rm -rf $(VENV) logs/demo .pytest_cache

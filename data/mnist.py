@@ -264,7 +264,7 @@ def load_mnist(data_dir: str | Path | None = None, *, cache_dir: Path | None = N
             return load_npz(cached), f"cache {cached}"
         except DataError as e:
             raise DataError(f"{e} (the cache is damaged: delete it and run "
-                            "`python -m data.prepare`)") from None
+                            "`python -m tapeloop.data.prepare`)") from None
     m, source = None, None
     if download:
         m, source = download_keras(cache_dir), "Keras download"

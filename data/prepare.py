@@ -1,11 +1,11 @@
-"""Fills tapeloop's MNIST cache once: `python -m data.prepare` (or `make data`)."""
+"""Fills tapeloop's MNIST cache once: `python -m tapeloop.data.prepare` (or `make data`)."""
 
 import sys
 import time
 
 from absl import app, flags
 
-from data import mnist
+from tapeloop.data import mnist
 
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Your own MNIST copy (mnist.npz, or a directory with the four IDX "

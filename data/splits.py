@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 
-from data import mnist, noise, preprocess
+from tapeloop.data import mnist, noise, preprocess
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,20 +10,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data import mnist
+from tapeloop.data import mnist
 
 REPO = Path(__file__).resolve().parents[1]
 # The environment of a script run as a subprocess: the repository importable.
-SCRIPT_ENV = os.environ | {"PYTHONPATH": str(REPO)}
+SCRIPT_ENV = os.environ | {"PYTHONPATH": os.pathsep.join(
+    p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p)}
 
 
 def train_command(*args) -> list[str]:
-    """The command line of `python -m trainers.train` with `args`."""
-    return [sys.executable, "-m", "trainers.train", *args]
+    """The command line of `python -m tapeloop.trainers.train` with `args`."""
+    return [sys.executable, "-m", "tapeloop.trainers.train", *args]
 
 
 def run_train(*args, timeout: float = 300, env: dict | None = None):
-    """Runs `python -m trainers.train` with `args` to completion; output captured as text."""
+    """Runs `python -m tapeloop.trainers.train` with `args` to completion; output captured as text."""
     return subprocess.run(train_command(*args), cwd=REPO, capture_output=True, text=True,
                           timeout=timeout, env=SCRIPT_ENV | (env or {}))
 
@@ -67,14 +68,14 @@ def real_mnist() -> mnist.Mnist:
 
 def read_events(run_dir: Path) -> dict[str, dict[int, float]]:
     """Every scalar of a run as {tag: {step: value}}, read with TensorBoard's own reader."""
-    from trainers import events
+    from tapeloop.trainers import events
 
     return events.read_scalars(run_dir)
 
 
 def event_tags(run_dir: Path) -> list[str]:
     """Every tag of a run, of any plugin."""
-    from trainers import events
+    from tapeloop.trainers import events
 
     return [tag for tags in events.tags_by_plugin(run_dir).values() for tag in tags]
 
@@ -89,9 +90,9 @@ def small_sorted_run(tmp_path_factory):
 
     Returns (run_dir, results, config).
     """
-    from data import splits
-    from trainers import controller
-    from trainers.config import Config
+    from tapeloop.data import splits
+    from tapeloop.trainers import controller
+    from tapeloop.trainers.config import Config
 
     config = Config(**SMALL_SORTED)
     data = splits.mnist_splits(fake_mnist(n_train=200, n_test=60), validation_split=0.1)

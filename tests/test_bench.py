@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO
-from trainers import bench
+from tapeloop.trainers import bench
 
 
 def test_training_flops_of_the_tutorial_mlp():
@@ -37,7 +37,7 @@ def test_summary_medians_ratios_and_memory():
 def test_tiny_bench_run_reports_every_variant(tmp_path, real_mnist):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "trainers.bench", "--rounds=1", "--epochs=2",
+        [sys.executable, "-m", "tapeloop.trainers.bench", "--rounds=1", "--epochs=2",
          "--train_examples=600", "--variants=keras_fit,tapeloop,tapeloop_full",
          f"--json={out}"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -50,7 +50,7 @@ def test_tiny_bench_run_reports_every_variant(tmp_path, real_mnist):
 
 
 def test_profile_names_where_the_op_time_goes(real_mnist):
-    proc = subprocess.run([sys.executable, "-m", "trainers.bench", "--profile",
+    proc = subprocess.run([sys.executable, "-m", "tapeloop.trainers.bench", "--profile",
                            "--train_examples=2000"], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from trainers.config import Config
+from tapeloop.trainers.config import Config
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from data import pipelines, splits
+from tapeloop.data import pipelines, splits
 from tests.conftest import event_tags, fake_mnist, read_events
-from trainers import controller
-from trainers.config import Config
+from tapeloop.trainers import controller
+from tapeloop.trainers.config import Config
 
 NOISE = dict(dataset="noise", noise_examples=200, hidden_sizes=(16,), dropout=0.0,
              batch_size=50, epochs=3, steps_per_loop=2, learning_rate=0.01, probe_per_class=20,

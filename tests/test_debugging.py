@@ -6,7 +6,7 @@ import sys
 import numpy as np
 
 from tests.conftest import REPO, SCRIPT_ENV, read_events, run_train
-from trainers import step_dumps
+from tapeloop.trainers import step_dumps
 
 NOISE = ["--dataset=noise", "--noise_examples=300", "--hidden_sizes=16", "--dropout=0.2",
          "--batch_size=30", "--probe_per_class=20", "--eval_every_steps=3"]
@@ -100,7 +100,7 @@ def test_report_inspect_prints_a_dump_readably(tmp_path):
     proc = _train(tmp_path, "run", "--epochs=1", "--inspect_steps=3")
     assert proc.returncode == 0, proc.stderr[-2000:]
     path = tmp_path / "run" / "inspect" / "step_3.npz"
-    out = subprocess.run([sys.executable, "-m", "trainers.report", f"--inspect={path}"],
+    out = subprocess.run([sys.executable, "-m", "tapeloop.trainers.report", f"--inspect={path}"],
                          cwd=REPO, capture_output=True, text=True, env=SCRIPT_ENV)
     assert out.returncode == 0, out.stderr[-2000:]
     dump = step_dumps.load(path)
@@ -116,7 +116,7 @@ def test_report_inspect_prints_a_dump_readably(tmp_path):
         m = dump["label"] == int(c)
         assert int(count) == m.sum() and mean_loss == f"{dump['example_loss'][m].mean():.4f}"
     assert "dense_0/kernel" in text.split("per variable:")[1]
-    bad = subprocess.run([sys.executable, "-m", "trainers.report",
+    bad = subprocess.run([sys.executable, "-m", "tapeloop.trainers.report",
                           f"--inspect={tmp_path / 'run' / 'config.json'}"],
                          cwd=REPO, capture_output=True, text=True, env=SCRIPT_ENV)
     assert bad.returncode == 1 and bad.stderr.startswith("error:") and "npz" in bad.stderr

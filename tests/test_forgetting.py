@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from trainers import forgetting
+from tapeloop.trainers import forgetting
 
 # Three single-class phases (sorted order, one epoch), three classes.
 # Row t: probe accuracy per class after phase t.

@@ -5,7 +5,7 @@ import pytest
 from tensorboard.plugins.custom_scalar import layout_pb2
 
 from tests.conftest import read_events
-from trainers import events
+from tapeloop.trainers import events
 
 
 def test_probe_and_drift_tags_at_every_multiple_of_the_cadence(small_sorted_run):

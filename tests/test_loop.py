@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from data import pipelines, splits
+from tapeloop.data import pipelines, splits
 from tests.conftest import SMALL_SORTED, fake_mnist, read_events
-from trainers import controller, loop
-from trainers.config import Config
+from tapeloop.trainers import controller, loop
+from tapeloop.trainers.config import Config
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_the_cadence_conditionals_stay_if_ops(lower):
 def test_inspect_returns_the_batch_and_the_update_it_applied():
     import tensorflow as tf
 
-    from trainers import model as model_lib, optimizers, steps
+    from tapeloop.trainers import model as model_lib, optimizers, steps
 
     m = model_lib.build_mlp(input_dim=4, hidden_sizes=(5,), num_classes=3, dropout=0.0, seed=0)
     opt = optimizers.make_optimizer("sgd", learning_rate=0.5)

@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from data import mnist
+from tapeloop.data import mnist
 from tests.conftest import fake_mnist, idx_bytes, write_idx_dir
 
 

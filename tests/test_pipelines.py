@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from data import pipelines
+from tapeloop.data import pipelines
 
 LABELS = np.array([3, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 3, 0, 2, 1, 2, 3, 0, 0, 1, 2, 3],
                   np.int32)
@@ -152,7 +152,7 @@ def test_blocked_with_blocks_longer_than_any_class_is_the_sorted_stream():
 
 
 def test_pixel_batches_equal_the_preprocessed_arrays_bit_for_bit(real_mnist):
-    from data import splits
+    from tapeloop.data import splits
 
     s = splits.mnist_splits(real_mnist, validation_split=0.1, max_train_examples=2000)
     assert s.train_pixels.dtype == np.uint8 and s.train_pixels.shape == s.x_train.shape

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from data import noise, preprocess
+from tapeloop.data import noise, preprocess
 
 
 def test_flatten_and_scale():

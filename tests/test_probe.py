@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainers import evaluation, model as model_lib, probe
+from tapeloop.trainers import evaluation, model as model_lib, probe
 
 
 def test_select_probe_takes_the_first_examples_of_each_class():

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import REPO, SCRIPT_ENV, read_events, run_train, train_command
-from trainers import checkpoints
+from tapeloop.trainers import checkpoints
 
 RUN = ["--max_train_examples=3000", "--max_test_examples=1000", "--probe_per_class=50",
        "--batch_size=10", "--epochs=2", "--checkpoint_every_steps=10", "--deterministic",

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import run_train
-from trainers import replay
+from tapeloop.trainers import replay
 
 
 def _add_ids(memory, ids, batch=7):
@@ -96,7 +96,7 @@ def test_replay_run_resumes_exactly_with_its_memory(tmp_path):
 
 def test_an_inspected_replay_step_dumps_the_mixed_batch(tmp_path):
     from tests.conftest import read_events
-    from trainers import step_dumps
+    from tapeloop.trainers import step_dumps
 
     proc = run_train(*NOISE, "--epochs=1", "--inspect_steps=0,5", f"--logdir={tmp_path}",
                      "--run_name=run")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, read_events
-from trainers import report
+from tapeloop.trainers import report
 
 
 def test_summary_numbers_come_from_the_events(small_sorted_run):
@@ -30,7 +30,7 @@ def test_summary_numbers_come_from_the_events(small_sorted_run):
 
 def test_comparison_text_and_csv(small_sorted_run, tmp_path):
     run_dir, results, _ = small_sorted_run
-    out = subprocess.run([sys.executable, "-m", "trainers.report", str(run_dir), str(run_dir),
+    out = subprocess.run([sys.executable, "-m", "tapeloop.trainers.report", str(run_dir), str(run_dir),
                           f"--csv={tmp_path / 'curves.csv'}"], cwd=REPO, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -51,6 +51,6 @@ def test_comparison_text_and_csv(small_sorted_run, tmp_path):
 def test_missing_or_unfinished_runs_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="no TensorBoard event files"):
         report.summarize(tmp_path)
-    out = subprocess.run([sys.executable, "-m", "trainers.report", str(tmp_path / "nope")],
+    out = subprocess.run([sys.executable, "-m", "tapeloop.trainers.report", str(tmp_path / "nope")],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "error:" in out.stderr and "Traceback" not in out.stderr

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from data import splits
+from tapeloop.data import splits
 from tests.conftest import fake_mnist
 
 

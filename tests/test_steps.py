@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from tests.conftest import read_events
-from trainers import evaluation, loop, model as model_lib, steps
+from tapeloop.trainers import evaluation, loop, model as model_lib, steps
 
 
 def _batch(n=64, dim=8, classes=4, seed=0):

@@ -17,7 +17,7 @@ POINTS = ["learning_rate=1e-3,order=shuffled", "learning_rate=1e-3,order=sorted"
 
 
 def _sweep(tmp_path, *args):
-    return subprocess.run([sys.executable, "-m", "trainers.sweep", *NOISE, *args,
+    return subprocess.run([sys.executable, "-m", "tapeloop.trainers.sweep", *NOISE, *args,
                            f"--logdir={tmp_path}", "--run_name=grid"],
                           cwd=REPO, capture_output=True, text=True, timeout=600, env=SCRIPT_ENV)
 

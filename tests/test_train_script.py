@@ -104,7 +104,7 @@ def test_every_flag_default_is_the_config_default():
     import dataclasses
     import xml.etree.ElementTree as ET
 
-    from trainers.config import Config
+    from tapeloop.trainers.config import Config
 
     proc = _train("--helpxml", timeout=60)
     flags = {f.findtext("name"): f.findtext("default") or ""

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from trainers import events, writers
+from tapeloop.trainers import events, writers
 
 VALUES = [0.0, -0.0, 1.5, -2.25e-38, 3.4e38, math.inf, -math.inf, math.nan, 0.1]
 

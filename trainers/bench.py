@@ -1,6 +1,6 @@
 """Epoch time of tapeloop next to Keras `model.fit`, measured in one invocation.
 
-`python -m trainers.bench` (or `make bench`) runs every variant in its own process,
+`python -m tapeloop.trainers.bench` (or `make bench`) runs every variant in its own process,
 alternating them round by round (A B C D, A B C D, ...), on the same data (the
 first 54,000 MNIST training images), the same model (784-150-100-10, dropout 0.5,
 Adam 1e-3) and batch 100:
@@ -99,7 +99,7 @@ def matmul_flops_per_second(size: int = 2048, repeats: int = 10) -> float:
 
 
 def _load_arrays(train_examples: int):
-    from data import mnist, splits
+    from tapeloop.data import mnist, splits
 
     m, _ = mnist.load_mnist(download=False)
     return splits.mnist_splits(m, validation_split=0.0, max_train_examples=train_examples)
@@ -109,7 +109,7 @@ def _time_keras(data, *, steps_per_execution: int, epochs: int, batch_size: int,
                 hidden: tuple[int, ...]) -> list[float]:
     import tensorflow as tf
 
-    from trainers import model as model_lib
+    from tapeloop.trainers import model as model_lib
 
     tf.keras.utils.set_random_seed(0)
     model = model_lib.build_mlp(input_dim=784, hidden_sizes=hidden, num_classes=10,
@@ -135,8 +135,8 @@ def _time_tapeloop(data, *, full: bool, epochs: int, batch_size: int, hidden: tu
                    eval_every: int, steps_per_loop: int | None, batch_splits: int | None,
                    intra_op_threads: int | None, checkpoint_every: int = 0,
                    test_every_epoch: bool = False) -> list[float]:
-    from trainers import controller
-    from trainers.config import Config
+    from tapeloop.trainers import controller
+    from tapeloop.trainers.config import Config
 
     extra = {k: v for k, v in (("steps_per_loop", steps_per_loop),
                                ("batch_splits", batch_splits),
@@ -186,7 +186,7 @@ def _worker_command(variant: str, **overrides) -> list[str]:
                 "checkpoint_every_steps": _CHECKPOINT_EVERY.value,
                 "test_every_epoch": _TEST_EVERY_EPOCH.value}
     settings.update(overrides)
-    return [sys.executable, "-m", "trainers.bench", f"--worker={variant}"] + [
+    return [sys.executable, "-m", "tapeloop.trainers.bench", f"--worker={variant}"] + [
         f"--{k}={v}" for k, v in settings.items() if v is not None]
 
 
@@ -292,9 +292,9 @@ def profile_op_types(logdir: str) -> str:
     import tensorflow as tf
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as converter
 
-    from data import pipelines
-    from trainers import controller, loop, model as model_lib, steps
-    from trainers.config import Config
+    from tapeloop.data import pipelines
+    from tapeloop.trainers import controller, loop, model as model_lib, steps
+    from tapeloop.trainers.config import Config
 
     config = Config()
     controller.configure_threads(config.intra_op_threads)

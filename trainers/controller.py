@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from data import mnist, pipelines, splits
-from trainers import (checkpoints, distribute, drift, evaluation, forgetting, instruments, loop,
+from tapeloop.data import mnist, pipelines, splits
+from tapeloop.trainers import (checkpoints, distribute, drift, evaluation, forgetting, instruments, loop,
                       model as model_lib, optimizers, probe, replay, step_dumps, steps, stopping,
                       tables, writers)
-from trainers.config import Config
-from trainers.run_dirs import RunDirError, SetupError, check_run_dir  # noqa: F401 (API)
+from tapeloop.trainers.config import Config
+from tapeloop.trainers.run_dirs import RunDirError, SetupError, check_run_dir  # noqa: F401 (API)
 
 
 class Interrupted(Exception):

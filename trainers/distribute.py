@@ -22,8 +22,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from trainers import replay
-from trainers.config import STRATEGIES
+from tapeloop.trainers import replay
+from tapeloop.trainers.config import STRATEGIES
 
 
 def split_cpu(num_devices: int) -> None:

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from trainers import distribute, steps
+from tapeloop.trainers import distribute, steps
 
 
 @dataclasses.dataclass(frozen=True)

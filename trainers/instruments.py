@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from trainers import drift, forgetting, probe, writers
+from tapeloop.trainers import drift, forgetting, probe, writers
 
 HEATMAP_ROWS = 400
 FINAL_METRICS = ("final/test_accuracy", "final/average_forgetting", "final/bwt")

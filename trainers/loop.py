@@ -9,7 +9,7 @@ weight drift) still run at their exact cadence.
 import tensorflow as tf
 from tensorflow.core.framework import attr_value_pb2
 
-from trainers import writers
+from tapeloop.trainers import writers
 
 # A step's row of per-step values, kept in the graph until the call's steps are done.
 RECORD = ("loss", "accuracy", "phase", "grad_norm", "count")

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from trainers import distribute, model as model_lib, steps
+from tapeloop.trainers import distribute, model as model_lib, steps
 
 
 def select_probe(images: np.ndarray, labels: np.ndarray, *, per_class: int,

@@ -1,4 +1,4 @@
-"""Prints runs side by side from their event files: `python -m trainers.report RUN_DIR ...`.
+"""Prints runs side by side from their event files: `python -m tapeloop.trainers.report RUN_DIR ...`.
 
 Everything is read back with TensorBoard's own reader (a step written twice keeps
 its latest value), so the report shows exactly what the dashboards show.
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags, logging
 
-from trainers import events, forgetting, step_dumps, tables
+from tapeloop.trainers import events, forgetting, step_dumps, tables
 
 _CSV = flags.DEFINE_string("csv", None, "Also write the per-class probe accuracy curves to "
                            "this CSV file: run, step, class_0, class_1, ...")
@@ -181,7 +181,7 @@ def main(argv):
             print(("\n" if i else "") + f"{path}\n" + step_dumps.describe(dump))
         return
     if len(argv) < 2:
-        sys.exit("usage: python -m trainers.report RUN_DIR [RUN_DIR ...] [--csv PATH] "
+        sys.exit("usage: python -m tapeloop.trainers.report RUN_DIR [RUN_DIR ...] [--csv PATH] "
                  "[--drop CLASS], or --inspect STEP_DUMP.npz[,...]")
     try:
         runs = [summarize(Path(d)) for d in argv[1:]]

@@ -4,8 +4,8 @@ import json
 import os
 from pathlib import Path
 
-from trainers import checkpoints
-from trainers.config import Config
+from tapeloop.trainers import checkpoints
+from tapeloop.trainers.config import Config
 
 
 class SetupError(ValueError):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainers import tables
+from tapeloop.trainers import tables
 
 
 def dump_path(run_dir: Path, step: int) -> Path:

@@ -5,7 +5,7 @@ No printing, numpy or file I/O here; the loop around a step decides what to log.
 
 import tensorflow as tf
 
-from trainers import optimizers
+from tapeloop.trainers import optimizers
 
 
 def cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:

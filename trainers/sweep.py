@@ -1,6 +1,6 @@
-"""Runs a grid of training runs and tabulates them: `python -m trainers.sweep`.
+"""Runs a grid of training runs and tabulates them: `python -m tapeloop.trainers.sweep`.
 
-    python -m trainers.sweep --flagfile=trainers/configs/mnist_sorted.flags \
+    python -m tapeloop.trainers.sweep --flagfile=trainers/configs/mnist_sorted.flags \
         --sweep=learning_rate=1e-4,1e-3,1e-2 --run_name=lr --parallel=2
 
 Every training flag is accepted (and checked) here as the base of all points;
@@ -22,8 +22,8 @@ from pathlib import Path
 
 from absl import app, flags
 
-from trainers import config as config_lib, tables
-from trainers import train  # Defines the training flags: the base of every point.
+from tapeloop.trainers import config as config_lib, tables
+from tapeloop.trainers import train  # Defines the training flags: the base of every point.
 
 FLAGS = flags.FLAGS
 _SWEEP = flags.DEFINE_multi_string(
@@ -186,7 +186,7 @@ def _run_points(todo: list[int], points, names, sweep_dir: Path) -> list[str]:
             while todo and len(running) < _PARALLEL.value:
                 i = todo.pop(0)
                 args = base_args(points[i]) + [f"--{k}={v}" for k, v in points[i].items()]
-                command = [sys.executable, "-m", "trainers.train", *args,
+                command = [sys.executable, "-m", "tapeloop.trainers.train", *args,
                            f"--logdir={sweep_dir}", f"--run_name={names[i]}"]
                 log = open(sweep_dir / f"{names[i]}.log", "a")
                 running[i] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log,

@@ -1,4 +1,4 @@
-"""Trains one run: `python -m trainers.train --flagfile=trainers/configs/mnist_sorted.flags`.
+"""Trains one run: `python -m tapeloop.trainers.train --flagfile=trainers/configs/mnist_sorted.flags`.
 
 This file is intentionally kept short: it turns flags into a `Config` and calls
 `controller.train_and_evaluate`.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from trainers import config as config_lib
+from tapeloop.trainers import config as config_lib
 
 _DATASET = flags.DEFINE_enum("dataset", "mnist", config_lib.DATASETS,
                              "Data set: MNIST digits, or the tutorial's random-label noise.")
@@ -233,8 +233,8 @@ def main(argv):
     run_name = _RUN_NAME.value or (
         f"{config.dataset}_{config.order}_{datetime.datetime.now():%Y%m%d-%H%M%S}")
     # Imported here so that --help and flag errors answer without loading TensorFlow.
-    from data.mnist import DataError
-    from trainers import controller
+    from tapeloop.data.mnist import DataError
+    from tapeloop.trainers import controller
 
     import tensorflow as tf
 
@@ -298,7 +298,7 @@ def _make_strategy(config):
     import json
     import os
 
-    from trainers import controller, distribute
+    from tapeloop.trainers import controller, distribute
 
     if _CPU_DEVICES.value:
         distribute.split_cpu(_CPU_DEVICES.value)
