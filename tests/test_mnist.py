@@ -60,8 +60,8 @@ def _npz_bytes(tmp_path, m):
 @pytest.mark.parametrize("case,expected", [
     ("truncated_npz", "unreadable npz"),
     ("npz_missing_array", "missing arrays"),
-    ("npz_wrong_shape", "expected (N, 28, 28)"),
-    ("npz_label_range", "labels must lie in 0..9"),
+    ("npz_wrong_shape", "expected (N, ...)"),
+    ("npz_label_range", "labels must lie in 0.."),
     ("npz_count_mismatch", "images but"),
     ("idx_wrong_magic", "wrong IDX magic"),
     ("idx_truncated", "IDX header announces"),
@@ -81,10 +81,10 @@ def test_bad_data_is_refused_naming_file_and_problem(tmp_path, case, expected):
         np.savez(d / "mnist.npz", x_train=m.x_train, y_train=m.y_train)
         target = d / "mnist.npz"
     elif case == "npz_wrong_shape":
-        target = _save_npz(d / "mnist.npz", m._replace(x_train=m.x_train.reshape(60, 784)))
+        target = _save_npz(d / "mnist.npz", m._replace(x_train=m.x_train.reshape(-1)))
     elif case == "npz_label_range":
-        y = m.y_train.copy()
-        y[3] = 12
+        y = m.y_train.astype(np.int64)
+        y[3] = -1
         target = _save_npz(d / "mnist.npz", m._replace(y_train=y))
     elif case == "npz_count_mismatch":
         target = _save_npz(d / "mnist.npz", m._replace(y_test=m.y_test[:-1]))
@@ -93,7 +93,7 @@ def test_bad_data_is_refused_naming_file_and_problem(tmp_path, case, expected):
         images = d / mnist.IDX_FILES["x_train"]
         target = images
         if case == "idx_wrong_magic":
-            images.write_bytes(b"\x00\x00\x08\x02" + images.read_bytes()[4:])
+            images.write_bytes(b"\x00\x00\x0d\x03" + images.read_bytes()[4:])  # float32, not ubyte
         elif case == "idx_truncated":
             images.write_bytes(images.read_bytes()[:-100])
         elif case == "idx_corrupt_gzip":
@@ -117,13 +117,31 @@ def test_bad_data_is_refused_naming_file_and_problem(tmp_path, case, expected):
     assert "\n" not in message
 
 
-def test_idx_images_not_28_by_28(tmp_path):
+def test_idx_train_and_test_examples_of_other_shapes(tmp_path):
     m = fake_mnist()
     write_idx_dir(tmp_path, m)
     (tmp_path / mnist.IDX_FILES["x_test"]).write_bytes(
         idx_bytes(np.zeros((20, 32, 32), np.uint8)))
-    with pytest.raises(mnist.DataError, match=r"test images have shape \(20, 32, 32\)"):
+    with pytest.raises(mnist.DataError,
+                       match=r"train examples have shape \(28, 28\), test examples \(32, 32\)"):
         mnist.load_user_copy(tmp_path)
+
+
+@pytest.mark.parametrize("layout", ["npz", "idx"])
+def test_user_data_of_any_shape_and_class_count(tmp_path, layout):
+    """The user's own data: 8x8x3 examples, 13 classes; the MNIST cache and hub untouched."""
+    rng = np.random.default_rng(0)
+    arrays = mnist.Mnist(x_train=rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8),
+                         y_train=(np.arange(40) % 13).astype(np.uint8),
+                         x_test=rng.integers(0, 256, (26, 8, 8, 3), dtype=np.uint8),
+                         y_test=(np.arange(26) % 13).astype(np.uint8))
+    if layout == "npz":
+        target = _save_npz(tmp_path / "mine.npz", arrays)
+    else:
+        target = write_idx_dir(tmp_path / "mine", arrays)
+    got = mnist.load_user_copy(target)
+    _same(got, arrays)
+    assert got.x_train.shape == (40, 8, 8, 3)
 
 
 def test_damaged_cache_says_how_to_repair(tmp_path):
