@@ -62,7 +62,8 @@ def test_cadence_arithmetic_finds_every_multiple(g, n, k):
         updates.assign_add(1)
         return {"loss": tf.constant(0.0), "accuracy": tf.constant(0.0),
                 "count": tf.constant(1.0), "phase": batch, "grad_norm": tf.constant(0.0),
-                "grad_norms": tf.zeros([1])}
+                "grad_norms": tf.zeros([1]), "correct": tf.constant(0.0),
+                "regularization_loss": tf.constant(0.0)}
 
     global_step = tf.Variable(g, dtype=tf.int64)
     seen = tf.Variable(tf.zeros([64], tf.int64))
@@ -87,7 +88,8 @@ def test_the_cadence_conditionals_stay_if_ops(lower):
     train_loop = loop.make_train_loop(
         lambda batch: {"loss": tf.constant(0.0), "accuracy": tf.constant(0.0),
                        "count": tf.constant(1.0), "phase": batch,
-                       "grad_norm": tf.constant(0.0), "grad_norms": tf.zeros([1])},
+                       "grad_norm": tf.constant(0.0), "grad_norms": tf.zeros([1]),
+                       "correct": tf.constant(0.0), "regularization_loss": tf.constant(0.0)},
         global_step, log_every_step=False, every_n_steps=2,
         periodic=lambda metrics: {"x/loss": metrics["loss"]}, before_periodic=lambda: None,
         lower_conditionals=lower)

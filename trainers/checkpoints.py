@@ -22,6 +22,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from tapeloop.trainers.model import all_layers
+
 CHECKPOINT_DIR = "checkpoints"
 
 
@@ -30,7 +32,7 @@ class RunState:
 
     def __init__(self, *, model: tf.keras.Model, optimizer, global_step: tf.Variable,
                  drift=None, replay=None, run_dir: Path, restore_dir: Path | None = None,
-                 max_to_keep: int = 3):
+                 max_to_keep: int = 3, extra: dict | None = None):
         self.epoch_sums = tf.Variable(tf.zeros([3], tf.float64), trainable=False,
                                       name="epoch_sums")  # loss_sum, correct, count
         self._host = tf.Variable("", dtype=tf.string, trainable=False, name="host_state")
@@ -41,6 +43,7 @@ class RunState:
             trackables["drift"] = drift
         if replay is not None:
             trackables["replay"] = replay
+        trackables.update(extra or {})  # the user's actions' state
         self.checkpoint = tf.train.Checkpoint(**trackables)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(Path(run_dir) / CHECKPOINT_DIR), max_to_keep=max_to_keep)
@@ -76,7 +79,7 @@ class RunState:
 
 def dropout_states(model: tf.keras.Model) -> list[tf.Variable]:
     """The random-number state variable of every layer that has a seed generator."""
-    return [layer.seed_generator.state.value for layer in model.layers
+    return [layer.seed_generator.state.value for layer in all_layers(model)
             if getattr(layer, "seed_generator", None) is not None]
 
 

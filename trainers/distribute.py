@@ -203,11 +203,11 @@ def run_train_step(strategy: tf.distribute.Strategy, train_step, memory=None,
         def first(x):
             return strategy.experimental_local_results(x)[0]
 
-        # One reduction (one collective across workers) for the three sums of a step.
-        sums = strategy.run(lambda m: tf.stack([m["loss"], m["count"], m["correct"]]),
-                            args=(per_replica,))
-        loss, count, correct = tf.unstack(strategy.reduce(total, sums, axis=None))
-        metrics = {"loss": loss, "count": count, "correct": correct,
+        # One reduction (one collective across workers) for the four sums of a step.
+        sums = strategy.run(lambda m: tf.stack([m["loss"], m["count"], m["correct"],
+                                                m["regularization_loss"]]), args=(per_replica,))
+        loss, count, correct, reg = tf.unstack(strategy.reduce(total, sums, axis=None))
+        metrics = {"loss": loss, "count": count, "correct": correct, "regularization_loss": reg,
                    "accuracy": correct / count, "phase": first(per_replica["phase"]),
                    "grad_norms": first(per_replica["grad_norms"]),
                    "grad_norm": first(per_replica["grad_norm"])}

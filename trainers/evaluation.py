@@ -23,9 +23,12 @@ class EvalResult:
         return {f"{prefix}/loss": self.loss, f"{prefix}/accuracy": self.accuracy}
 
 
-def make_evaluator(model: tf.keras.Model, *, num_classes: int, input_dim: int,
-                   batch_size: int = 1000, batch_splits: int = 1, strategy=None):
+def make_evaluator(model, *, num_classes: int, input_dim: int, batch_size: int = 1000,
+                   batch_splits: int = 1, strategy=None, objective=None):
     """Returns `evaluate(images, labels) -> EvalResult`, compiled once for any set size.
+
+    `model`: a Keras model or `forward(rows, training=False) -> outputs` taking flat
+    rows of `input_dim` values; `objective`: its per-example loss (`losses.Objective`).
 
     `batch_splits` > 1 evaluates parts of each batch concurrently on different cores.
     Under a tf.distribute `strategy`, every replica evaluates its share of each batch
@@ -38,7 +41,8 @@ def make_evaluator(model: tf.keras.Model, *, num_classes: int, input_dim: int,
         raise ValueError(f"batch_size ({batch_size}) must be a positive integer")
     eval_step = tf.function(
         distribute.sum_over_replicas(
-            strategy, steps.make_eval_step(model, num_classes, batch_splits=batch_splits)),
+            strategy, steps.make_eval_step(model, num_classes, batch_splits=batch_splits,
+                                         objective=objective)),
         input_signature=[tf.TensorSpec([None, input_dim], tf.float32),
                          tf.TensorSpec([None], tf.int32)])
 

@@ -28,14 +28,15 @@ class Instruments:
 
     def __init__(self, model: tf.keras.Model, probe_set: tuple[np.ndarray, np.ndarray], *,
                  num_classes: int, writer: writers.MetricWriter, run_dir: Path | None,
-                 batch_splits: int = 1, strategy=None):
+                 batch_splits: int = 1, strategy=None, forward=None, objective=None):
         self.num_classes = num_classes
         self.drift = drift.WeightDrift(model)
         self.matrix = forgetting.AccuracyMatrix(num_classes)
         self._writer = writer
         self._run_dir = run_dir
         self._probe = probe.make_probe(model, *probe_set, num_classes=num_classes,
-                                       batch_splits=batch_splits, strategy=strategy)
+                                       batch_splits=batch_splits, strategy=strategy,
+                                       forward=forward, objective=objective)
         self._probe_now = tf.function(self._probe)
         self._write_histograms = writer.histogram_writer({
             f"weights/{name}": v for name, v in zip(self.drift.names, model.trainable_variables)})
@@ -94,9 +95,10 @@ class Instruments:
         return self.matrix.summary()
 
 
-def describe_run(writer: writers.MetricWriter, config, *, instrumented: bool) -> None:
-    """Config as text and HParams; the one-chart layouts of the per-class curves."""
-    writer.write_text(0, "config", f"```\n{config.to_json()}\n```")
+def describe_run(writer: writers.MetricWriter, config, *, instrumented: bool,
+                 recorded: dict | None = None) -> None:
+    """Config (and what was built: model, data) as text and HParams; the per-class layouts."""
+    writer.write_text(0, "config", f"```\n{config.to_json(recorded=recorded)}\n```")
     writer.write_hparams(dataclasses.asdict(config), list(FINAL_METRICS))
     if not instrumented:
         return

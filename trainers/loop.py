@@ -9,21 +9,24 @@ weight drift) still run at their exact cadence.
 import tensorflow as tf
 from tensorflow.core.framework import attr_value_pb2
 
-from tapeloop.trainers import writers
+from tapeloop.trainers import steps, writers
 
 # A step's row of per-step values, kept in the graph until the call's steps are done.
-RECORD = ("loss", "accuracy", "phase", "grad_norm", "count")
+RECORD = ("loss", "accuracy", "phase", "grad_norm", "count", "regularization_loss")
 LOGGED = {"loss": "train/loss", "accuracy": "train/accuracy", "phase": "train/phase",
           "grad_norm": "train/grad_norm"}
+# Logged too when the model or the step regularizes (`log_regularization`).
+REGULARIZATION_TAG = "train/regularization_loss"
 
 
 def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: bool = True,
                     every_n_steps: int = 0, periodic=None, before_periodic=None,
-                    variables=None, inspect_step=None, lower_conditionals: bool = False):
+                    variables=None, inspect_step=None, lower_conditionals: bool = False,
+                    log_regularization: bool = False):
     """Compiles `train_loop(iterator, num_steps) -> sums over those steps`.
 
     Args:
-      train_step: `batch -> metrics` (see `steps.make_train_step`).
+      train_step: `batch -> steps.StepMetrics` (see `steps.make_train_step`).
       global_step: int64 variable, the number of updates applied so far; a call adds
         the steps it ran when they are done, and never resets it.
       log_every_step: write `train/loss`, `train/accuracy`, `train/phase` and
@@ -44,6 +47,7 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
         devices (a tf.distribute strategy: one `If` op cannot take resource inputs
         from two), and wanted under check_numerics (a NaN entering a branch is then
         reported at the op that made it, not at the branch function's input).
+      log_regularization: with `log_every_step`, also write `train/regularization_loss`.
 
     Returns:
       A compiled function. Pass `num_steps` as an int64 tensor so that every call
@@ -61,6 +65,8 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
     if every_n_steps < 0:
         raise ValueError(f"every_n_steps ({every_n_steps}) must be >= 0")
     k = every_n_steps if periodic is not None else 0
+    logged_tags = dict(LOGGED, **({"regularization_loss": REGULARIZATION_TAG}
+                                  if log_regularization else {}))
     # Non-finite guard: the first step whose loss (0) or gradient (1) is not finite is
     # remembered here and returned; the host stops after the call.
     first_bad = tf.Variable(-1, dtype=tf.int64, trainable=False, name="first_bad_step")
@@ -80,6 +86,7 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
         if just_before is not None:
             just_before()
         metrics = step_fn(batch)
+        steps.check_metrics(metrics)
         records = records.write(i, tf.stack([tf.cast(metrics[key], tf.float32)
                                              for key in RECORD]))
         if k:
@@ -92,8 +99,8 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
         n = tf.shape(rows, out_type=tf.int64)[0]
         global_step.assign_add(n)
         if log_every_step:  # Written at the global step before each update, as counted.
-            logged = [i for i, key in enumerate(RECORD) if key in LOGGED]
-            writers.scalar_rows_in_graph(g, [LOGGED[RECORD[i]] for i in logged],
+            logged = [i for i, key in enumerate(RECORD) if key in logged_tags]
+            writers.scalar_rows_in_graph(g, [logged_tags[RECORD[i]] for i in logged],
                                          tf.gather(rows, logged, axis=1))
         column = dict(zip(RECORD, tf.unstack(rows, num=len(RECORD), axis=1)))
         loss, accuracy, grad_norm, count = (column[key] for key in

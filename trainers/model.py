@@ -1,7 +1,20 @@
-"""The multilayer perceptron of the tutorial, on Keras layers, ending in logits."""
+"""Models: the built-in ones (the tutorial's MLP, a small CNN), the user's, and what tapeloop reads of any.
+
+A model is any Keras model (Sequential, functional or subclassed) that maps a batch of
+examples to one output per class: logits, or probabilities when it ends in a softmax
+(`outputs_probabilities`). tapeloop holds every data set as flat rows and feeds a
+model its own input shape (`flat_forward`).
+"""
+
+import hashlib
+import importlib
+import json
+import math
 
 import numpy as np
 import tensorflow as tf
+
+BUILTIN_MODELS = ("mlp", "cnn")
 
 
 def build_mlp(*, input_dim: int, hidden_sizes: tuple[int, ...], num_classes: int,
@@ -63,6 +76,196 @@ class Dropout(tf.keras.layers.Dropout):
         return inputs * (tf.cast(draw >= self.rate, inputs.dtype) * (1.0 / (1.0 - self.rate)))
 
 
+def build_cnn(*, input_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0,
+              seed: int | None = None) -> tf.keras.Model:
+    """A small CNN: two 3x3 Conv2D + max-pool blocks (32, 64 filters), then logits.
+
+    `input_shape`: (H, W, C), (H, W) (one channel is added), or (D,) with D a square
+    number (viewed as a D**0.5 x D**0.5 image: flat MNIST rows).
+
+    Raises:
+      ValueError: an input shape that is not an image.
+    """
+    shape = tuple(input_shape)
+    if len(shape) == 1 and math.isqrt(shape[0]) ** 2 == shape[0]:
+        shape = (math.isqrt(shape[0]),) * 2
+    if len(shape) == 2:
+        shape = (*shape, 1)
+    if len(shape) != 3 or min(shape[:2]) < 10:
+        raise ValueError(f"model cnn needs images of at least 10x10 pixels, (H, W) or "
+                         f"(H, W, C); the data's examples have shape {tuple(input_shape)}")
+    seeds = iter(range(0 if seed is None else seed * 1000, 10**9))
+
+    def init():
+        return tf.keras.initializers.GlorotUniform(seed=None if seed is None else next(seeds))
+
+    layers = [tf.keras.layers.Input(tuple(input_shape))]
+    if shape != tuple(input_shape):
+        layers.append(tf.keras.layers.Reshape(shape, name="image"))
+    for i, filters in enumerate((32, 64)):
+        layers += [tf.keras.layers.Conv2D(filters, 3, activation="relu",
+                                          kernel_initializer=init(), name=f"conv_{i}"),
+                   tf.keras.layers.MaxPooling2D(2, name=f"pool_{i}")]
+    layers.append(tf.keras.layers.Flatten(name="flatten"))
+    if dropout > 0:
+        layers.append(Dropout(dropout, seed=None if seed is None else next(seeds),
+                              name="dropout"))
+    layers.append(tf.keras.layers.Dense(num_classes, kernel_initializer=init(), name="logits"))
+    return tf.keras.Sequential(layers, name="cnn")
+
+
+def builder(name: str, *, hidden_sizes: tuple[int, ...] = (150, 100), activation: str = "relu",
+            dropout: float = 0.0, seed: int | None = None):
+    """Returns `build(input_shape, num_classes) -> model` for a model name.
+
+    `name`: "mlp" (the tutorial's; `hidden_sizes`, `activation`, `dropout`), "cnn"
+    (`dropout`), or "package.module:function", the user's own builder, called with the
+    input shape (a tuple) and the number of classes.
+
+    Raises:
+      ValueError: an unknown name, or a function that cannot be imported.
+    """
+    if name == "mlp":
+        return lambda input_shape, num_classes: build_mlp(
+            input_dim=int(np.prod(input_shape)), hidden_sizes=hidden_sizes,
+            num_classes=num_classes, activation=activation, dropout=dropout, seed=seed)
+    if name == "cnn":
+        return lambda input_shape, num_classes: build_cnn(
+            input_shape=input_shape, num_classes=num_classes, dropout=dropout, seed=seed)
+    module, sep, function = name.partition(":")
+    if not sep or not module or not function:
+        raise ValueError(f"model ({name!r}) must be one of {', '.join(BUILTIN_MODELS)}, or "
+                         "package.module:function naming your own builder")
+    try:
+        found = getattr(importlib.import_module(module), function)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"model {name!r} cannot be loaded: {e}") from None
+    if not callable(found):
+        raise ValueError(f"model {name!r} is not a function")
+    return found
+
+
+def build(make, input_shape: tuple[int, ...], num_classes: int) -> tf.keras.Model:
+    """Calls a builder and checks what it returns; builds a model that is not built yet.
+
+    Raises:
+      ValueError: the builder did not return a Keras model, or its outputs do not have
+        one value per class.
+    """
+    model = make(tuple(input_shape), num_classes)
+    if not isinstance(model, tf.keras.Model):
+        raise ValueError(f"the model builder returned {type(model).__name__}, not a Keras model")
+    return checked(model, input_shape, num_classes)
+
+
+def checked(model: tf.keras.Model, input_shape: tuple[int, ...], num_classes: int):
+    """`model`, built on `input_shape` if it is not yet, with one output per class checked.
+
+    Raises:
+      ValueError: the model does not take such examples or has another number of outputs.
+    """
+    shape = model_input_shape(model, input_shape)
+    try:
+        out = model(tf.zeros((1, *shape)), training=False) if not model.built else None
+        out_shape = tuple(out.shape) if out is not None else tuple(model.output_shape)
+    except (ValueError, TypeError, tf.errors.InvalidArgumentError) as e:
+        raise ValueError(f"the model cannot take examples of shape {tuple(shape)}: "
+                         f"{str(e).splitlines()[0]}") from None
+    if len(out_shape) != 2 or out_shape[-1] != num_classes:
+        raise ValueError(f"the model's output has shape {out_shape}; tapeloop needs one value "
+                         f"per class, (batch, {num_classes})")
+    return model
+
+
+def model_input_shape(model: tf.keras.Model, example_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape one example is fed to `model` in: its declared input shape, else the data's.
+
+    Raises:
+      ValueError: the declared shape holds another number of values than the examples.
+    """
+    try:
+        declared = model.input_shape
+    except (AttributeError, ValueError):
+        declared = None
+    if not isinstance(declared, tuple) or any(d is None for d in declared[1:]):
+        return tuple(example_shape)
+    shape = tuple(int(d) for d in declared[1:])
+    if int(np.prod(shape)) != int(np.prod(example_shape)):
+        raise ValueError(f"the model takes examples of shape {shape} "
+                         f"({int(np.prod(shape))} values), the data's have shape "
+                         f"{tuple(example_shape)} ({int(np.prod(example_shape))} values)")
+    return shape
+
+
+def flat_forward(model: tf.keras.Model, input_shape: tuple[int, ...]):
+    """`forward(rows, training) -> outputs` for flat rows; `model` itself when it takes rows.
+
+    The pipelines, the probe, the evaluator and the replay memory hold examples as
+    flat rows; a model of another input shape gets them reshaped (a view, in-graph).
+    """
+    if len(input_shape) == 1:
+        return model
+    shape = [-1, *input_shape]
+
+    def forward(rows, training=False):
+        return model(tf.reshape(rows, shape), training=training)
+
+    return forward
+
+
+def outputs_probabilities(model: tf.keras.Model) -> bool:
+    """True when the model's last layer ends in a softmax (its outputs are probabilities).
+
+    Sequential and functional models are read; a subclassed model's outputs are taken
+    to be logits unless its last tracked layer ends in a softmax.
+    """
+    layers = all_layers(model)
+    last = layers[-1] if layers else None
+    activation = getattr(last, "activation", None)
+    if isinstance(last, tf.keras.layers.Softmax):
+        return True
+    return activation is not None and getattr(activation, "__name__", "") == "softmax"
+
+
+def all_layers(model: tf.keras.Model) -> list:
+    """Every layer inside `model`, nested models' layers included, in order."""
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.Model):
+            out.extend(all_layers(layer))
+        else:
+            out.append(layer)
+    return out
+
+
+def has_batch_statistics(model: tf.keras.Model) -> bool:
+    """True when a layer computes statistics across a batch's examples (BatchNormalization).
+
+    Such a model's step cannot be cut into parts whose gradients are summed: each part
+    would normalise by its own statistics and update the moving averages twice.
+    """
+    return any(isinstance(layer, tf.keras.layers.BatchNormalization)
+               for layer in all_layers(model))
+
+
+def describe(model: tf.keras.Model, builder_name: str) -> dict:
+    """What config.json records of a model: builder, layer table, parameter count, fingerprint.
+
+    The fingerprint is a sha256 of the layer classes and every variable's name and shape:
+    equal for the same architecture, whatever its weights.
+    """
+    table = [{"name": layer.name, "class": type(layer).__name__,
+              "params": int(sum(w.shape.num_elements() for w in layer.trainable_weights))}
+             for layer in all_layers(model)]
+    structure = {"layers": [row["class"] for row in table],
+                 "variables": [(v.path, list(v.shape)) for v in model.variables]}
+    digest = hashlib.sha256(json.dumps(structure, sort_keys=True).encode()).hexdigest()[:16]
+    return {"builder": builder_name, "class": type(model).__name__, "layers": table,
+            "trainable_parameters": trainable_parameter_count(model),
+            "outputs": "probabilities" if outputs_probabilities(model) else "logits",
+            "architecture_fingerprint": digest}
+
+
 def fold_constant_columns(model: tf.keras.Model, images: np.ndarray):
     """An inference forward pass for rows of a fixed set, cheaper by its constant columns.
 
@@ -74,12 +277,19 @@ def fold_constant_columns(model: tf.keras.Model, images: np.ndarray):
 
     Returns:
       `(forward, kept)`: `forward(x, training=False)` takes rows of `images[:, kept]`
-      (any subset of the rows); or None when no column is constant or the model
-      does not start with a Dense layer.
+      (any subset of the rows); or None when no column is constant or the model is
+      not a Sequential chain whose first layer is a Dense layer on the flat rows.
     """
+    if not isinstance(model, tf.keras.Sequential) or not model.layers:
+        return None
     first = model.layers[0]
+    try:
+        takes_rows = tuple(model.input_shape[1:]) == (images.shape[1],)
+    except (AttributeError, ValueError):
+        takes_rows = False
     constant = np.all(images == images[:1], axis=0)
-    if not isinstance(first, tf.keras.layers.Dense) or not constant.any() or constant.all():
+    if (not isinstance(first, tf.keras.layers.Dense) or not takes_rows or not constant.any()
+            or constant.all()):
         return None
     kept, folded = np.flatnonzero(~constant), np.flatnonzero(constant)
     folded_row = images[:1, folded].astype(np.float32)
@@ -105,9 +315,10 @@ def trainable_parameter_count(model: tf.keras.Model) -> int:
 def summary_lines(model: tf.keras.Model) -> list[str]:
     """A short, plain-text layer table with parameter counts."""
     lines = [f"{'layer':<12}{'output':>10}{'params':>10}"]
-    for layer in model.layers:
+    for layer in all_layers(model):
         params = sum(w.shape.num_elements() for w in layer.trainable_weights)
-        width = layer.units if hasattr(layer, "units") else "-"
+        width = (layer.units if hasattr(layer, "units")
+                 else layer.filters if hasattr(layer, "filters") else "-")
         lines.append(f"{layer.name:<12}{width!s:>10}{params:>10,}")
     lines.append(f"{'trainable':<12}{'':>10}{trainable_parameter_count(model):>10,}")
     return lines

@@ -29,22 +29,32 @@ def make_optimizer(name: str, *, learning_rate: float, momentum: float = 0.0,
     raise ValueError(f"optimizer ({name!r}) must be one of sgd, rmsprop, adam")
 
 
+def is_fused(optimizer: tf.keras.optimizers.Optimizer, variables: list) -> bool:
+    """True when `apply_fn` applies the update with fused kernels (else Keras's own)."""
+    return apply_fn(optimizer, variables).fused
+
+
 def apply_fn(optimizer: tf.keras.optimizers.Optimizer, variables: list):
     """Returns `apply(grads)`, updating `variables` as `optimizer.apply_gradients` would.
 
     Adam (without amsgrad) and SGD (with or without momentum), with no weight decay,
-    clipping or moving average, use one fused kernel per variable; anything else falls
-    back to `optimizer.apply_gradients`. Build the optimizer on `variables` first.
+    clipping or moving average, on variables without constraints, use one fused kernel
+    per variable; anything else falls back to `optimizer.apply_gradients`. Build the
+    optimizer on `variables` first.
     """
-    fused = _fused_update(optimizer)
+    fused = None if any(getattr(v, "constraint", None) for v in variables) else (
+        _fused_update(optimizer))
     if fused is None:
-        return lambda grads: optimizer.apply_gradients(zip(grads, variables))
-    slots = [optimizer._get_variable_index(v) for v in variables]  # Keras's own slot order.
+        def apply(grads):
+            optimizer.apply_gradients(zip(grads, variables))
+    else:
+        slots = [optimizer._get_variable_index(v) for v in variables]  # Keras's slot order.
 
-    def apply(grads):
-        fused(grads, variables, slots)
-        optimizer.iterations.assign_add(1)
+        def apply(grads):
+            fused(grads, variables, slots)
+            optimizer.iterations.assign_add(1)
 
+    apply.fused = fused is not None
     return apply
 
 

@@ -29,7 +29,8 @@ def select_probe(images: np.ndarray, labels: np.ndarray, *, per_class: int,
 
 
 def make_probe(model: tf.keras.Model, images: np.ndarray, labels: np.ndarray, *,
-               num_classes: int, batch_splits: int = 1, strategy=None):
+               num_classes: int, batch_splits: int = 1, strategy=None, forward=None,
+               objective=None):
     """Returns `probe() -> {tag: tensor}`: overall and per-class accuracy and loss.
 
     Tags: `probe/accuracy`, `probe/loss`, `probe/accuracy/class_C`, `probe/loss/class_C`.
@@ -37,18 +38,21 @@ def make_probe(model: tf.keras.Model, images: np.ndarray, labels: np.ndarray, *,
     its constant columns are folded into the first layer (`model.fold_constant_columns`:
     a fifth less work on MNIST); `batch_splits` > 1 evaluates its parts concurrently
     on different cores; under a tf.distribute `strategy` the replicas share it (call
-    it in cross-replica context).
+    it in cross-replica context). `forward` (default `model`) takes the flat rows;
+    `objective` is the per-example loss (`losses.Objective`).
     """
     images = np.asarray(images, np.float32).reshape(len(images), -1)
-    folded = model_lib.fold_constant_columns(model, images)
-    forward = model
+    # Folding needs a model that takes the flat rows themselves.
+    folded = model_lib.fold_constant_columns(model, images) if forward in (None, model) else None
+    forward = forward or model
     if folded is not None:
         forward, kept = folded
         images = images[:, kept]
     images = tf.constant(images)
     labels = tf.constant(labels, tf.int32)
     eval_step = distribute.sum_over_replicas(
-        strategy, steps.make_eval_step(forward, num_classes, batch_splits=batch_splits))
+        strategy, steps.make_eval_step(forward, num_classes, batch_splits=batch_splits,
+                                       objective=objective))
 
     def probe():
         sums = eval_step(images, labels)

@@ -202,6 +202,9 @@ def main(argv):
 
 def run():
     """Entry point of the `tapeloop-report` console script."""
+    from tapeloop.trainers import cli
+
+    cli.show_in_helpshort(__name__)
     app.run(main)
 
 

@@ -1,16 +1,59 @@
 """One training step and one evaluation step: tensors in, a dict of tensors out.
 
 No printing, numpy or file I/O here; the loop around a step decides what to log.
+The contract between a training step and the loop is `StepMetrics`: a custom step
+(`make_train_step`'s replacement, see `trainers.api`) returns one, and every
+instrument keeps working.
 """
+
+from typing import TypedDict
 
 import tensorflow as tf
 
-from tapeloop.trainers import optimizers
+from tapeloop.trainers import losses, optimizers
+
+cross_entropy = losses.logits_cross_entropy
 
 
-def cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-    """Per-example softmax cross-entropy from logits (stable: no explicit softmax)."""
-    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+class _InspectedMetrics(TypedDict, total=False):
+    """For --inspect_steps only (a compiled loop that ignores them computes nothing extra)."""
+
+    logits: tf.Tensor  # (B, classes): the model's outputs
+    example_loss: tf.Tensor  # (B,): each example's loss
+    image: tf.Tensor  # (B, D): the batch trained on, as flat rows
+    label: tf.Tensor  # (B,) int32
+
+
+class StepMetrics(_InspectedMetrics):
+    """What one training step returns (tensors), read by the loop and the instruments.
+
+    `loss`, `accuracy`, `regularization_loss` are of this batch alone, computed with
+    the weights before the update; `loss` is what was minimised (the examples' mean
+    loss plus `regularization_loss`).
+    """
+
+    loss: tf.Tensor  # float32 scalar
+    accuracy: tf.Tensor  # float32 scalar: fraction of the batch classified right
+    correct: tf.Tensor  # float32 scalar: number classified right
+    count: tf.Tensor  # float32 scalar: examples in the batch
+    phase: tf.Tensor  # int32 scalar: the batch's phase (the `phase` of the batch dict)
+    grad_norms: tf.Tensor  # float32 (num_trainable_variables,): each gradient's L2 norm
+    grad_norm: tf.Tensor  # float32 scalar: the gradient's global norm
+    regularization_loss: tf.Tensor  # float32 scalar: model.losses + the step's penalty
+
+
+REQUIRED_METRICS = tuple(sorted(StepMetrics.__required_keys__))
+
+
+def check_metrics(metrics) -> None:
+    """Raises TypeError naming what a custom step's output lacks (at trace time)."""
+    if not isinstance(metrics, dict):
+        raise TypeError(f"a train step must return a dict of StepMetrics, not "
+                        f"{type(metrics).__name__}")
+    missing = [k for k in REQUIRED_METRICS if k not in metrics]
+    if missing:
+        raise TypeError(f"the train step's output lacks {', '.join(missing)} "
+                        f"(StepMetrics needs {', '.join(REQUIRED_METRICS)})")
 
 
 def correct_predictions(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -26,10 +69,23 @@ def split_batch(images: tf.Tensor, labels: tf.Tensor, parts: int) -> list:
 
 
 def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimizer, *,
-                    batch_splits: int = 1, distributed: bool = False):
-    """Returns `train_step(batch) -> metrics` that updates `model` once.
+                    batch_splits: int = 1, distributed: bool = False, forward=None,
+                    objective: losses.Objective | None = None, penalty=None):
+    """Returns `train_step(batch) -> StepMetrics` that updates `model` once.
 
-    Metrics: `loss` and `accuracy` of this batch alone (not a running mean),
+    Args:
+      model: the model whose trainable variables are updated; `model.losses` (weight and
+        activity regularizers) are added to the loss.
+      optimizer: a Keras optimizer (Adam and SGD run as fused kernels when plain).
+      batch_splits, distributed: see below.
+      forward: `forward(rows, training) -> outputs` (default `model`; see
+        `model.flat_forward`).
+      objective: the per-example loss (default: softmax cross-entropy on logits).
+      penalty: `penalty() -> scalar` added to the loss (computed in the step, under the
+        tape: e.g. an L2 pull toward reference weights); logged with `model.losses` as
+        `regularization_loss`.
+
+    Metrics (`StepMetrics`): `loss` and `accuracy` of this batch alone (not a running mean),
     computed with the weights before the update; `count` (batch size); `phase`;
     `grad_norms`, the L2 norm of each trainable variable's gradient; `grad_norm`,
     the gradient's global norm; `image`, `label` (the batch trained on), `logits` and
@@ -58,13 +114,27 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
     variables = model.trainable_variables
     optimizer.build(variables)
     apply_gradients = None if distributed else optimizers.apply_fn(optimizer, variables)
+    forward = forward or model
+    example_loss_fn = objective.example_loss if objective is not None else cross_entropy
+    regularized = bool(model.losses) or penalty is not None
 
-    def loss_and_grads(images, labels, total):
+    def regularization():
+        terms = list(model.losses) + ([penalty()] if penalty is not None else [])
+        return tf.add_n([tf.cast(t, tf.float32) for t in terms])
+
+    def loss_and_grads(images, labels, total, first=True):
+        """The part's loss and gradient; the first part also carries the regularization."""
         with tf.GradientTape() as tape:
-            logits = model(images, training=True)
-            example_loss = cross_entropy(labels, logits)
+            logits = forward(images, training=True)
+            example_loss = example_loss_fn(labels, logits)
             loss = tf.reduce_sum(example_loss) / total
-        return logits, example_loss, loss, tape.gradient(loss, variables)
+            reg = tf.constant(0.0)
+            if regularized and first:
+                reg = regularization()
+                if distributed:  # Each replica adds its share: the summed update holds it once.
+                    reg /= tf.distribute.get_replica_context().num_replicas_in_sync
+                loss += reg
+        return logits, example_loss, loss, tape.gradient(loss, variables), reg
 
     def train_step(batch):
         images, labels = batch["image"], batch["label"]
@@ -72,14 +142,15 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
         total = (tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, count)
                  if distributed else count)
         if batch_splits == 1:
-            logits, example_loss, loss, grads = loss_and_grads(images, labels, total)
+            logits, example_loss, loss, grads, reg = loss_and_grads(images, labels, total)
         else:
-            parts = [loss_and_grads(x, y, total)
-                     for x, y in split_batch(images, labels, batch_splits)]
+            parts = [loss_and_grads(x, y, total, first=i == 0)
+                     for i, (x, y) in enumerate(split_batch(images, labels, batch_splits))]
             logits = tf.concat([p[0] for p in parts], axis=0)
             example_loss = tf.concat([p[1] for p in parts], axis=0)
             loss = tf.add_n([p[2] for p in parts])
             grads = [tf.add_n(list(g)) for g in zip(*(p[3] for p in parts))]
+            reg = parts[0][4]
         if distributed:
             optimizer.apply_gradients(zip(grads, variables))
             grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM,
@@ -91,16 +162,19 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
         return {"loss": loss, "accuracy": tf.reduce_mean(correct), "correct": tf.reduce_sum(correct),
                 "count": count, "phase": batch["phase"], "grad_norms": grad_norms,
                 "grad_norm": tf.sqrt(tf.reduce_sum(tf.square(grad_norms))),
-                "logits": logits, "example_loss": example_loss, "image": images,
-                "label": labels}
+                "regularization_loss": reg, "logits": logits, "example_loss": example_loss,
+                "image": images, "label": labels}
 
+    train_step.regularized = regularized
     return train_step
 
 
-def make_eval_step(model, num_classes: int, *, batch_splits: int = 1):
+def make_eval_step(model, num_classes: int, *, batch_splits: int = 1,
+                   objective: losses.Objective | None = None):
     """Returns `eval_step(images, labels) -> per-class sums` (dropout off).
 
-    `model`: a Keras model, or any `forward(images, training=False) -> logits`.
+    `model`: a Keras model, or any `forward(images, training=False) -> outputs`.
+    `objective`: the per-example loss (default: softmax cross-entropy on logits).
 
     The result holds, per class, `loss_sum` (summed cross-entropy), `correct`
     (number classified right) and `count` (number of examples), so batches add up
@@ -109,6 +183,7 @@ def make_eval_step(model, num_classes: int, *, batch_splits: int = 1):
     """
     if batch_splits < 1:
         raise ValueError(f"batch_splits ({batch_splits}) must be a positive integer")
+    example_loss_fn = objective.example_loss if objective is not None else cross_entropy
 
     def sums(images, labels):
         logits = model(images, training=False)
@@ -117,7 +192,7 @@ def make_eval_step(model, num_classes: int, *, batch_splits: int = 1):
         def per_class(values):
             return tf.math.unsorted_segment_sum(values, labels, num_classes)
 
-        return {"loss_sum": per_class(cross_entropy(labels, logits)),
+        return {"loss_sum": per_class(example_loss_fn(labels, logits)),
                 "correct": per_class(correct),
                 "count": per_class(tf.ones_like(correct))}
 

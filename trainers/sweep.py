@@ -15,6 +15,7 @@ accuracy) is printed and saved as LOGDIR/RUN_NAME/results.csv.
 import datetime
 import itertools
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from tapeloop.trainers import config as config_lib, tables
+from tapeloop.trainers import cli, config as config_lib, tables
 from tapeloop.trainers import train  # Defines the training flags: the base of every point.
 
 FLAGS = flags.FLAGS
@@ -31,8 +32,16 @@ _SWEEP = flags.DEFINE_multi_string(
     "flags make a grid (every combination).")
 _PARALLEL = flags.DEFINE_integer("parallel", 1, "Points trained at the same time, each in its "
                                  "own process.", lower_bound=1)
+_SCRIPT = flags.DEFINE_string(
+    "script", "tapeloop.trainers.train", "The script every point runs: a module "
+    "(package.module, run as python -m) or a .py file; any script that takes tapeloop's flags "
+    "(cli.define_flags()), e.g. one of examples/.")
+_SCRIPT_ARGS = flags.DEFINE_string(
+    "script_args", "", "More arguments for every point's script, as one string: the "
+    "script's own flags, e.g. --script_args='--width=64'.")
 # Flags of this script, or owned by it, never passed on to a point's run.
-_OWN = {"sweep", "parallel", "logdir", "run_name", "flagfile", "undefok"}
+_OWN = {"sweep", "parallel", "logdir", "run_name", "flagfile", "undefok", "script",
+        "script_args"}
 
 
 def parse_axes(specs: list[str]) -> list[tuple[str, list[str]]]:
@@ -97,6 +106,13 @@ def point_config(point: dict[str, str]) -> config_lib.Config:
             FLAGS[name].value = value
 
 
+def script_command(script: str) -> list[str]:
+    """`python -m MODULE` or `python FILE` for `--script`."""
+    if script.endswith(".py"):
+        return [sys.executable, script]
+    return [sys.executable, "-m", script]
+
+
 def base_args(point: dict[str, str]) -> list[str]:
     """The training flags given to this script (not swept), as command-line arguments."""
     module_flags = FLAGS.get_flags_for_module(train)
@@ -140,6 +156,8 @@ def main(argv):
         sys.exit(f"error: {e}")
     if not axes:
         sys.exit("error: give at least one --sweep=NAME=V1,V2,...")
+    if _SCRIPT.value.endswith(".py") and not Path(_SCRIPT.value).is_file():
+        sys.exit(f"error: --script={_SCRIPT.value}: no such file")
     sweep_dir = Path(FLAGS.logdir) / (FLAGS.run_name or f"sweep_{datetime.datetime.now():%Y%m%d-%H%M%S}")
     if sweep_dir.exists() and not sweep_dir.is_dir():
         sys.exit(f"error: {sweep_dir} is a file, not a directory")
@@ -186,7 +204,8 @@ def _run_points(todo: list[int], points, names, sweep_dir: Path) -> list[str]:
             while todo and len(running) < _PARALLEL.value:
                 i = todo.pop(0)
                 args = base_args(points[i]) + [f"--{k}={v}" for k, v in points[i].items()]
-                command = [sys.executable, "-m", "tapeloop.trainers.train", *args,
+                command = [*script_command(_SCRIPT.value), *args,
+                           *shlex.split(_SCRIPT_ARGS.value),
                            f"--logdir={sweep_dir}", f"--run_name={names[i]}"]
                 log = open(sweep_dir / f"{names[i]}.log", "a")
                 running[i] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log,
@@ -223,6 +242,7 @@ def _run_points(todo: list[int], points, names, sweep_dir: Path) -> list[str]:
 
 def run():
     """Entry point of the `tapeloop-sweep` console script."""
+    cli.show_in_helpshort(__name__)
     app.run(main)
 
 
