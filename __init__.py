@@ -8,10 +8,26 @@ import importlib
 
 # name -> module that defines it
 _EXPORTS = {
+    # A run: its settings, and the one call that trains, evaluates and logs it.
     "Config": "tapeloop.trainers.config",
     "train_and_evaluate": "tapeloop.trainers.controller",
-    "SetupError": "tapeloop.trainers.run_dirs",
+    # Data: any arrays, finite tf.data, MNIST.
     "Splits": "tapeloop.data.splits",
+    "from_arrays": "tapeloop.data.splits",
+    "from_datasets": "tapeloop.data.splits",
+    "load_splits": "tapeloop.trainers.controller",
+    # Extending: the step's contract, the default step, losses, actions.
+    "StepMetrics": "tapeloop.trainers.steps",
+    "make_train_step": "tapeloop.trainers.steps",
+    "Action": "tapeloop.trainers.actions",
+    "PeriodicEvaluation": "tapeloop.trainers.actions",
+    "RunContext": "tapeloop.trainers.actions",
+    # absl scripts: every flag from one call, and the run they drive.
+    "define_flags": "tapeloop.trainers.cli",
+    "config_from_flags": "tapeloop.trainers.cli",
+    "run_from_flags": "tapeloop.trainers.cli",
+    # Errors a caller may catch (each message is one line).
+    "SetupError": "tapeloop.trainers.run_dirs",
     "DataError": "tapeloop.data.mnist",
 }
 

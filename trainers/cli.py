@@ -5,13 +5,14 @@ bounds, choices) becomes one flag. A script of the user's gets all of them, run
 control included, with one call beside its own flags:
 
     from absl import app, flags
-    from tapeloop import cli
+    import tapeloop
 
-    cli.define_flags()
+    tapeloop.define_flags()
     _WIDTH = flags.DEFINE_integer("width", 64, "My model's width.")
 
     def main(argv):
-        cli.main(argv, model=lambda shape, classes: my_model(shape, classes, _WIDTH.value))
+        tapeloop.run_from_flags(argv, model=lambda shape, classes: my_model(shape, classes,
+                                                                             _WIDTH.value))
 
     if __name__ == "__main__":
         app.run(main)
@@ -210,6 +211,11 @@ def from_flags(cls):
 def config_from_flags() -> config_lib.Config:
     """The run's `Config`, from the parsed flags."""
     return from_flags(config_lib.Config)
+
+
+def run_from_flags(argv=(), **train_args) -> dict | None:
+    """`main` for a user's script: `tapeloop.run_from_flags(argv, model=..., data=...)`."""
+    return main(argv, **train_args)
 
 
 def main(argv, **train_args) -> dict | None:

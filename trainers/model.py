@@ -251,14 +251,15 @@ def has_batch_statistics(model: tf.keras.Model) -> bool:
 def describe(model: tf.keras.Model, builder_name: str) -> dict:
     """What config.json records of a model: builder, layer table, parameter count, fingerprint.
 
-    The fingerprint is a sha256 of the layer classes and every variable's name and shape:
-    equal for the same architecture, whatever its weights.
+    The fingerprint is a sha256 of the layer classes and their weights' shapes, in order:
+    equal for the same architecture, whatever its weights and names.
     """
     table = [{"name": layer.name, "class": type(layer).__name__,
               "params": int(sum(w.shape.num_elements() for w in layer.trainable_weights))}
              for layer in all_layers(model)]
-    structure = {"layers": [row["class"] for row in table],
-                 "variables": [(v.path, list(v.shape)) for v in model.variables]}
+    # Classes and weight shapes, not names: Keras numbers auto-named layers per process.
+    structure = [(type(layer).__name__, [list(w.shape) for w in layer.weights])
+                 for layer in all_layers(model)]
     digest = hashlib.sha256(json.dumps(structure, sort_keys=True).encode()).hexdigest()[:16]
     return {"builder": builder_name, "class": type(model).__name__, "layers": table,
             "trainable_parameters": trainable_parameter_count(model),
