@@ -68,30 +68,22 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "tapeloop")
 
 
-def check_arrays(m: Mnist, origin: str, *, any_shape: bool = False) -> Mnist:
-    """Checks shapes, dtypes, label range and agreeing counts.
+def check_layout(m: Mnist, origin: str) -> None:
+    """Checks what any data set must satisfy: one row per example, integer labels.
 
-    Args:
-      m: the arrays to check.
-      origin: the file (or files) they came from, named in any error.
-      any_shape: the user's own data: examples of any (equal) shape, any number of
-        classes, pixels or other numbers; otherwise MNIST's 28x28 pixels and 10 classes.
-
-    Returns:
-      `m` with integer inputs in 0..255 and all labels converted to uint8 (pixels and
-      class ids; labels past 255 stay int32), other inputs as they are.
+    Every split: inputs of shape (N, ...) holding numbers, labels a vector of N
+    non-negative integer class ids, N > 0; train and test examples of the same shape.
 
     Raises:
       DataError: naming `origin` and the first problem found.
     """
-    out = {}
     for split in ("train", "test"):
         x, y = getattr(m, f"x_{split}"), getattr(m, f"y_{split}")
-        if any_shape and x.ndim < 2:
+        if x.ndim < 2:
             raise DataError(f"{origin}: {split} inputs have shape {x.shape}, expected (N, ...) "
                             "with one example per row")
-        if not any_shape and (x.ndim != 3 or x.shape[1:] != (28, 28)):
-            raise DataError(f"{origin}: {split} images have shape {x.shape}, expected (N, 28, 28)")
+        if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+            raise DataError(f"{origin}: {split} inputs must be numbers, not {x.dtype}")
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"{origin}: {split} labels have shape {y.shape} ({y.dtype}), "
                             "expected (N,) integer class ids")
@@ -100,21 +92,45 @@ def check_arrays(m: Mnist, origin: str, *, any_shape: bool = False) -> Mnist:
                 f"{origin}: {len(x)} {split} images but {len(y)} {split} labels")
         if len(x) == 0:
             raise DataError(f"{origin}: the {split} split is empty")
-        top = 2**31 - 1 if any_shape else 9
-        if y.min() < 0 or y.max() > top:
+        if y.min() < 0:
+            raise DataError(f"{origin}: {split} labels must lie in 0.., found {y.min()}..{y.max()}")
+    if m.x_train.shape[1:] != m.x_test.shape[1:]:
+        raise DataError(f"{origin}: train examples have shape {m.x_train.shape[1:]}, "
+                        f"test examples {m.x_test.shape[1:]}")
+
+
+def check_arrays(m: Mnist, origin: str, *, any_shape: bool = False) -> Mnist:
+    """Checks shapes, dtypes, label range and agreeing counts.
+
+    Args:
+      m: the arrays to check.
+      origin: the file (or files) they came from, named in any error.
+      any_shape: the user's own data: examples of any (equal) shape, any number of
+        classes, pixels or other numbers (`check_layout`); otherwise MNIST's 28x28
+        pixels and 10 classes.
+
+    Returns:
+      `m` with integer inputs in 0..255 and all labels converted to uint8 (pixels and
+      class ids; labels past 255 stay int32), other inputs as they are.
+
+    Raises:
+      DataError: naming `origin` and the first problem found.
+    """
+    check_layout(m, origin)
+    out = {}
+    for split in ("train", "test"):
+        x, y = getattr(m, f"x_{split}"), getattr(m, f"y_{split}")
+        if not any_shape and (x.ndim != 3 or x.shape[1:] != (28, 28)):
+            raise DataError(f"{origin}: {split} images have shape {x.shape}, expected (N, 28, 28)")
+        if not any_shape and y.max() > 9:
             raise DataError(
-                f"{origin}: {split} labels must lie in 0..{top}, found {y.min()}..{y.max()}")
+                f"{origin}: {split} labels must lie in 0..9, found {y.min()}..{y.max()}")
         pixels = np.issubdtype(x.dtype, np.integer) or not any_shape
         if pixels and (x.min() < 0 or x.max() > 255):
             raise DataError(
                 f"{origin}: {split} pixels must lie in 0..255, found {x.min()}..{x.max()}")
-        if not pixels and not np.issubdtype(x.dtype, np.floating):
-            raise DataError(f"{origin}: {split} inputs must be numbers, not {x.dtype}")
         out[f"x_{split}"] = x.astype(np.uint8, copy=False) if pixels else x
         out[f"y_{split}"] = y.astype(np.uint8 if y.max() < 256 else np.int32, copy=False)
-    if any_shape and out["x_train"].shape[1:] != out["x_test"].shape[1:]:
-        raise DataError(f"{origin}: train examples have shape {out['x_train'].shape[1:]}, "
-                        f"test examples {out['x_test'].shape[1:]}")
     return Mnist(**out)
 
 

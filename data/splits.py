@@ -113,28 +113,12 @@ def from_arrays(x_train, y_train, x_test, y_test, *, validation_split: float = 0
       source: where the arrays came from, for the log.
 
     Raises:
-      DataError: mismatched shapes or lengths, non-integer or negative labels, an empty split.
+      DataError: what `mnist.check_layout` refuses (mismatched shapes or lengths,
+        non-integer or negative labels, an empty split), or a label past num_classes.
     """
     x_train, y_train, x_test, y_test = (np.asarray(a) for a in (x_train, y_train, x_test, y_test))
+    mnist.check_layout(mnist.Mnist(x_train, y_train, x_test, y_test), name)
     fingerprint = _fingerprint(x_train, y_train, x_test, y_test)
-    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
-        if x.ndim < 2:
-            raise DataError(f"{name}: x_{split} has shape {x.shape}, expected (N, ...) "
-                            "with one row per example")
-        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-            raise DataError(f"{name}: y_{split} must be a vector of integer class ids, not "
-                            f"{y.dtype} of shape {y.shape}")
-        if len(x) != len(y):
-            raise DataError(f"{name}: {len(x)} x_{split} examples but {len(y)} y_{split} labels")
-        if len(y) == 0:
-            raise DataError(f"{name}: the {split} split is empty")
-        if y.min() < 0:
-            raise DataError(f"{name}: y_{split} holds a negative class id ({y.min()})")
-        if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-            raise DataError(f"{name}: x_{split} must be numbers, not {x.dtype}")
-    if x_train.shape[1:] != x_test.shape[1:]:
-        raise DataError(f"{name}: train examples have shape {x_train.shape[1:]}, test examples "
-                        f"{x_test.shape[1:]}")
     largest = int(max(y_train.max(), y_test.max()))
     if num_classes is None:
         num_classes = largest + 1

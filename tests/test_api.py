@@ -80,7 +80,7 @@ def test_a_softmax_model_compiled_from_logits_is_refused():
     m = tutorial_create_model()
     m.compile(loss=tf.keras.losses.CategoricalCrossentropy(from_logits=True), optimizer="adam")
     with pytest.raises(ValueError, match="treated as logits"):
-        losses.make_objective(m, 10)
+        losses.make_objective(m)
 
 
 def test_speedups_switch_themselves_off_where_invalid():

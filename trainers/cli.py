@@ -112,7 +112,7 @@ _CHECKS = {
                       lambda v: v is None or (len(v) == 2 and 0 <= v[0] < v[1])),
     "inspect_steps": (f"--inspect_steps must be steps N or ranges A-B (A <= B), "
                       f"comma-separated, e.g. 100,200-205, at most {MAX_INSPECT_STEPS} steps",
-                      lambda v: _parses(parse_steps, v)),
+                      lambda v: parse_steps(v) is not None),
     "class_order": ("--class_order must be comma-separated class ids, each once",
                     lambda v: v is None or (all(c >= 0 for c in v) and len(set(v)) == len(v))),
 }
@@ -167,8 +167,18 @@ def _define(field: dataclasses.Field, module_name: str) -> None:
         flags.DEFINE_string(name, default, meta["help"], **kwargs)
     if name in _CHECKS:
         message, test = _CHECKS[name]
-        flags.register_validator(name, lambda v, f=field, t=test: _parses(
-            lambda x: _check(t(x)), _value(f, v)), message)
+        flags.register_validator(name, _validator(field, test), message)
+
+
+def _validator(field: dataclasses.Field, test):
+    """`valid(raw flag value) -> bool`: `test` of the field's value; False if it cannot be made."""
+    def valid(raw):
+        try:
+            return bool(test(_value(field, raw)))
+        except (ValueError, TypeError):
+            return False
+
+    return valid
 
 
 def _base_type(field: dataclasses.Field):
@@ -184,19 +194,6 @@ def _value(field: dataclasses.Field, raw):
     if items is None or raw is None:
         return raw
     return tuple(items(v.strip()) for v in raw)
-
-
-def _check(ok: bool) -> None:
-    if not ok:
-        raise ValueError
-
-
-def _parses(fn, value) -> bool:
-    try:
-        fn(value)
-    except (ValueError, TypeError):
-        return False
-    return True
 
 
 def from_flags(cls):

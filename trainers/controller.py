@@ -5,6 +5,7 @@ Step numbers: a value logged at step s describes the model after s updates
 (`train/*` at step s is the batch that update s+1 learns from, measured before it).
 """
 
+import functools
 import json
 import shutil
 import sys
@@ -20,7 +21,8 @@ from tapeloop.trainers import (actions as actions_lib, checkpoints, distribute, 
                                optimizers, probe, replay, step_dumps, steps, stopping, tables,
                                writers)
 from tapeloop.trainers.config import Config
-from tapeloop.trainers.run_dirs import RunDirError, SetupError, check_run_dir  # noqa: F401 (API)
+from tapeloop.trainers.run_dirs import (RunDirError, SetupError,  # noqa: F401 (API)
+                                        check_recorded, check_run_dir)
 
 
 class Interrupted(Exception):
@@ -232,7 +234,7 @@ def _make_model(config: Config, data: splits.Splits, strategy, model, loss):
                     config.model, hidden_sizes=config.hidden_sizes,
                     activation=config.activation, dropout=config.dropout, seed=config.seed)
                 built = model_lib.build(make, data.shape, data.num_classes)
-        return built, losses.make_objective(built, data.num_classes, loss)
+        return built, losses.make_objective(built, loss)
     except ValueError as e:
         raise SetupError(f"model {_builder_name(config, model)}: {e}") from None
 
@@ -242,32 +244,6 @@ def _builder_name(config: Config, model) -> str:
         return config.model
     target = model if not isinstance(model, tf.keras.Model) else type(model)
     return f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', '?')}"
-
-
-def check_recorded(run_dir: Path, recorded: dict) -> None:
-    """Refuses to resume a run made with another model or other data, naming the difference.
-
-    Raises:
-      RunDirError: one line, before anything is written.
-    """
-    try:
-        saved = json.loads((run_dir / "config.json").read_text()).get("recorded") or {}
-    except (OSError, ValueError):
-        saved = {}
-    checks = (("model", "architecture_fingerprint", "the model's architecture"),
-              ("model", "trainable_parameters", "the model's parameter count"),
-              ("data", "example_shape", "the examples' shape"),
-              ("data", "num_classes", "the number of classes"),
-              ("data", "fingerprint", "the data"))
-    for part, key, what in checks:
-        was, now = (saved.get(part) or {}).get(key), recorded[part][key]
-        if was is not None and was != now:
-            source = saved[part].get("source") or saved[part].get("builder")
-            now_source = recorded[part].get("source") or recorded[part].get("builder")
-            raise RunDirError(
-                f"{run_dir} was trained with other {part} ({what} was {was}, now {now}; "
-                f"{part} then: {source}, now: {now_source}), so it cannot be resumed: pass "
-                "--overwrite to start it again, or choose another --run_name")
 
 
 def _build(config, data, probe_set, model, objective, strategy, writer, log_dir, replayed,
@@ -435,9 +411,6 @@ def _train(config: Config, data: splits.Splits, probe_set, model, objective, *,
         cuts = tuple(c for c in (stop_after_steps, *(profile_steps or ()),
                                  *inspect_steps, *(s + 1 for s in inspect_steps))
                      if c > start_step)
-
-        def action_cut(at):
-            return actions_lib.next_cut(actions, at)
         names = drift.variable_names(model)
         test = None  # Evaluated after the epochs when not every epoch (or resumed at the end).
         for epoch in range(first_epoch, config.epochs):
@@ -464,7 +437,8 @@ def _train(config: Config, data: splits.Splits, probe_set, model, objective, *,
                 in_phase = skip
                 for k in _chunks(phase_steps - skip, config.steps_per_loop,
                                  start=int(global_step), every=config.checkpoint_every_steps,
-                                 cuts=cuts, cut_after=action_cut):
+                                 cuts=cuts,
+                                 cut_after=functools.partial(actions_lib.next_cut, actions)):
                     if profile_steps and int(global_step) == profile_steps[0]:
                         tf.profiler.experimental.start(str(run_dir or "."))
                     if k == 1 and int(global_step) in inspect_steps:

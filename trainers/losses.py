@@ -44,12 +44,15 @@ def probabilities_cross_entropy(labels: tf.Tensor, probabilities: tf.Tensor) -> 
     return -tf.math.log(tf.gather(p, labels, axis=1, batch_dims=1))
 
 
-def make_objective(model: tf.keras.Model, num_classes: int, loss=None) -> Objective:
+LOGITS = Objective(logits_cross_entropy, "softmax cross-entropy", False)  # the default
+PROBABILITIES = Objective(probabilities_cross_entropy, "cross-entropy of probabilities", True)
+
+
+def make_objective(model: tf.keras.Model, loss=None) -> Objective:
     """The objective a run trains `model` with.
 
     Args:
       model: the model; its outputs are probabilities when it ends in a softmax.
-      num_classes: the number of outputs (for one-hot targets).
       loss: None (the compiled loss, else cross-entropy), or `loss(labels, outputs)
         -> per-example losses` taking integer labels.
 
@@ -65,13 +68,11 @@ def make_objective(model: tf.keras.Model, num_classes: int, loss=None) -> Object
         return Objective(loss, getattr(loss, "__name__", type(loss).__name__), probabilities)
     compiled = getattr(model, "loss", None) if getattr(model, "compiled", False) else None
     if compiled is None:
-        if probabilities:
-            return Objective(probabilities_cross_entropy, "cross-entropy of probabilities", True)
-        return Objective(logits_cross_entropy, "softmax cross-entropy", False)
-    return _from_compiled(compiled, num_classes, probabilities)
+        return PROBABILITIES if probabilities else LOGITS
+    return _from_compiled(compiled, probabilities)
 
 
-def _from_compiled(compiled, num_classes: int, probabilities: bool) -> Objective:
+def _from_compiled(compiled, probabilities: bool) -> Objective:
     """The objective of `model.compile(loss=compiled)`."""
     keras_loss = tf.keras.losses.get(compiled) if isinstance(compiled, str) else compiled
     name = compiled if isinstance(compiled, str) else getattr(
@@ -93,6 +94,5 @@ def _from_compiled(compiled, num_classes: int, probabilities: bool) -> Objective
         raise ValueError(f"the model is compiled with {name!r} on probabilities "
                          "(from_logits=False), but its last layer has no softmax: add one, or "
                          "compile with from_logits=True")
-    del num_classes  # integer labels give the one-hot cross-entropy's value directly
     example = logits_cross_entropy if from_logits else probabilities_cross_entropy
     return Objective(example, f"compiled {name}", not from_logits)

@@ -55,5 +55,31 @@ def check_run_dir(run_dir: Path, *, overwrite: bool, resume: bool = False,
     return True
 
 
+def check_recorded(run_dir: Path, recorded: dict) -> None:
+    """Refuses to resume a run made with another model or other data, naming the difference.
+
+    Raises:
+      RunDirError: one line, before anything is written.
+    """
+    try:
+        saved = json.loads((run_dir / "config.json").read_text()).get("recorded") or {}
+    except (OSError, ValueError):
+        saved = {}
+    checks = (("model", "architecture_fingerprint", "the model's architecture"),
+              ("model", "trainable_parameters", "the model's parameter count"),
+              ("data", "example_shape", "the examples' shape"),
+              ("data", "num_classes", "the number of classes"),
+              ("data", "fingerprint", "the data"))
+    for part, key, what in checks:
+        was, now = (saved.get(part) or {}).get(key), recorded[part][key]
+        if was is not None and was != now:
+            source = saved[part].get("source") or saved[part].get("builder")
+            now_source = recorded[part].get("source") or recorded[part].get("builder")
+            raise RunDirError(
+                f"{run_dir} was trained with other {part} ({what} was {was}, now {now}; "
+                f"{part} then: {source}, now: {now_source}), so it cannot be resumed: pass "
+                "--overwrite to start it again, or choose another --run_name")
+
+
 def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK | os.X_OK)

@@ -2,8 +2,8 @@
 
 No printing, numpy or file I/O here; the loop around a step decides what to log.
 The contract between a training step and the loop is `StepMetrics`: a custom step
-(`make_train_step`'s replacement, see `trainers.api`) returns one, and every
-instrument keeps working.
+(`train_and_evaluate(train_step=...)`, replacing `make_train_step`) returns one, and
+every instrument keeps working.
 """
 
 from typing import TypedDict
@@ -115,7 +115,7 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
     optimizer.build(variables)
     apply_gradients = None if distributed else optimizers.apply_fn(optimizer, variables)
     forward = forward or model
-    example_loss_fn = objective.example_loss if objective is not None else cross_entropy
+    example_loss_fn = (objective or losses.LOGITS).example_loss
     regularized = bool(model.losses) or penalty is not None
 
     def regularization():
@@ -183,7 +183,7 @@ def make_eval_step(model, num_classes: int, *, batch_splits: int = 1,
     """
     if batch_splits < 1:
         raise ValueError(f"batch_splits ({batch_splits}) must be a positive integer")
-    example_loss_fn = objective.example_loss if objective is not None else cross_entropy
+    example_loss_fn = (objective or losses.LOGITS).example_loss
 
     def sums(images, labels):
         logits = model(images, training=False)
