@@ -54,3 +54,34 @@ def test_missing_or_unfinished_runs_are_named(tmp_path):
     out = subprocess.run([sys.executable, "-m", "tapeloop.trainers.report", str(tmp_path / "nope")],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "error:" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_runs_with_other_tags_and_class_counts_are_read_and_what_they_lack_named(
+        small_sorted_run, tmp_path):
+    """A user's loop that wrote only train/loss, and a 3-class run beside a 10-class one."""
+    from tapeloop.trainers import controller, writers
+    from tapeloop.trainers.config import Config
+
+    own = tmp_path / "own_loop"
+    writer = writers.MetricWriter(own)
+    for step in range(5):
+        writer.write_scalars(step, {"train/loss": 1.0 / (step + 1)})
+    writer.close()
+    noise = tmp_path / "noise"
+    controller.train_and_evaluate(Config(dataset="noise", noise_examples=60, epochs=1,
+                                         batch_size=10, probe_per_class=2, hidden_sizes=(4,)),
+                                  noise, verbose=False)
+    run_dir, results, _ = small_sorted_run
+    for order in ((run_dir, noise, own), (own, noise, run_dir)):
+        out = subprocess.run([sys.executable, "-m", "tapeloop.trainers.report",
+                              *map(str, order)], cwd=REPO, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+        assert "own_loop lacks: a final result" in out.stdout
+        assert "test results (no epoch finished)" in out.stdout and "probe curves" in out.stdout
+        table = out.stdout.split("test accuracy per class:")[1].splitlines()
+        rows = {line.split()[0]: line.split()[1:] for line in table[2:12]}
+        assert sorted(rows, key=int) == [str(c) for c in range(10)]  # every class of the 10
+        column = [n.name for n in order].index("small_sorted")
+        assert rows["9"][column] == f"{results['test_class_accuracy'][9]:.4f}"
+        assert rows["9"][[n.name for n in order].index("noise")] == "-"  # no class 9 there

@@ -40,19 +40,32 @@ class RunSummary:
     class_blocks: bool  # the last epoch was made of several (class) blocks
     seconds_per_epoch: float  # median
     curves: dict  # {step: per-class probe accuracy}
+    lacks: list[str] = dataclasses.field(default_factory=list)  # what the events do not hold
+
+
+# What the report reads, and how a run that lacks it is described.
+_EXPECTED = {"final/test_accuracy": "a final result (unfinished: the numbers are the latest)",
+             "test/accuracy": "test results (no epoch finished)",
+             "epoch/train_loss": "epoch ends",
+             "probe/accuracy": "probe curves (the probe was off)",
+             "forgetting/average": "forgetting (no phase end probed)",
+             "drift/from_init/model": "weight drift"}
 
 
 def summarize(run_dir: Path) -> RunSummary:
     """Reads one run's events and derives the report's numbers.
 
+    Any run written through tapeloop's writers is read: what it lacks (test results,
+    the probe, forgetting, drift, epoch ends) shows as "-" and is named in `lacks`.
+
     Raises:
-      FileNotFoundError: no event files; ValueError: the run has no test results yet.
+      FileNotFoundError: no event files.
     """
     scalars = events.read_scalars(run_dir)
-    if "test/accuracy" not in scalars:
-        raise ValueError(f"{run_dir}: no test results yet (the first epoch did not finish)")
-    num_classes = 1 + max(int(m.group(1)) for tag in scalars
-                          if (m := re.fullmatch(r"test/accuracy/class_(\d+)", tag)))
+    lacks = [what for tag, what in _EXPECTED.items() if tag not in scalars]
+    class_ids = [int(m.group(1)) for tag in scalars
+                 if (m := re.fullmatch(r"(?:test|probe)/accuracy/class_(\d+)", tag))]
+    num_classes = 1 + max(class_ids, default=-1)
 
     def last(tag):
         values = scalars.get(tag)
@@ -63,7 +76,7 @@ def summarize(run_dir: Path) -> RunSummary:
 
     curves = _curves(scalars, num_classes)
     phase_of_step = {s: int(v) for s, v in scalars.get("train/phase", {}).items()}
-    epoch_ends = sorted(scalars["epoch/train_loss"])
+    epoch_ends = sorted(scalars.get("epoch/train_loss", {})) or [max(curves, default=0)]
     start = epoch_ends[-2] if len(epoch_ends) > 1 else 0
     last_epoch = None
     if curves and any(start < s <= epoch_ends[-1] for s in curves):
@@ -82,7 +95,7 @@ def summarize(run_dir: Path) -> RunSummary:
         drift_relative=last("drift/relative/model"), growth=growth, last_epoch=last_epoch,
         class_blocks=len(last_phases) > 1,
         seconds_per_epoch=seconds[len(seconds) // 2] if seconds else float("nan"),
-        curves=curves)
+        curves=curves, lacks=lacks)
 
 
 def comparison(runs: list[RunSummary]) -> str:
@@ -111,6 +124,7 @@ def comparison(runs: list[RunSummary]) -> str:
         ("seconds per epoch (median)", [tables.number(r.seconds_per_epoch) for r in runs]),
     ]
     parts = [tables.side_by_side(names, rows)]
+    parts += [f"{r.name} lacks: {', '.join(r.lacks)}" for r in runs if r.lacks]
     per_class = [
         ("test accuracy per class", lambda r: r.test_class_accuracy, False),
         ("forgetting per class (best probe accuracy so far - final)",
@@ -121,10 +135,11 @@ def comparison(runs: list[RunSummary]) -> str:
          lambda r: r.last_epoch["peak_phase"] if r.last_epoch and r.class_blocks else None,
          True),
     ]
-    num_classes = len(runs[0].test_class_accuracy)
+    num_classes = max(len(r.test_class_accuracy) for r in runs)  # runs may differ
     for title, get, integer in per_class:
         columns = [get(r) for r in runs]
-        rows = [(str(c), ["-" if col is None else (str(int(col[c])) if integer else tables.number(col[c]))
+        rows = [(str(c), ["-" if col is None or c >= len(col) else
+                          (str(int(col[c])) if integer else tables.number(col[c]))
                           for col in columns]) for c in range(num_classes)]
         parts.append(f"{title}:\n" + tables.side_by_side(names, rows, label_width=7))
     return "\n\n".join(parts)
@@ -152,17 +167,19 @@ def largest_drop(summary: RunSummary, cls: int) -> str:
 
 def curves_csv(runs: list[RunSummary]) -> str:
     """`run,step,class_0,...`: every run's per-class probe accuracy at every probe step."""
-    num_classes = len(runs[0].test_class_accuracy)
+    num_classes = max(len(r.test_class_accuracy) for r in runs)
     lines = [",".join(["run", "step"] + [f"class_{c}" for c in range(num_classes)])]
     for r in runs:
         for step in sorted(r.curves):
-            lines.append(",".join([r.name, str(step)] + [f"{v:.6f}" for v in r.curves[step]]))
+            values = [f"{v:.6f}" for v in r.curves[step]]
+            lines.append(",".join([r.name, str(step)] + values
+                                  + [""] * (num_classes - len(values))))
     return "\n".join(lines) + "\n"
 
 
 def _curves(scalars: dict, num_classes: int) -> dict[int, np.ndarray]:
     tags = [f"probe/accuracy/class_{c}" for c in range(num_classes)]
-    if not all(t in scalars for t in tags):
+    if not tags or not all(t in scalars for t in tags):
         return {}
     steps = sorted(set.intersection(*(set(scalars[t]) for t in tags)))
     return {s: np.array([scalars[t][s] for t in tags]) for s in steps}
@@ -189,9 +206,9 @@ def main(argv):
         sys.exit(f"error: {e}")
     print(comparison(runs))
     if _DROP.value is not None:
-        if _DROP.value >= len(runs[0].test_class_accuracy):
-            sys.exit(f"error: --drop {_DROP.value}: the runs have classes "
-                     f"0..{len(runs[0].test_class_accuracy) - 1}")
+        if any(_DROP.value >= len(r.test_class_accuracy) for r in runs):
+            fewest = min(len(r.test_class_accuracy) for r in runs)
+            sys.exit(f"error: --drop {_DROP.value}: the runs have classes 0..{fewest - 1}")
         print()
         for r in runs:
             print(largest_drop(r, _DROP.value))
