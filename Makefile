@@ -32,8 +32,10 @@ demo: data
 	@echo
 	@echo "Curves: $(BIN)/tensorboard --logdir $(DEMO_LOGS)   (then open http://localhost:6006)"
 
+# Two pytest workers: the suite is mostly subprocess runs on one thread each, so two
+# workers use both cores (BUILD.md, Tests). Plain `pytest` runs it in one process.
 test: data
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 # Epoch times next to Keras model.fit, alternating processes (a few minutes).
 bench: data
