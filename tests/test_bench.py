@@ -45,8 +45,23 @@ def test_tiny_bench_run_reports_every_variant(tmp_path, real_mnist):
     assert [r["variant"] for r in result["runs"]] == ["keras_fit", "tapeloop", "tapeloop_full"]
     for r in result["runs"]:
         assert len(r["epoch_seconds"]) == 2 and r["samples"] == 600 and r["peak_rss_mb"] > 0
-    assert set(result["summary"]["ratios"]) == {"c/a", "d/c", "c/floor"}
+    assert set(result["summary"]["ratios"]) == {"c/a", "d/c", "c/floor", "d/a"}
     assert "ratios: c/a = " in proc.stdout and "FLOP floor" in proc.stdout
+
+
+def test_tiny_cnn_bench_times_the_same_cnn_in_keras_and_tapeloop(tmp_path, real_mnist):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tapeloop.trainers.bench", "--rounds=1", "--epochs=2",
+         "--train_examples=600", "--model=cnn", "--variants=keras_fit,tapeloop_full",
+         f"--json={out}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert set(result["summary"]["ratios"]) == {"d/a"}
+    d_over_a = result["summary"]["ratios"]["d/a"]
+    medians = {k: v["median"] for k, v in result["summary"]["variants"].items()}
+    assert d_over_a == pytest.approx(medians["tapeloop_full"] / medians["keras_fit"])
+    assert "FLOP floor" not in proc.stdout and "d/a = " in proc.stdout
 
 
 def test_profile_names_where_the_op_time_goes(real_mnist):

@@ -13,6 +13,9 @@ Adam 1e-3) and batch 100:
                      (no mid-epoch checkpoints by default: (a)-(c) save nothing
                      either; --checkpoint_every_steps=500 adds tapeloop's default)
 
+`--model=cnn` times tapeloop's built-in CNN instead (the same in every variant; no FLOP
+floor, which counts dense layers only).
+
 Like Keras's `fit` without validation data, (c) and (d) evaluate nothing between
 epochs: the test split once, after the last (--test_every_epoch puts tapeloop's
 default per-epoch evaluation back into the timed span).
@@ -71,6 +74,8 @@ _SCALING = flags.DEFINE_boolean("scaling", False, "Instead of the four-way compa
 _PROFILE = flags.DEFINE_boolean("profile", False, "Instead, trace one steady epoch of (c) with "
                                 "tf.profiler and print where its op time goes, by op type.")
 _JSON = flags.DEFINE_string("json", None, "Also write the raw measurements to this file.")
+_MODEL = flags.DEFINE_enum("model", "mlp", ("mlp", "cnn"), "The model every variant trains: "
+                           "the tutorial's MLP (--hidden_sizes) or tapeloop's built-in CNN.")
 _WORKER = flags.DEFINE_enum("worker", None, VARIANTS, "Internal: time one variant in this "
                             "process and print one JSON line.")
 
@@ -112,8 +117,9 @@ def _time_keras(data, *, steps_per_execution: int, epochs: int, batch_size: int,
     from tapeloop.trainers import model as model_lib
 
     tf.keras.utils.set_random_seed(0)
-    model = model_lib.build_mlp(input_dim=784, hidden_sizes=hidden, num_classes=10,
-                                dropout=0.5, seed=0)
+    model = model_lib.build(model_lib.builder(_MODEL.value, hidden_sizes=hidden, dropout=0.5,
+                                              seed=0), data.shape, 10)
+    x = data.x_train.reshape(-1, *model_lib.model_input_shape(model, data.shape))
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3),
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"], steps_per_execution=steps_per_execution)
@@ -126,7 +132,7 @@ def _time_keras(data, *, steps_per_execution: int, epochs: int, batch_size: int,
         def on_epoch_end(self, epoch, logs=None):
             seconds.append(time.perf_counter() - self.start)
 
-    model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, shuffle=True,
+    model.fit(x, data.y_train, batch_size=batch_size, epochs=epochs, shuffle=True,
               verbose=0, callbacks=[Timer()])
     return seconds
 
@@ -141,7 +147,8 @@ def _time_tapeloop(data, *, full: bool, epochs: int, batch_size: int, hidden: tu
     extra = {k: v for k, v in (("steps_per_loop", steps_per_loop),
                                ("batch_splits", batch_splits),
                                ("intra_op_threads", intra_op_threads)) if v is not None}
-    config = Config(order="shuffled", epochs=epochs, batch_size=batch_size, hidden_sizes=hidden,
+    config = Config(model=_MODEL.value, order="shuffled", epochs=epochs, batch_size=batch_size,
+                    hidden_sizes=hidden,
                     validation_split=0.0, log_every_step=full,
                     eval_every_steps=eval_every if full else 0,
                     checkpoint_every_steps=checkpoint_every, test_every_epoch=test_every_epoch,
@@ -184,7 +191,7 @@ def _worker_command(variant: str, **overrides) -> list[str]:
                 "eval_every_steps": _EVAL_EVERY.value, "steps_per_loop": _STEPS_PER_LOOP.value,
                 "batch_splits": _BATCH_SPLITS.value, "intra_op_threads": _INTRA.value,
                 "checkpoint_every_steps": _CHECKPOINT_EVERY.value,
-                "test_every_epoch": _TEST_EVERY_EPOCH.value}
+                "test_every_epoch": _TEST_EVERY_EPOCH.value, "model": _MODEL.value}
     settings.update(overrides)
     return [sys.executable, "-m", "tapeloop.trainers.bench", f"--worker={variant}"] + [
         f"--{k}={v}" for k, v in settings.items() if v is not None]
@@ -241,7 +248,7 @@ def run_scaling(rounds: int) -> str:
 
 def summarize(runs: list[dict], *, flops_per_epoch: float, flop_rate: float) -> dict:
     """Medians, ranges, samples/s and memory per variant, plus the ratios."""
-    out = {"variants": {}, "floor_seconds": flops_per_epoch / flop_rate,
+    out = {"variants": {}, "floor_seconds": flops_per_epoch / flop_rate if flops_per_epoch else 0,
            "flop_rate": flop_rate, "flops_per_epoch": flops_per_epoch}
     for variant in dict.fromkeys(r["variant"] for r in runs):
         mine = [r for r in runs if r["variant"] == variant]
@@ -259,7 +266,10 @@ def summarize(runs: list[dict], *, flops_per_epoch: float, flop_rate: float) -> 
                 ratios[name] = v["tapeloop"] / v[other]
         if "tapeloop_full" in v:
             ratios["d/c"] = v["tapeloop_full"] / v["tapeloop"]
-        ratios["c/floor"] = v["tapeloop"] / out["floor_seconds"]
+        if out["floor_seconds"]:
+            ratios["c/floor"] = v["tapeloop"] / out["floor_seconds"]
+    if "tapeloop_full" in v and "keras_fit" in v:  # every step logged, probe on, vs fit
+        ratios["d/a"] = v["tapeloop_full"] / v["keras_fit"]
     out["ratios"] = ratios
     return out
 
@@ -272,9 +282,10 @@ def format_report(summary: dict, *, rounds: int, epochs: int) -> str:
         lines.append(f"({letters[variant]}) {variant:<14}{s['median']:>15.3f}"
                      f"{s['min']:>8.3f}-{s['max']:<8.3f}{s['samples_per_second']:>12,.0f}"
                      f"{s['peak_rss_mb']:>13,.0f}")
-    lines.append(f"FLOP floor: {summary['flops_per_epoch'] / 1e9:.1f} GFLOP per epoch at "
-                 f"{summary['flop_rate'] / 1e9:.0f} GFLOP/s (2048x2048 matmul) = "
-                 f"{summary['floor_seconds']:.3f} s/epoch")
+    if summary["floor_seconds"]:
+        lines.append(f"FLOP floor: {summary['flops_per_epoch'] / 1e9:.1f} GFLOP per epoch at "
+                     f"{summary['flop_rate'] / 1e9:.0f} GFLOP/s (2048x2048 matmul) = "
+                     f"{summary['floor_seconds']:.3f} s/epoch")
     lines.append("ratios: " + ", ".join(f"{k} = {r:.2f}" for k, r in summary["ratios"].items()))
     lines.append(f"({rounds} rounds x {epochs - 1} steady epochs per variant, "
                  f"{os.cpu_count()} cores)")
@@ -365,7 +376,8 @@ def main(argv):
             print(f"round {round_index + 1}/{_ROUNDS.value} {variant:<14} "
                   + " ".join(f"{s:.3f}" for s in steady) + " s/epoch", flush=True)
     hidden = tuple(int(h) for h in _HIDDEN.value)
-    flops = training_flops_per_example(784, hidden, 10) * runs[0]["samples"]
+    flops = (training_flops_per_example(784, hidden, 10) * runs[0]["samples"]
+             if _MODEL.value == "mlp" else 0)
     summary = summarize(runs, flops_per_epoch=flops, flop_rate=matmul_flops_per_second())
     print()
     print(format_report(summary, rounds=_ROUNDS.value, epochs=_EPOCHS.value))
