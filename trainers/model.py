@@ -92,7 +92,7 @@ def build_cnn(*, input_shape: tuple[int, ...], num_classes: int, dropout: float 
     if len(shape) == 2:
         shape = (*shape, 1)
     if len(shape) != 3 or min(shape[:2]) < 10:
-        raise ValueError(f"model cnn needs images of at least 10x10 pixels, (H, W) or "
+        raise ValueError(f"needs images of at least 10x10 pixels, (H, W) or "
                          f"(H, W, C); the data's examples have shape {tuple(input_shape)}")
     seeds = iter(range(0 if seed is None else seed * 1000, 10**9))
 
@@ -139,9 +139,9 @@ def builder(name: str, *, hidden_sizes: tuple[int, ...] = (150, 100), activation
     try:
         found = getattr(importlib.import_module(module), function)
     except (ImportError, AttributeError) as e:
-        raise ValueError(f"model {name!r} cannot be loaded: {e}") from None
+        raise ValueError(f"cannot be loaded: {e}") from None
     if not callable(found):
-        raise ValueError(f"model {name!r} is not a function")
+        raise ValueError(f"{function} in {module} is not a function")
     return found
 
 

@@ -65,8 +65,8 @@ def check_recorded(run_dir: Path, recorded: dict) -> None:
         saved = json.loads((run_dir / "config.json").read_text()).get("recorded") or {}
     except (OSError, ValueError):
         saved = {}
-    checks = (("model", "architecture_fingerprint", "the model's architecture"),
-              ("model", "trainable_parameters", "the model's parameter count"),
+    checks = (("model", "trainable_parameters", "the model's parameter count"),
+              ("model", "architecture_fingerprint", "the model's architecture"),
               ("data", "example_shape", "the examples' shape"),
               ("data", "num_classes", "the number of classes"),
               ("data", "fingerprint", "the data"))
