@@ -64,8 +64,14 @@ class Action:
         """Variables (or other trackables) saved in every checkpoint and restored with it."""
         return {}
 
+    def on_begin(self, step: int, context: RunContext) -> None:
+        """Once, before the first step this process trains (`step` > 0 when resuming)."""
+
     def on_step(self, step: int, context: RunContext) -> None:
         """At a step this action asked for (after that many updates)."""
+
+    def on_epoch_start(self, step: int, epoch: int, context: RunContext) -> None:
+        """Before an epoch's first step, or at the resumed step inside it (from 0)."""
 
     def on_phase_start(self, step: int, phase: int, context: RunContext) -> None:
         """Before the first step of a phase (a class block in the sorted orders)."""
@@ -108,6 +114,12 @@ def next_cut(actions, step: int) -> int | None:
     """The first step after `step` at which any of `actions` wants to run."""
     steps = [s for s in (a.next_step(step) for a in actions) if s is not None]
     return min(steps) if steps else None
+
+
+def dispatch(actions, hook: str, step: int, *args) -> None:
+    """Calls `action.<hook>(step, *args)` on each action, in order."""
+    for action in actions:
+        getattr(action, hook)(step, *args)
 
 
 def checkpointed(action: Action) -> tf.Module:

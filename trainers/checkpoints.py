@@ -47,7 +47,7 @@ class RunState:
         self.checkpoint = tf.train.Checkpoint(**trackables)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(Path(run_dir) / CHECKPOINT_DIR), max_to_keep=max_to_keep)
-        self._global_step = global_step
+        self.global_step = global_step
         # A non-chief worker saves to its own directory but resumes from the chief's.
         self._restore_dir = Path(restore_dir or run_dir) / CHECKPOINT_DIR
         # Test-only hook: pause after a checkpoint's files are written and before the
@@ -65,7 +65,7 @@ class RunState:
     def save(self, host_state: dict) -> str:
         """Saves everything, with `host_state` (JSON-serialisable); returns the path."""
         self._host.assign(json.dumps(host_state))
-        return self.manager.save(checkpoint_number=int(self._global_step),
+        return self.manager.save(checkpoint_number=int(self.global_step),
                                  options=self._options)
 
     def restore_latest(self) -> dict | None:

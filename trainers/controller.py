@@ -5,7 +5,6 @@ Step numbers: a value logged at step s describes the model after s updates
 (`train/*` at step s is the batch that update s+1 learns from, measured before it).
 """
 
-import functools
 import json
 import shutil
 import sys
@@ -18,31 +17,14 @@ import tensorflow as tf
 from tapeloop.data import mnist, pipelines, splits
 from tapeloop.trainers import (actions as actions_lib, checkpoints, distribute, drift, evaluation,
                                forgetting, instruments, loop, losses, model as model_lib,
-                               optimizers, probe, replay, step_dumps, steps, stopping, tables,
-                               writers)
+                               optimizers, probe, replay, standard_actions, steps, stopping,
+                               tables, writers)
 from tapeloop.trainers.config import Config
 from tapeloop.trainers.run_dirs import (RunDirError, SetupError,  # noqa: F401 (API)
                                         check_recorded, check_run_dir)
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM stopped the run after a checkpoint; `signum`, `step` say which, where."""
-
-    def __init__(self, signum: int, step: int, message: str):
-        super().__init__(message)
-        self.signum, self.step = signum, step
-
-
-class StoppedAfter(Exception):
-    """`stop_after_steps` was reached: a checkpoint was saved; `step` says where."""
-
-    def __init__(self, step: int, message: str):
-        super().__init__(message)
-        self.step = step
-
-
-class NonFiniteError(Exception):
-    """A loss or gradient stopped being finite; no checkpoint was written after it."""
+Interrupted, StoppedAfter = standard_actions.Interrupted, standard_actions.StoppedAfter
 
 
 def load_splits(config: Config) -> splits.Splits:
@@ -296,6 +278,82 @@ def _build(config, data, probe_set, model, objective, strategy, writer, log_dir,
     return optimizer, global_step, tools, memory, train_loop, evaluate
 
 
+class NonFiniteError(Exception):
+    """A loss or gradient stopped being finite; no checkpoint was written after it."""
+
+
+class Trainer:
+    """Runs the compiled loop on the run's stream, some steps at a time (orbit's trainer)."""
+
+    def __init__(self, train_loop, stream, global_step: tf.Variable, checkpointing):
+        self.train_loop, self.stream = train_loop, stream
+        self._global_step, self._checkpointing = global_step, checkpointing
+        self._next_call = None
+
+    @property
+    def step(self) -> int:
+        return int(self._global_step)
+
+    def run_next_step_with(self, call) -> None:
+        """The next step runs as `call(train_loop, stream) -> sums` (inspection does)."""
+        self._next_call = call
+
+    def train(self, num_steps: int) -> dict:
+        """Runs `num_steps` steps; returns their sums and last values (see `loop`).
+
+        Raises:
+          NonFiniteError: a loss or gradient was not finite (nothing is saved after it).
+        """
+        if self._next_call is not None:
+            if num_steps != 1:
+                raise AssertionError(f"a taken-over call runs 1 step, not {num_steps}")
+            call, self._next_call = self._next_call, None
+            out = call(self.train_loop, self.stream)
+        else:
+            out = self.train_loop(self.stream, tf.constant(num_steps, tf.int64))
+            out = {key: float(v) for key, v in out.items()}
+        if out["first_bad_step"] >= 0:
+            what = "loss" if out["bad_kind"] == 0 else "gradient"
+            last = self._checkpointing.latest()
+            raise NonFiniteError(
+                f"the {what} is not finite (NaN or Inf) at step {int(out['first_bad_step'])}; "
+                "training stopped, nothing saved after it"
+                + (f"; the last good checkpoint is {last}" if last else ""))
+        return out
+
+
+def run_epochs(trainer: Trainer, actions, context: actions_lib.RunContext, *,
+               epochs: int, epoch_plan, steps_per_epoch: int, steps_per_loop: int,
+               finished, progress: standard_actions.Progress) -> None:
+    """The loop: train up to the next step an action asks for, and tell the actions.
+
+    `finished(end_step)` says whether a phase or epoch ending there was done before
+    (`Checkpointing.finished`: a resumed run skips those).
+    """
+    dispatch = actions_lib.dispatch
+    dispatch(actions, "on_begin", trainer.step, context)
+    for epoch in range(epochs):
+        first = epoch * steps_per_epoch
+        if finished(first + steps_per_epoch):
+            continue
+        progress.epoch, progress.epoch_first_step, progress.sums = epoch, first, np.zeros(3)
+        dispatch(actions, "on_epoch_start", trainer.step, epoch, context)
+        for phase in standard_actions.phases(epoch_plan(epoch), first):
+            if finished(phase.end):
+                continue
+            progress.phase = phase
+            if phase.start >= trainer.step:  # not resumed inside it
+                dispatch(actions, "on_phase_start", trainer.step, phase.label, context)
+            while trainer.step < phase.end:
+                cut = min(phase.end, actions_lib.next_cut(actions, trainer.step) or phase.end)
+                progress.add(trainer.train(min(steps_per_loop, cut - trainer.step)))
+                dispatch([a for a in actions if a.due(trainer.step)], "on_step", trainer.step,
+                         context)
+            dispatch(actions, "on_phase_end", trainer.step, phase.label, context)
+        dispatch(actions, "on_epoch_end", trainer.step, epoch, context)
+    dispatch(actions, "on_end", trainer.step, context)
+
+
 def _train(config: Config, data: splits.Splits, probe_set, model, objective, *,
            run_dir: Path | None, own_dir: Path | None, penalty, make_step, actions,
            recorded: dict, log_dir: Path | None, strategy,
@@ -312,34 +370,33 @@ def _train(config: Config, data: splits.Splits, probe_set, model, objective, *,
     optimizer, global_step, tools, memory, train_loop, evaluate = _build(
         config, data, probe_set, model, objective, strategy, writer, log_dir, replayed,
         check_numerics, penalty, make_step)
-    val_sets = _validation_sets(config, data)
     extra = {f"action_{i}": actions_lib.checkpointed(a) for i, a in enumerate(actions)
              if a.checkpoint_items()}
     state = (checkpoints.RunState(model=model, optimizer=optimizer, global_step=global_step,
                                   drift=tools.drift if tools else None, replay=memory,
                                   run_dir=own_dir, restore_dir=run_dir, extra=extra)
              if run_dir is not None else None)
-    context = actions_lib.RunContext(model=model, write_scalars=writer.write_scalars,
-                                     evaluate=evaluate, data=data,
-                                     run_dir=run_dir if log_dir is not None else None, say=say)
     results = {"epoch_seconds": []}
-    # The last step whose phase-end (and epoch-end) work is done and checkpointed: a run
-    # stopped exactly at a boundary, before that work, does it when resumed.
-    ends_done_at = 0
+    progress = standard_actions.Progress()
+    checkpointing = standard_actions.Checkpointing(
+        state, progress, every_steps=config.checkpoint_every_steps,
+        steps_per_loop=config.steps_per_loop, flush=writer.flush,
+        host_state=lambda: {"results": results,
+                            "matrix": tools.matrix.to_dict() if tools else None})
     if resuming:
-        host = state.restore_latest()
-        results = host["results"]
-        ends_done_at = host.get("ends_done_at", int(global_step))
+        host = checkpointing.restore()
+        results.clear()
+        results.update(host["results"])
         if tools and host["matrix"]:
             tools.matrix = forgetting.AccuracyMatrix.from_dict(host["matrix"])
     start_step = int(global_step)
-    if resuming and start_step > config.epochs * steps_per_epoch:
+    total_steps = config.epochs * steps_per_epoch
+    if resuming and start_step > total_steps:
         writer.close()
         raise SetupError(f"{run_dir} is at step {start_step}, past the {config.epochs} epochs "
-                         f"asked for ({config.epochs * steps_per_epoch} steps): pass more "
+                         f"asked for ({total_steps} steps): pass more "
                          "--epochs to continue it, or --overwrite to start it again")
-    if (resuming and start_step == config.epochs * steps_per_epoch
-            and (run_dir / "results.json").is_file()):
+    if resuming and start_step == total_steps and (run_dir / "results.json").is_file():
         say(f"{run_dir} already finished its {config.epochs} epochs (step {start_step}); "
             "nothing to do (--epochs more to continue it, --overwrite to start it again)")
         writer.close()
@@ -351,8 +408,67 @@ def _train(config: Config, data: splits.Splits, probe_set, model, objective, *,
         class_order=config.class_order, start_step=start_step,
         pixel_mean=data.pixel_mean if pixels else None, block_steps=config.block_steps,
         shard=(shard, shards)))
-    trained_classes = tuple(sorted(set(int(c) for c in data.y_train)))
+    trainer = Trainer(train_loop, stream, global_step, checkpointing)
+    _say_setup(say, config, data, model, objective, optimizer, strategy, recorded=recorded,
+               probe_set=probe_set if tools else None, replayed=replayed,
+               threads_note=threads_note, run_dir=run_dir,
+               resumed_at=(start_step, steps_per_epoch) if resuming else None)
+    if not resuming and log_dir is not None:
+        instruments.save_weights(run_dir / "weights" / "initial.npz", model)
 
+    context = actions_lib.RunContext(model=model, write_scalars=writer.write_scalars,
+                                     evaluate=evaluate, data=data,
+                                     run_dir=run_dir if log_dir is not None else None, say=say)
+    trained_classes = tuple(sorted(set(int(c) for c in data.y_train)))
+    report = standard_actions.EpochReport(
+        epochs=config.epochs, steps_per_epoch=steps_per_epoch, progress=progress,
+        results=results, writer=writer, evaluate=evaluate, test_set=(data.x_test, data.y_test),
+        test_every_epoch=config.test_every_epoch, bar=verbose and _tty(), say=say,
+        tracing_counts=lambda: _tracing_counts(train_loop, evaluate, tools))
+    stop = stopping.StopRequests()
+    own = [
+        standard_actions.Validation(_validation_sets(config, data), evaluate=evaluate,
+                                    writer=writer, results=results, progress=progress,
+                                    once_per_epoch=config.order == "blocked"),
+        *([standard_actions.Instrumentation(
+            tools, progress, task_of=lambda phase: (trained_classes if config.order ==
+                                                    "shuffled" else (phase,)))]
+          if tools else []),
+        report, *actions,
+        *([standard_actions.Profiling(*profile_steps, run_dir, say)] if profile_steps else []),
+        *([standard_actions.Inspection(inspect_steps, trainer, run_dir,
+                                       drift.variable_names(model), say)]
+          if inspect_steps else []),
+        standard_actions.StopOnSignal(stop, checkpointing),
+        *([standard_actions.StopAfter(stop_after_steps, checkpointing)]
+          if stop_after_steps else []),
+        checkpointing]
+    try:
+        with writer.as_default(), stop:
+            if not resuming:
+                instruments.describe_run(writer, config, instrumented=tools is not None,
+                                         recorded=recorded)
+                if tools:
+                    loop.make_periodic_writer(tools.periodic, global_step,
+                                              len(model.trainable_variables))()
+            run_epochs(trainer, own, context, epochs=config.epochs, epoch_plan=epoch_plan,
+                       steps_per_epoch=steps_per_epoch, steps_per_loop=config.steps_per_loop,
+                       finished=checkpointing.finished, progress=progress)
+            final = tools.summary() if tools else None
+            writer.write_scalars(trainer.step, {
+                "final/test_accuracy": report.test.accuracy,
+                **({"final/average_forgetting": final["average_forgetting"],
+                    "final/bwt": final["bwt"]} if final else {})})
+    finally:
+        writer.close()
+    return _finish(results, report.test, final, step=trainer.step, config=config,
+                   model=model, strategy=strategy, log_dir=log_dir, say=say)
+
+
+def _say_setup(say, config: Config, data: splits.Splits, model, objective, optimizer,
+               strategy, *, recorded: dict, probe_set, replayed: int,
+               threads_note: str | None, run_dir: Path | None, resumed_at) -> None:
+    """Prints what the run trains on, with what, and where it writes."""
     if threads_note:
         say(threads_note)
     say(f"data: {data.source}")
@@ -363,7 +479,7 @@ def _train(config: Config, data: splits.Splits, probe_set, model, objective, *,
            "-example reservoir memory)" if replayed else "")
         + (f", class blocks of {config.block_steps} batches" if config.block_steps else ""))
     say(f"probe: {len(probe_set[1])} test examples, every {config.eval_every_steps} steps "
-        "and at every phase end" if tools else "probe: off")
+        "and at every phase end" if probe_set else "probe: off")
     say(f"model {recorded['model']['builder']}: examples of shape "
         f"{tuple(model_lib.model_input_shape(model, data.shape))}, "
         f"{recorded['model']['outputs']} out, trained with {objective.name}"
@@ -378,164 +494,16 @@ def _train(config: Config, data: splits.Splits, probe_set, model, objective, *,
             f"{config.batch_size // strategy.num_replicas_in_sync} examples each per batch")
     if run_dir is not None:
         say(f"logging to {run_dir}  (tensorboard --logdir {run_dir.parent})")
-    if resuming:
-        say(f"resuming {run_dir} from its checkpoint at step {start_step} (epoch "
-            f"{start_step // steps_per_epoch + 1}, step {start_step % steps_per_epoch} of "
+    if resumed_at:
+        step, steps_per_epoch = resumed_at
+        say(f"resuming {run_dir} from its checkpoint at step {step} (epoch "
+            f"{step // steps_per_epoch + 1}, step {step % steps_per_epoch} of "
             f"{steps_per_epoch})")
-        done_already = sorted(s for s in inspect_steps if s < start_step)
-        if done_already:
-            say(f"note: inspect_steps {', '.join(map(str, done_already))} were trained before "
-                f"step {start_step} and cannot be dumped in this run (start a fresh run with "
-                "--stop_after_steps just before them)")
-    elif log_dir is not None:
-        instruments.save_weights(run_dir / "weights" / "initial.npz", model)
 
-    def save_checkpoint(sums):
-        if state is not None:
-            writer.flush()  # Events up to the checkpoint are on disk with it.
-            state.epoch_sums.assign(sums)
-            state.save({"results": results, "ends_done_at": ends_done_at,
-                        "matrix": tools.matrix.to_dict() if tools else None})
 
-    stop = stopping.StopRequests()
-    with writer.as_default(), stop:
-        if not resuming:
-            instruments.describe_run(writer, config, instrumented=tools is not None,
-                                     recorded=recorded)
-            if tools:
-                loop.make_periodic_writer(tools.periodic, global_step,
-                                          len(model.trainable_variables))()
-        first_epoch, skip = divmod(start_step, steps_per_epoch)
-        if start_step and not skip and ends_done_at != start_step:
-            first_epoch, skip = first_epoch - 1, steps_per_epoch  # finish that epoch's end
-        cuts = tuple(c for c in (stop_after_steps, *(profile_steps or ()),
-                                 *inspect_steps, *(s + 1 for s in inspect_steps))
-                     if c > start_step)
-        names = drift.variable_names(model)
-        test = None  # Evaluated after the epochs when not every epoch (or resumed at the end).
-        for epoch in range(first_epoch, config.epochs):
-            plan = epoch_plan(epoch)
-            bar = tf.keras.utils.Progbar(plan.total_steps, verbose=int(verbose and _tty()),
-                                         stateful_metrics=["loss", "acc"])
-            start = time.perf_counter()
-            # loss_sum, correct, count of this epoch (restored when resuming inside it).
-            sums = state.epoch_sums.numpy() if skip else np.zeros(3)
-            done = 0
-            for i, (phase, phase_steps) in enumerate(zip(plan.phases, plan.steps)):
-                last_of_epoch = i == len(plan.phases) - 1
-                # A resumed run skips the phases it finished, with their end's work.
-                if skip > phase_steps or (skip == phase_steps and ends_done_at == start_step):
-                    skip -= phase_steps
-                    done += phase_steps
-                    continue
-                if tools and not skip:  # Inside a phase, the restored start counts.
-                    tools.phase_start()
-                if not skip:
-                    for action in actions:
-                        action.on_phase_start(int(global_step), phase, context)
-                done += skip
-                in_phase = skip
-                for k in _chunks(phase_steps - skip, config.steps_per_loop,
-                                 start=int(global_step), every=config.checkpoint_every_steps,
-                                 cuts=cuts,
-                                 cut_after=functools.partial(actions_lib.next_cut, actions)):
-                    if profile_steps and int(global_step) == profile_steps[0]:
-                        tf.profiler.experimental.start(str(run_dir or "."))
-                    if k == 1 and int(global_step) in inspect_steps:
-                        out = _inspect(train_loop, stream, run_dir, int(global_step), names, say)
-                    else:
-                        out = train_loop(stream, tf.constant(k, tf.int64))
-                        out = {key: float(v) for key, v in out.items()}
-                    if out["first_bad_step"] >= 0:
-                        raise NonFiniteError(_non_finite_message(out, state))
-                    sums += (out["loss_sum"], out["correct"], out["count"])
-                    done += k
-                    in_phase += k
-                    bar.update(done, [("loss", out["loss"]), ("acc", out["accuracy"])])
-                    step = int(global_step)
-                    for action in actions:
-                        if action.due(step):
-                            action.on_step(step, context)
-                    if stop.signum is not None:
-                        save_checkpoint(sums)
-                        writer.close()
-                        raise Interrupted(stop.signum, step, (
-                            f"stopped by signal {stop.signum} at step {step}; checkpoint "
-                            f"saved: run the same command again to resume"))
-                    if profile_steps and step == profile_steps[1]:
-                        tf.profiler.experimental.stop()
-                        say(f"profiler trace of steps {profile_steps[0]}-{step} written to "
-                            f"{run_dir or '.'}/plugins/profile")
-                    if step == stop_after_steps:
-                        save_checkpoint(sums)
-                        writer.close()
-                        raise StoppedAfter(step, (
-                            f"stopped after step {step} as asked (checkpoint saved); run the "
-                            "same command without --stop_after_steps to continue"))
-                    every = config.checkpoint_every_steps
-                    if (every and step % every == 0 and (in_phase < phase_steps or
-                                                         phase_steps < config.steps_per_loop)):
-                        save_checkpoint(sums)
-                skip = 0
-                step = int(global_step)
-                # Short class blocks (blocked order) validate once per epoch.
-                if phase in val_sets and (config.order != "blocked" or last_of_epoch):
-                    val = evaluate(*val_sets[phase])
-                    writer.write_scalars(step, val.scalars("val"))
-                    results.update(val_loss=val.loss, val_accuracy=val.accuracy)
-                if tools:
-                    tools.phase_end(step=step, epoch=epoch, phase=phase,
-                                    task=trained_classes if config.order == "shuffled"
-                                    else (phase,))
-                for action in actions:
-                    action.on_phase_end(step, phase, context)
-                # The epoch end saves after its own work; phases shorter than one
-                # compiled call rely on the step cadence (resuming redoes their end).
-                if not last_of_epoch and phase_steps >= config.steps_per_loop:
-                    ends_done_at = step
-                    save_checkpoint(sums)
-            test = evaluate(data.x_test, data.y_test) if config.test_every_epoch else None
-            train_loss, train_accuracy = sums[0] / sums[2], sums[1] / sums[2]
-            if tools:
-                tools.epoch_end(step)
-            seconds = time.perf_counter() - start
-            epoch_scalars = {"epoch/train_loss": train_loss,
-                             "epoch/train_accuracy": train_accuracy, "epoch/seconds": seconds}
-            if test:
-                epoch_scalars.update(test.scalars("test"))
-                epoch_scalars.update({f"test/accuracy/class_{c}": a for c, a in
-                                      enumerate(test.class_accuracy) if not np.isnan(a)})
-            writer.write_scalars(step, epoch_scalars)
-            traces = _tracing_counts(train_loop, evaluate, tools)
-            writer.write_scalars(step, {f"tracing/{k}": v for k, v in traces.items()})
-            for name, count in traces.items():
-                if epoch > first_epoch and count > results["tracing"].get(name, 1):
-                    say(f"warning: {name} was traced again in epoch {epoch + 1} ({count} traces):"
-                        " an input changed shape or dtype, or a Python value changed")
-            results["tracing"] = traces
-            results["epoch_seconds"].append(seconds)
-            results.update(train_loss=train_loss, train_accuracy=train_accuracy)
-            val_text = (f" | val loss {results['val_loss']:.4f} acc {results['val_accuracy']:.4f}"
-                        if val_sets else "")
-            test_text = f" | test loss {test.loss:.4f} acc {test.accuracy:.4f}" if test else ""
-            say(f"epoch {epoch + 1}/{config.epochs} step {step}: train loss {train_loss:.4f} "
-                f"acc {train_accuracy:.4f}{val_text}{test_text} | {seconds:.1f} s", flush=True)
-            for action in actions:
-                action.on_epoch_end(step, epoch, context)
-            ends_done_at = step
-            save_checkpoint(np.zeros(3))
-        step = int(global_step)
-        if test is None:
-            test = evaluate(data.x_test, data.y_test)
-        for action in actions:
-            action.on_end(step, context)
-        final = tools.summary() if tools else None
-        writer.write_scalars(step, {
-            "final/test_accuracy": test.accuracy,
-            **({"final/average_forgetting": final["average_forgetting"],
-                "final/bwt": final["bwt"]} if final else {})})
-    writer.close()
-
+def _finish(results: dict, test, final: dict | None, *, step: int, config: Config, model,
+            strategy, log_dir: Path | None, say) -> dict:
+    """The results: completed, saved with the final weights, printed."""
     results.update(
         steps=step, epochs=config.epochs, test_loss=test.loss,
         test_accuracy=test.accuracy, test_class_accuracy=_floats(test.class_accuracy),
@@ -544,8 +512,8 @@ def _train(config: Config, data: splits.Splits, probe_set, model, objective, *,
         bwt=final["bwt"] if final else None,
         class_forgetting=_floats(final["class_forgetting"]) if final else None)
     if log_dir is not None:
-        instruments.save_weights(run_dir / "weights" / "final.npz", model)
-        (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        instruments.save_weights(log_dir / "weights" / "final.npz", model)
+        (log_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     if distribute.task_name(strategy):  # Workers in sync print the same fingerprint.
         print(f"{distribute.task_name(strategy)}: final weights fingerprint "
               f"{distribute.weights_fingerprint(model.trainable_variables)}", flush=True)
@@ -556,25 +524,6 @@ def _train(config: Config, data: splits.Splits, probe_set, model, objective, *,
         say(f"forgetting on the probe: average {final['average_forgetting']:.4f}, "
             f"BWT {final['bwt']:+.4f}")
     return results
-
-
-def _inspect(train_loop, stream, run_dir: Path, step: int, names: list[str], say) -> dict:
-    """Runs step `step` through `train_loop.inspect`, saves its dump, prints its summary."""
-    out = train_loop.inspect(stream)
-    out = {key: ([u.numpy() for u in v] if key == "update" else v.numpy())
-           for key, v in out.items()}
-    path = step_dumps.dump_path(run_dir, step)
-    say(step_dumps.summary_line(step_dumps.save(path, step, out, names), path))
-    return {key: float(out[key]) for key in ("loss_sum", "correct", "count", "loss",
-                                             "accuracy", "first_bad_step", "bad_kind")}
-
-
-def _non_finite_message(out: dict, state) -> str:
-    what = "loss" if out["bad_kind"] == 0 else "gradient"
-    last = state.manager.latest_checkpoint if state is not None else None
-    return (f"the {what} is not finite (NaN or Inf) at step {int(out['first_bad_step'])}; "
-            "training stopped, nothing saved after it"
-            + (f"; the last good checkpoint is {last}" if last else ""))
 
 
 def configure_threads(intra_op_threads: int) -> str | None:
@@ -623,27 +572,6 @@ def _validation_sets(config: Config, data: splits.Splits) -> dict:
         sets = {c: (data.x_val[data.y_val == c], data.y_val[data.y_val == c]) for c in phases}
         return {c: s for c, s in sets.items() if len(s[1])}
     return {p: (data.x_val, data.y_val) for p in phases}
-
-
-def _chunks(total: int, size: int, *, start: int = 0, every: int = 0, cuts=(),
-            cut_after=None):
-    """Yields chunk lengths of at most `size` that add up to `total`.
-
-    With `every` > 0, no chunk crosses a multiple of `every` (counting from global
-    step `start`), so checkpoints land exactly on those steps; nor does any chunk
-    cross a global step listed in `cuts` (where to stop, or start profiling), nor the
-    step `cut_after(step)` names (the next step an action asks for).
-    """
-    done = 0
-    while done < total:
-        k = min(size, total - done)
-        if every:
-            k = min(k, every - (start + done) % every)
-        for cut in (*cuts, cut_after(start + done) if cut_after else None):
-            if cut is not None and start + done < cut < start + done + k:
-                k = cut - (start + done)
-        yield k
-        done += k
 
 
 def _floats(a: np.ndarray) -> list:

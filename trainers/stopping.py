@@ -1,4 +1,4 @@
-"""Stopping on request: the first SIGINT/SIGTERM ends the run after the current steps."""
+"""Stopping on request: the first SIGINT/SIGTERM/SIGHUP ends the run after the current steps."""
 
 import signal
 import sys
@@ -6,7 +6,10 @@ import threading
 
 
 class StopRequests:
-    """Turns the first SIGINT/SIGTERM into a request to stop after the current loop call.
+    """Turns the first SIGINT/SIGTERM/SIGHUP into a request to stop after the current loop call.
+
+    SIGHUP is what a closed terminal (or a dropped ssh session) sends: it is handled
+    like SIGTERM, so the run still ends with a checkpoint.
 
     A second SIGINT (Ctrl-C) is not caught: it interrupts at once, leaving the last
     checkpoint as it was. Handlers are only installed in the main thread.
@@ -25,7 +28,7 @@ class StopRequests:
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 self._previous[signum] = signal.signal(signum, self._request)
         return self
 
