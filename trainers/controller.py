@@ -5,11 +5,14 @@ Step numbers: a value logged at step s describes the model after s updates
 (`train/*` at step s is the batch that update s+1 learns from, measured before it).
 """
 
+import dataclasses
+import functools
 import json
 import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -114,17 +117,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
       NonFiniteError: a loss or gradient was NaN/Inf; the last good checkpoint stays.
       StoppedAfter: `stop_after_steps` reached; a checkpoint was saved.
     """
-    if profile_steps is not None and not 0 <= profile_steps[0] < profile_steps[1]:
-        raise SetupError(f"profile_steps ({profile_steps}) must be two steps A < B")
-    if stop_after_steps < 0:
-        raise SetupError(f"stop_after_steps ({stop_after_steps}) must be >= 0")
-    if inspect_steps and run_dir is None:
-        raise SetupError("inspect_steps needs a run directory to write its dumps to")
-    if any(s < 0 for s in inspect_steps):
-        raise SetupError(f"inspect_steps ({sorted(inspect_steps)}) must be steps >= 0")
-    actions = tuple(actions)
-    if any(not isinstance(a, actions_lib.Action) for a in actions):
-        raise SetupError("actions must be trainers.actions.Action objects")
+    actions = _checked_control(run_dir, actions=actions, stop_after_steps=stop_after_steps,
+                               profile_steps=profile_steps, inspect_steps=inspect_steps)
     if strategy is None:
         try:
             strategy = distribute.make_strategy(config.strategy)
@@ -133,32 +127,21 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     chief = distribute.is_chief(strategy)
     say = print if verbose and chief else (lambda *a, **k: None)  # the chief speaks for all
     threads_note = configure_threads(config.intra_op_threads)
+    run_dir = None if run_dir is None else Path(run_dir)
     resuming = False
-    if run_dir is not None:
-        run_dir = Path(run_dir)
-        if chief:
-            resuming = check_run_dir(run_dir, overwrite=overwrite, resume=resume, config=config)
-        else:  # Only the chief judges and prepares the run dir; workers follow its checkpoint.
-            resuming = resume and not overwrite and checkpoints.latest_step(run_dir) is not None
+    if run_dir is not None and chief:
+        resuming = check_run_dir(run_dir, overwrite=overwrite, resume=resume, config=config)
+    elif run_dir is not None:  # Only the chief judges the run dir; workers follow its checkpoint.
+        resuming = resume and not overwrite and checkpoints.latest_step(run_dir) is not None
     data = data if data is not None else load_splits(config)
-    probe_set = None
-    if config.eval_every_steps:
-        try:
-            probe_set = probe.select_probe(data.x_test, data.y_test,
-                                           per_class=config.probe_per_class,
-                                           num_classes=data.num_classes)
-        except ValueError as e:
-            raise SetupError(str(e)) from None
+    probe_set = _probe_set(config, data)
     replayed = (replay.replay_count(config.batch_size, config.replay_fraction)
                 if config.order == "replay" else 0)
-
-    def epoch_plan(epoch: int = 0) -> pipelines.EpochPlan:  # the stream's (new) examples
-        return pipelines.plan_epoch(data.y_train, order=config.order,
-                                    batch_size=config.batch_size - replayed, epoch=epoch,
-                                    class_order=config.class_order,
-                                    block_steps=config.block_steps)
-
-    steps_per_epoch = epoch_plan().total_steps
+    epoch_plan = functools.partial(  # the stream's (new) examples
+        pipelines.plan_epoch, data.y_train, order=config.order,
+        batch_size=config.batch_size - replayed, class_order=config.class_order,
+        block_steps=config.block_steps)
+    steps_per_epoch = epoch_plan(epoch=0).total_steps
     last_step = config.epochs * steps_per_epoch - 1
     if any(s > last_step for s in inspect_steps):
         raise SetupError(f"inspect_steps ({', '.join(map(str, sorted(inspect_steps)))}) must "
@@ -171,33 +154,97 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     if resuming and chief:
         check_recorded(run_dir, recorded)
     if run_dir is not None and not resuming and chief:
-        try:
-            if overwrite and run_dir.exists():
-                shutil.rmtree(run_dir)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "config.json").write_text(
-                config.to_json(recorded=recorded) + "\n")
-        except OSError as e:
-            raise RunDirError(f"{run_dir} cannot be created or written: "
-                              f"{e.strerror or e}") from None
-
+        _start_run_dir(run_dir, config, recorded, overwrite=overwrite)
     # Non-chief workers write checkpoints (saving takes every worker) to a temporary
     # directory, and nothing else.
     own_dir = None if run_dir is None else distribute.worker_dir(run_dir, strategy)
-    log_dir = run_dir if chief else None
+    run = _Run(config=config, data=data, probe_set=probe_set, model=built,
+               objective=objective, recorded=recorded, strategy=strategy, run_dir=run_dir,
+               own_dir=own_dir, log_dir=run_dir if chief else None, resuming=resuming,
+               say=say, verbose=verbose, replayed=replayed, epoch_plan=epoch_plan,
+               steps_per_epoch=steps_per_epoch, threads_note=threads_note, penalty=penalty,
+               make_step=train_step, actions=actions, stop_after_steps=stop_after_steps,
+               profile_steps=profile_steps, inspect_steps=inspect_steps,
+               check_numerics=check_numerics)
     try:
-        return _train(config, data, probe_set, built, objective, run_dir=run_dir,
-                      own_dir=own_dir, penalty=penalty, make_step=train_step,
-                      actions=actions, recorded=recorded,
-                      log_dir=log_dir, strategy=strategy,
-                      resuming=resuming, say=say, verbose=verbose,
-                      stop_after_steps=stop_after_steps, profile_steps=profile_steps,
-                      inspect_steps=inspect_steps, threads_note=threads_note, replayed=replayed,
-                      epoch_plan=epoch_plan, steps_per_epoch=steps_per_epoch,
-                      check_numerics=check_numerics)
+        return _train(run)
     finally:
         if own_dir is not None and own_dir != run_dir:
             shutil.rmtree(own_dir, ignore_errors=True)
+
+
+def _checked_control(run_dir, *, actions, stop_after_steps: int, profile_steps,
+                     inspect_steps) -> tuple:
+    """The run-control arguments, checked; returns the actions as a tuple.
+
+    Raises:
+      SetupError: one of them is invalid (the message echoes it).
+    """
+    if profile_steps is not None and not 0 <= profile_steps[0] < profile_steps[1]:
+        raise SetupError(f"profile_steps ({profile_steps}) must be two steps A < B")
+    if stop_after_steps < 0:
+        raise SetupError(f"stop_after_steps ({stop_after_steps}) must be >= 0")
+    if inspect_steps and run_dir is None:
+        raise SetupError("inspect_steps needs a run directory to write its dumps to")
+    if any(s < 0 for s in inspect_steps):
+        raise SetupError(f"inspect_steps ({sorted(inspect_steps)}) must be steps >= 0")
+    actions = tuple(actions)
+    if any(not isinstance(a, actions_lib.Action) for a in actions):
+        raise SetupError("actions must be trainers.actions.Action objects")
+    return actions
+
+
+def _probe_set(config: Config, data: splits.Splits):
+    """The probe's (rows, labels), or None with the probe off."""
+    if not config.eval_every_steps:
+        return None
+    try:
+        return probe.select_probe(data.x_test, data.y_test, per_class=config.probe_per_class,
+                                  num_classes=data.num_classes)
+    except ValueError as e:
+        raise SetupError(str(e)) from None
+
+
+def _start_run_dir(run_dir: Path, config: Config, recorded: dict, *, overwrite: bool) -> None:
+    """Creates (or, with `overwrite`, replaces) `run_dir` with its `config.json`."""
+    try:
+        if overwrite and run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(config.to_json(recorded=recorded) + "\n")
+    except OSError as e:
+        raise RunDirError(f"{run_dir} cannot be created or written: "
+                          f"{e.strerror or e}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """A run, set up by `train_and_evaluate`: everything `_train` needs."""
+
+    config: Config
+    data: splits.Splits
+    probe_set: tuple | None  # (rows, labels); None: the probe is off
+    model: tf.keras.Model
+    objective: losses.Objective
+    recorded: dict  # what config.json records of the model, objective and data
+    strategy: tf.distribute.Strategy
+    run_dir: Path | None
+    own_dir: Path | None  # where this process checkpoints (a non-chief: a temporary dir)
+    log_dir: Path | None  # where it writes everything else (None off the chief)
+    resuming: bool
+    say: Callable[..., None]
+    verbose: bool
+    replayed: int  # remembered examples per batch (0: no replay)
+    epoch_plan: Callable[..., pipelines.EpochPlan]  # epoch_plan(epoch=e)
+    steps_per_epoch: int
+    threads_note: str | None
+    penalty: Callable | None
+    make_step: Callable | None
+    actions: tuple
+    stop_after_steps: int
+    profile_steps: tuple[int, int] | None
+    inspect_steps: frozenset[int]
+    check_numerics: bool
 
 
 def _make_model(config: Config, data: splits.Splits, strategy, model, loss):
@@ -228,8 +275,7 @@ def _builder_name(config: Config, model) -> str:
     return f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', '?')}"
 
 
-def _build(config, data, probe_set, model, objective, strategy, writer, log_dir, replayed,
-           check_numerics, penalty, make_step):
+def _build(run: _Run, writer: writers.MetricWriter):
     """The optimizer, step counter, instruments and compiled functions of a run.
 
     Everything is created under `strategy.scope()`, so a tf.distribute strategy
@@ -237,6 +283,9 @@ def _build(config, data, probe_set, model, objective, strategy, writer, log_dir,
     model keeps its own optimizer. Batch splits are switched off for a model with
     batch statistics (`model.has_batch_statistics`), which a split would change.
     """
+    config, data, model, strategy, replayed = (run.config, run.data, run.model, run.strategy,
+                                               run.replayed)
+    objective = run.objective
     global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     splits_ok = not model_lib.has_batch_statistics(model)
     batch_splits = config.batch_splits if splits_ok else 1
@@ -247,15 +296,15 @@ def _build(config, data, probe_set, model, objective, strategy, writer, log_dir,
         optimizer = compiled or optimizers.make_optimizer(
             config.optimizer, learning_rate=config.learning_rate, momentum=config.momentum,
             nesterov=config.nesterov)
-        tools = (instruments.Instruments(model, probe_set, num_classes=data.num_classes,
-                                         writer=writer, run_dir=log_dir,
+        tools = (instruments.Instruments(model, run.probe_set, num_classes=data.num_classes,
+                                         writer=writer, run_dir=run.log_dir,
                                          batch_splits=batch_splits, strategy=strategy,
                                          forward=forward, objective=objective)
-                 if probe_set else None)
-        train_step = (make_step or steps.make_train_step)(
+                 if run.probe_set else None)
+        train_step = (run.make_step or steps.make_train_step)(
             model, optimizer, batch_splits=batch_splits,
             distributed=distribute.is_distributed(strategy), forward=forward,
-            objective=objective, penalty=penalty)
+            objective=objective, penalty=run.penalty)
         memory = (replay.ReplayMemory(config.replay_capacity, data.input_dim, seed=config.seed)
                   if replayed else None)
         train_loop = loop.make_train_loop(
@@ -268,7 +317,7 @@ def _build(config, data, probe_set, model, objective, strategy, writer, log_dir,
             before_periodic=tools.before_periodic if tools else None,
             variables=model.trainable_variables,
             lower_conditionals=(distribute.is_distributed(strategy)
-                                or check_numerics),
+                                or run.check_numerics),
             log_regularization=bool(getattr(train_step, "regularized", True)))
         evaluate = evaluation.make_evaluator(forward, num_classes=data.num_classes,
                                              input_dim=data.input_dim,
@@ -338,7 +387,7 @@ def run_epochs(trainer: Trainer, actions, context: actions_lib.RunContext, *,
             continue
         progress.epoch, progress.epoch_first_step, progress.sums = epoch, first, np.zeros(3)
         dispatch(actions, "on_epoch_start", trainer.step, epoch, context)
-        for phase in standard_actions.phases(epoch_plan(epoch), first):
+        for phase in standard_actions.phases(epoch_plan(epoch=epoch), first):
             if finished(phase.end):
                 continue
             progress.phase = phase
@@ -354,28 +403,17 @@ def run_epochs(trainer: Trainer, actions, context: actions_lib.RunContext, *,
     dispatch(actions, "on_end", trainer.step, context)
 
 
-def _train(config: Config, data: splits.Splits, probe_set, model, objective, *,
-           run_dir: Path | None, own_dir: Path | None, penalty, make_step, actions,
-           recorded: dict, log_dir: Path | None, strategy,
-           resuming: bool, say, verbose: bool, stop_after_steps: int, profile_steps,
-           inspect_steps: frozenset[int], threads_note: str | None, replayed: int,
-           epoch_plan, steps_per_epoch: int, check_numerics: bool) -> dict:
-    """The body of `train_and_evaluate`, once the run dir is checked and prepared.
-
-    `own_dir` is where this process checkpoints (the run dir, or a non-chief worker's
-    temporary dir); `log_dir` is where it writes everything else (None off the chief);
-    `replayed` is the number of remembered examples per batch (0: no replay).
-    """
-    writer = writers.MetricWriter(log_dir)
-    optimizer, global_step, tools, memory, train_loop, evaluate = _build(
-        config, data, probe_set, model, objective, strategy, writer, log_dir, replayed,
-        check_numerics, penalty, make_step)
-    extra = {f"action_{i}": actions_lib.checkpointed(a) for i, a in enumerate(actions)
+def _train(run: _Run) -> dict:
+    """Builds the run's pieces, resumes it if asked, runs the loop, returns the results."""
+    config, model, data = run.config, run.model, run.data
+    writer = writers.MetricWriter(run.log_dir)
+    optimizer, global_step, tools, memory, train_loop, evaluate = _build(run, writer)
+    extra = {f"action_{i}": actions_lib.checkpointed(a) for i, a in enumerate(run.actions)
              if a.checkpoint_items()}
     state = (checkpoints.RunState(model=model, optimizer=optimizer, global_step=global_step,
                                   drift=tools.drift if tools else None, replay=memory,
-                                  run_dir=own_dir, restore_dir=run_dir, extra=extra)
-             if run_dir is not None else None)
+                                  run_dir=run.own_dir, restore_dir=run.run_dir, extra=extra)
+             if run.run_dir is not None else None)
     results = {"epoch_seconds": []}
     progress = standard_actions.Progress()
     checkpointing = standard_actions.Checkpointing(
@@ -383,76 +421,46 @@ def _train(config: Config, data: splits.Splits, probe_set, model, objective, *,
         steps_per_loop=config.steps_per_loop, flush=writer.flush,
         host_state=lambda: {"results": results,
                             "matrix": tools.matrix.to_dict() if tools else None})
-    if resuming:
-        host = checkpointing.restore()
-        results.clear()
-        results.update(host["results"])
-        if tools and host["matrix"]:
-            tools.matrix = forgetting.AccuracyMatrix.from_dict(host["matrix"])
-    start_step = int(global_step)
-    total_steps = config.epochs * steps_per_epoch
-    if resuming and start_step > total_steps:
-        writer.close()
-        raise SetupError(f"{run_dir} is at step {start_step}, past the {config.epochs} epochs "
-                         f"asked for ({total_steps} steps): pass more "
-                         "--epochs to continue it, or --overwrite to start it again")
-    if resuming and start_step == total_steps and (run_dir / "results.json").is_file():
-        say(f"{run_dir} already finished its {config.epochs} epochs (step {start_step}); "
-            "nothing to do (--epochs more to continue it, --overwrite to start it again)")
-        writer.close()
-        return json.loads((run_dir / "results.json").read_text())
+    if run.resuming:
+        finished = _resume(run, checkpointing, results, tools)
+        if finished is not None:
+            writer.close()
+            return finished
     pixels = data.train_pixels is not None  # uint8 MNIST: a quarter of the memory
-    stream = distribute.distribute_stream(strategy, lambda shard, shards: pipelines.make_pipeline(
-        config.order, data.train_pixels if pixels else data.x_train, data.y_train,
-        batch_size=config.batch_size - replayed, seed=config.seed, epochs=config.epochs,
-        class_order=config.class_order, start_step=start_step,
-        pixel_mean=data.pixel_mean if pixels else None, block_steps=config.block_steps,
-        shard=(shard, shards)))
+    stream = distribute.distribute_stream(run.strategy, lambda shard, shards: (
+        pipelines.make_pipeline(
+            config.order, data.train_pixels if pixels else data.x_train, data.y_train,
+            batch_size=config.batch_size - run.replayed, seed=config.seed,
+            epochs=config.epochs, class_order=config.class_order,
+            start_step=int(global_step), pixel_mean=data.pixel_mean if pixels else None,
+            block_steps=config.block_steps, shard=(shard, shards))))
     trainer = Trainer(train_loop, stream, global_step, checkpointing)
-    _say_setup(say, config, data, model, objective, optimizer, strategy, recorded=recorded,
-               probe_set=probe_set if tools else None, replayed=replayed,
-               threads_note=threads_note, run_dir=run_dir,
-               resumed_at=(start_step, steps_per_epoch) if resuming else None)
-    if not resuming and log_dir is not None:
-        instruments.save_weights(run_dir / "weights" / "initial.npz", model)
-
+    _say_setup(run, optimizer, start_step=trainer.step)
+    if not run.resuming and run.log_dir is not None:
+        instruments.save_weights(run.log_dir / "weights" / "initial.npz", model)
     context = actions_lib.RunContext(model=model, write_scalars=writer.write_scalars,
-                                     evaluate=evaluate, data=data,
-                                     run_dir=run_dir if log_dir is not None else None, say=say)
-    trained_classes = tuple(sorted(set(int(c) for c in data.y_train)))
+                                     evaluate=evaluate, data=data, run_dir=run.log_dir,
+                                     say=run.say)
     report = standard_actions.EpochReport(
-        epochs=config.epochs, steps_per_epoch=steps_per_epoch, progress=progress,
+        epochs=config.epochs, steps_per_epoch=run.steps_per_epoch, progress=progress,
         results=results, writer=writer, evaluate=evaluate, test_set=(data.x_test, data.y_test),
-        test_every_epoch=config.test_every_epoch, bar=verbose and _tty(), say=say,
+        test_every_epoch=config.test_every_epoch, bar=run.verbose and _tty(), say=run.say,
         tracing_counts=lambda: _tracing_counts(train_loop, evaluate, tools))
     stop = stopping.StopRequests()
-    own = [
-        standard_actions.Validation(_validation_sets(config, data), evaluate=evaluate,
-                                    writer=writer, results=results, progress=progress,
-                                    once_per_epoch=config.order == "blocked"),
-        *([standard_actions.Instrumentation(
-            tools, progress, task_of=lambda phase: (trained_classes if config.order ==
-                                                    "shuffled" else (phase,)))]
-          if tools else []),
-        report, *actions,
-        *([standard_actions.Profiling(*profile_steps, run_dir, say)] if profile_steps else []),
-        *([standard_actions.Inspection(inspect_steps, trainer, run_dir,
-                                       drift.variable_names(model), say)]
-          if inspect_steps else []),
-        standard_actions.StopOnSignal(stop, checkpointing),
-        *([standard_actions.StopAfter(stop_after_steps, checkpointing)]
-          if stop_after_steps else []),
-        checkpointing]
+    every = _standard_actions(run, trainer=trainer, checkpointing=checkpointing, stop=stop,
+                              report=report, tools=tools, progress=progress, writer=writer,
+                              evaluate=evaluate, results=results)
     try:
         with writer.as_default(), stop:
-            if not resuming:
+            if not run.resuming:
                 instruments.describe_run(writer, config, instrumented=tools is not None,
-                                         recorded=recorded)
+                                         recorded=run.recorded)
                 if tools:
                     loop.make_periodic_writer(tools.periodic, global_step,
                                               len(model.trainable_variables))()
-            run_epochs(trainer, own, context, epochs=config.epochs, epoch_plan=epoch_plan,
-                       steps_per_epoch=steps_per_epoch, steps_per_loop=config.steps_per_loop,
+            run_epochs(trainer, every, context, epochs=config.epochs, epoch_plan=run.epoch_plan,
+                       steps_per_epoch=run.steps_per_epoch,
+                       steps_per_loop=config.steps_per_loop,
                        finished=checkpointing.finished, progress=progress)
             final = tools.summary() if tools else None
             writer.write_scalars(trainer.step, {
@@ -461,16 +469,63 @@ def _train(config: Config, data: splits.Splits, probe_set, model, objective, *,
                     "final/bwt": final["bwt"]} if final else {})})
     finally:
         writer.close()
-    return _finish(results, report.test, final, step=trainer.step, config=config,
-                   model=model, strategy=strategy, log_dir=log_dir, say=say)
+    return _finish(run, results, report.test, final, step=trainer.step)
 
 
-def _say_setup(say, config: Config, data: splits.Splits, model, objective, optimizer,
-               strategy, *, recorded: dict, probe_set, replayed: int,
-               threads_note: str | None, run_dir: Path | None, resumed_at) -> None:
+def _resume(run: _Run, checkpointing, results: dict, tools) -> dict | None:
+    """Restores the latest checkpoint; returns the saved results if the run is finished.
+
+    Raises:
+      SetupError: the run is past the epochs asked for.
+    """
+    host = checkpointing.restore()
+    results.clear()
+    results.update(host["results"])
+    if tools and host["matrix"]:
+        tools.matrix = forgetting.AccuracyMatrix.from_dict(host["matrix"])
+    step, epochs = checkpointing.start_step, run.config.epochs
+    total = epochs * run.steps_per_epoch
+    if step > total:
+        raise SetupError(f"{run.run_dir} is at step {step}, past the {epochs} epochs asked "
+                         f"for ({total} steps): pass more --epochs to continue it, or "
+                         "--overwrite to start it again")
+    if step == total and (run.run_dir / "results.json").is_file():
+        run.say(f"{run.run_dir} already finished its {epochs} epochs (step {step}); nothing "
+                "to do (--epochs more to continue it, --overwrite to start it again)")
+        return json.loads((run.run_dir / "results.json").read_text())
+    return None
+
+
+def _standard_actions(run: _Run, *, trainer, checkpointing, stop, report, tools, progress,
+                      writer, evaluate, results) -> list:
+    """The run's actions, in the order they act on one event (see `standard_actions`)."""
+    config = run.config
+    trained = tuple(sorted(set(int(c) for c in run.data.y_train)))
+    sa = standard_actions
+    own = [sa.Validation(_validation_sets(config, run.data), evaluate=evaluate, writer=writer,
+                         results=results, progress=progress,
+                         once_per_epoch=config.order == "blocked")]
+    if tools:
+        own.append(sa.Instrumentation(tools, progress, task_of=lambda phase: (
+            trained if config.order == "shuffled" else (phase,))))
+    own += [report, *run.actions]
+    if run.profile_steps:
+        own.append(sa.Profiling(*run.profile_steps, run.run_dir, run.say))
+    if run.inspect_steps:
+        own.append(sa.Inspection(run.inspect_steps, trainer, run.run_dir,
+                                 drift.variable_names(run.model), run.say))
+    own.append(sa.StopOnSignal(stop, checkpointing))
+    if run.stop_after_steps:
+        own.append(sa.StopAfter(run.stop_after_steps, checkpointing))
+    return own + [checkpointing]
+
+
+def _say_setup(run: _Run, optimizer, *, start_step: int) -> None:
     """Prints what the run trains on, with what, and where it writes."""
-    if threads_note:
-        say(threads_note)
+    say, config, data, model, strategy = run.say, run.config, run.data, run.model, run.strategy
+    replayed, run_dir, probe_set = run.replayed, run.run_dir, run.probe_set
+    if run.threads_note:
+        say(run.threads_note)
     say(f"data: {data.source}")
     say(f"train {len(data.y_train)}, validation {len(data.y_val)} "
         f"({config.validation_scope}), test {len(data.y_test)} examples; "
@@ -480,9 +535,9 @@ def _say_setup(say, config: Config, data: splits.Splits, model, objective, optim
         + (f", class blocks of {config.block_steps} batches" if config.block_steps else ""))
     say(f"probe: {len(probe_set[1])} test examples, every {config.eval_every_steps} steps "
         "and at every phase end" if probe_set else "probe: off")
-    say(f"model {recorded['model']['builder']}: examples of shape "
+    say(f"model {run.recorded['model']['builder']}: examples of shape "
         f"{tuple(model_lib.model_input_shape(model, data.shape))}, "
-        f"{recorded['model']['outputs']} out, trained with {objective.name}"
+        f"{run.recorded['model']['outputs']} out, trained with {run.objective.name}"
         + ("" if optimizers.is_fused(optimizer, model.trainable_variables) else
            f", {type(optimizer).__name__} (Keras's apply_gradients)")
         + ("" if not model_lib.has_batch_statistics(model) or config.batch_splits == 1 else
@@ -494,16 +549,16 @@ def _say_setup(say, config: Config, data: splits.Splits, model, objective, optim
             f"{config.batch_size // strategy.num_replicas_in_sync} examples each per batch")
     if run_dir is not None:
         say(f"logging to {run_dir}  (tensorboard --logdir {run_dir.parent})")
-    if resumed_at:
-        step, steps_per_epoch = resumed_at
-        say(f"resuming {run_dir} from its checkpoint at step {step} (epoch "
-            f"{step // steps_per_epoch + 1}, step {step % steps_per_epoch} of "
-            f"{steps_per_epoch})")
+    if run.resuming:
+        per_epoch = run.steps_per_epoch
+        say(f"resuming {run_dir} from its checkpoint at step {start_step} (epoch "
+            f"{start_step // per_epoch + 1}, step {start_step % per_epoch} of {per_epoch})")
 
 
-def _finish(results: dict, test, final: dict | None, *, step: int, config: Config, model,
-            strategy, log_dir: Path | None, say) -> dict:
+def _finish(run: _Run, results: dict, test, final: dict | None, *, step: int) -> dict:
     """The results: completed, saved with the final weights, printed."""
+    config, model, strategy, log_dir, say = (run.config, run.model, run.strategy, run.log_dir,
+                                             run.say)
     results.update(
         steps=step, epochs=config.epochs, test_loss=test.loss,
         test_accuracy=test.accuracy, test_class_accuracy=_floats(test.class_accuracy),
