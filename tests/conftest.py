@@ -1,10 +1,13 @@
 """Shared fixtures: tiny MNIST-shaped files, the real MNIST when prepared, event reading."""
 
 import gzip
+import json
 import os
+import socket
 import struct
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +102,16 @@ def small_sorted_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "small_sorted"
     results = controller.train_and_evaluate(config, run_dir, data=data, verbose=False)
     return run_dir, results, config
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a TensorBoard server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str, timeout: float = 10):
+    """GET `url` and decode its JSON."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())

@@ -82,16 +82,17 @@ def test_run_dir_holding_a_run_resumes_refuses_or_is_overwritten(tmp_path):
     with pytest.raises(controller.RunDirError,
                        match=r"--learning_rate was 0.01, now 0.02, --seed was 0, now 3"):
         controller.train_and_evaluate(other, tmp_path / "run", verbose=False)
-    (tmp_path / "run" / "stale").write_text("x")
-    controller.train_and_evaluate(config, tmp_path / "run", verbose=False, overwrite=True)
-    assert not (tmp_path / "run" / "stale").exists()
-
-
-def test_a_run_without_checkpoint_is_not_resumed(tmp_path):
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "events.out.tfevents.1").write_text("")
-    with pytest.raises(controller.RunDirError, match="without a checkpoint"):
-        controller.check_run_dir(tmp_path / "run", overwrite=False, resume=True)
+    # --overwrite never deletes what tapeloop did not write.
+    (tmp_path / "run" / "notes.txt").write_text("x")
+    with pytest.raises(controller.RunDirError, match=r"did not write \(notes.txt\)"):
+        controller.train_and_evaluate(config, tmp_path / "run", verbose=False, overwrite=True)
+    assert (tmp_path / "run" / "notes.txt").read_text() == "x"
+    (tmp_path / "run" / "notes.txt").unlink()
+    events = list((tmp_path / "run").glob("events.out.tfevents.*"))
+    replaced = controller.train_and_evaluate(other, tmp_path / "run", verbose=False,
+                                             overwrite=True)
+    assert replaced["test_loss"] != first["test_loss"]
+    assert not any(e.exists() for e in events)  # the old run's events went with it
 
 
 def test_run_dir_under_a_file_is_refused(tmp_path):

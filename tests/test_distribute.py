@@ -107,7 +107,9 @@ def test_two_workers_train_like_one_and_only_the_chief_writes(tmp_path):
     assert (run_dir / "results.json").is_file() and list(run_dir.glob("events.out.tfevents.*"))
     assert list((run_dir / "checkpoints").glob("ckpt-*.index"))
     assert not list((tmp_path / "tmp").iterdir())  # the worker's temporary dirs are gone
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster", "default", "tmp"]
+    # Only the chief locked and wrote: its run, and the lock beside each run dir.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".cluster.lock", ".default.lock",
+                                                          "cluster", "default", "tmp"]
     a = json.loads((tmp_path / "default" / "results.json").read_text())
     b = json.loads((run_dir / "results.json").read_text())
     np.testing.assert_allclose(b["test_class_accuracy"], a["test_class_accuracy"], atol=0.01)

@@ -50,16 +50,6 @@ def test_accuracy_matrix_summary_and_csv():
         m.add([1.0, 0.0], task=(0,), step=0, epoch=0, phase=0)
 
 
-def test_heatmap_colours_and_size():
-    image = forgetting.heatmap(np.array([[0.0, 1.0, np.nan]]), cell_height=2, cell_width=3)
-    assert image.shape == (2, 9, 3) and image.dtype == np.uint8
-    np.testing.assert_array_equal(image[0, 0], [40, 20, 90])  # accuracy 0: dark blue
-    np.testing.assert_array_equal(image[1, 4], [250, 230, 40])  # accuracy 1: yellow
-    np.testing.assert_array_equal(image[0, 8], [128, 128, 128])  # missing: grey
-    middle = forgetting.heatmap(np.array([[0.5]]))[0, 0]
-    np.testing.assert_array_equal(middle, [30, 140, 140])  # accuracy 0.5: teal
-
-
 def test_sawtooth_spread_and_peak_inside_own_block():
     # Steps 1..6 trained phases 0,0,0,1,1,1; probes every step (state after step s-1).
     phase_of_step = {0: 0, 1: 0, 2: 0, 3: 1, 4: 1, 5: 1}

@@ -85,3 +85,24 @@ def test_runs_with_other_tags_and_class_counts_are_read_and_what_they_lack_named
         column = [n.name for n in order].index("small_sorted")
         assert rows["9"][column] == f"{results['test_class_accuracy'][9]:.4f}"
         assert rows["9"][[n.name for n in order].index("noise")] == "-"  # no class 9 there
+
+
+def test_plot_draws_the_probe_curves_of_each_run_with_its_phases(small_sorted_run, tmp_path):
+    run_dir, _, _ = small_sorted_run
+    s = report.summarize(run_dir)
+    assert s.by_class and s.phases[0] == [0, 3, 0] and len(s.phases) == 20  # 2 epochs x 10
+    out = subprocess.run([sys.executable, "-m", "tapeloop.trainers.report", str(run_dir),
+                          f"--plot={tmp_path / 'curves.png'}"], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"probe curves drawn in {tmp_path / 'curves.png'}" in out.stdout
+    png = (tmp_path / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and b"Matplotlib" in png[:300]
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert width > 1000 and height > 2 * 250  # the whole run, then the last epoch zoomed
+
+
+def test_the_accuracy_matrix_picture_is_drawn_with_matplotlib(small_sorted_run):
+    run_dir, _, _ = small_sorted_run
+    png = (run_dir / "accuracy_matrix.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and b"Matplotlib" in png[:300]

@@ -60,6 +60,9 @@ def test_grid_runs_every_point_tabulates_and_reruns_skip_or_resume(tmp_path):
     ("learning_rate=-1", "--learning_rate=-1"),
     ("order=sideways", "--order=sideways"),
     ("block_steps=3", "block_steps (3) applies to order 'blocked' only"),
+    ("learning_rate=1e-3,1e-3", "1e-3 is given twice (two processes would train one run"),
+    ("learning_rate=1e-3,0.001", "points learning_rate=1e-3 and learning_rate=0.001 are the "
+                                 "same run"),
 ])
 def test_bad_sweeps_are_refused_before_anything_runs(tmp_path, spec, message):
     proc = _sweep(tmp_path, f"--sweep={spec}")

@@ -1,32 +1,18 @@
 """End to end: a real TensorBoard server serves a finished run's per-class probe curves."""
 
-import json
-import socket
 import subprocess
 import sys
 import time
 import urllib.parse
-import urllib.request
 
 import pytest
 
-from tests.conftest import read_events
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str):
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.loads(response.read())
+from tests.conftest import free_port, get_json, read_events
 
 
 def test_tensorboard_serves_the_probe_curves(small_sorted_run):
     run_dir, _, _ = small_sorted_run
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}/data/plugin"
     server = subprocess.Popen(
         [sys.executable, "-m", "tensorboard.main", "--logdir", str(run_dir.parent),
@@ -41,7 +27,7 @@ def test_tensorboard_serves_the_probe_curves(small_sorted_run):
                 pytest.fail("tensorboard did not serve the run within 90 s")
             time.sleep(0.5)
             try:
-                tags = _get(f"{base}/scalars/tags")
+                tags = get_json(f"{base}/scalars/tags")
             except OSError:
                 continue
         served = set(tags[run_dir.name])
@@ -51,9 +37,9 @@ def test_tensorboard_serves_the_probe_curves(small_sorted_run):
         for c in (0, 9):
             tag = f"probe/accuracy/class_{c}"
             query = urllib.parse.urlencode({"run": run_dir.name, "tag": tag})
-            points = _get(f"{base}/scalars/scalars?{query}")  # [wall_time, step, value]
+            points = get_json(f"{base}/scalars/scalars?{query}")  # [wall_time, step, value]
             assert {step: value for _, step, value in points} == pytest.approx(expected[tag])
-        layout = _get(f"{base}/custom_scalars/layout")
+        layout = get_json(f"{base}/custom_scalars/layout")
         titles = [c["title"] for cat in layout["category"] for c in cat["chart"]]
         assert "probe accuracy, every class" in titles
     finally:

@@ -131,11 +131,18 @@ def test_every_flag_default_is_the_config_default():
     ("--checkpoint_every_steps=-5", "checkpoint_every_steps"),
     ("--batch_splits=0", "batch_splits"),
     ("--probe_per_class=2000", "probe_per_class (2000) exceeds what the test split allows"),
+    ("--max_train_examples=1", "the training split is empty (validation 1,"),
+    ("--validation_split=0.999", "the training split is empty (validation 300,"),
+    ("--order=sorted --class_order=9", "class_order (9,) must list each class of the data"),
+    ("--hidden_sizes=1000000000", "model mlp: out of memory building it (OOM when "
+                                  "allocating tensor with shape[784,1000000000]"),
+    ("--run_name=.", "--run_name ('.') must name a directory inside --logdir"),
+    ("--run_name=../escape", "--run_name ('../escape') must name a directory inside"),
 ])
 def test_more_bad_values_exit_with_one_line_and_create_nothing(tmp_path, flag, message,
                                                                real_mnist):
     logdir = tmp_path / "logs"
-    proc = _train(flag, "--max_train_examples=300", f"--logdir={logdir}", "--run_name=r",
+    proc = _train("--max_train_examples=300", f"--logdir={logdir}", "--run_name=r", *flag.split(),
                   timeout=120)
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-1500:]
     assert "Traceback" not in proc.stderr
@@ -157,12 +164,14 @@ def test_log_directory_that_is_a_file_or_cannot_be_written(tmp_path):
 def test_run_directory_holding_an_incompatible_run_is_left_alone(tmp_path):
     first = _train("--dataset=noise", "--epochs=1", f"--logdir={tmp_path}", "--run_name=r")
     assert first.returncode == 0, first.stderr[-1500:]
-    before = sorted((p.relative_to(tmp_path), p.stat().st_mtime)
-                    for p in tmp_path.rglob("*"))
+    def listing():  # The run and everything in it (the lock beside it names its holder).
+        return sorted((p.relative_to(tmp_path), p.stat().st_mtime)
+                      for p in (tmp_path / "r").rglob("*"))
+
+    before = listing()
     proc = _train("--dataset=noise", "--epochs=1", "--learning_rate=0.5", "--order=sorted",
                   f"--logdir={tmp_path}", "--run_name=r")
     errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
     assert proc.returncode == 1 and len(errors) == 1, proc.stderr[-1500:]
     assert "--learning_rate was 0.001, now 0.5" in errors[0] and "--order was" in errors[0]
-    assert sorted((p.relative_to(tmp_path), p.stat().st_mtime)
-                  for p in tmp_path.rglob("*")) == before
+    assert listing() == before and sorted(p.name for p in tmp_path.iterdir()) == [".r.lock", "r"]

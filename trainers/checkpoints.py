@@ -17,14 +17,15 @@ previous checkpoint the latest one.
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
 import tensorflow as tf
 
 from tapeloop.trainers.model import all_layers
+from tapeloop.trainers.run_dirs import CHECKPOINT_DIR, latest_step, saved_steps  # noqa: F401
 
-CHECKPOINT_DIR = "checkpoints"
 
 
 class RunState:
@@ -45,8 +46,9 @@ class RunState:
             trackables["replay"] = replay
         trackables.update(extra or {})  # the user's actions' state
         self.checkpoint = tf.train.Checkpoint(**trackables)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, str(Path(run_dir) / CHECKPOINT_DIR), max_to_keep=max_to_keep)
+        self._dir, self._max_to_keep = Path(run_dir) / CHECKPOINT_DIR, max_to_keep
+        self._manager = None  # made after a restore has mended the index file
+        self.skipped: list[str] = []  # one line per checkpoint that did not restore
         self.global_step = global_step
         # A non-chief worker saves to its own directory but resumes from the chief's.
         self._restore_dir = Path(restore_dir or run_dir) / CHECKPOINT_DIR
@@ -65,16 +67,60 @@ class RunState:
     def save(self, host_state: dict) -> str:
         """Saves everything, with `host_state` (JSON-serialisable); returns the path."""
         self._host.assign(json.dumps(host_state))
-        return self.manager.save(checkpoint_number=int(self.global_step),
+        return self.manager().save(checkpoint_number=int(self.global_step),
                                  options=self._options)
 
-    def restore_latest(self) -> dict | None:
-        """Restores the latest checkpoint; returns its host state, or None if there is none."""
-        latest = tf.train.latest_checkpoint(str(self._restore_dir))
-        if latest is None:
-            return None
-        self.checkpoint.restore(latest).assert_existing_objects_matched()
-        return json.loads(self._host.numpy().decode())
+    def manager(self) -> tf.train.CheckpointManager:
+        if self._manager is None:
+            self._manager = tf.train.CheckpointManager(self.checkpoint, str(self._dir),
+                                                       max_to_keep=self._max_to_keep)
+        return self._manager
+
+    def latest(self) -> str | None:
+        """The path of the latest checkpoint saved or restored, or None."""
+        return self.manager().latest_checkpoint
+
+    def restore_latest(self) -> dict:
+        """Restores the newest checkpoint that restores; returns its host state.
+
+        Every kept checkpoint is tried, newest first, whatever the `checkpoint` index
+        file says (it may be missing or damaged). Those that do not restore are moved
+        to `checkpoints/damaged/` (kept, not deleted) and named in `self.skipped`; the
+        index is rewritten to list the ones that remain.
+
+        Raises:
+          NoCheckpoint: none restores (nothing is moved then); the message says why.
+        """
+        failures = []
+        if self._restore_dir == self._dir:  # A save cut short (a full disk) leaves these.
+            for partial in self._dir.glob("ckpt-*_temp"):
+                shutil.rmtree(partial, ignore_errors=True)
+        for step in saved_steps(self._restore_dir.parent):
+            prefix = self._restore_dir / f"ckpt-{step}"
+            try:
+                self.checkpoint.restore(str(prefix)).assert_existing_objects_matched()
+                host = json.loads(self._host.numpy().decode())
+            except Exception as e:  # pylint: disable=broad-except  # any damage: try older
+                failures.append((step, f"{type(e).__name__}: {_first_line(e)}"))
+                continue
+            if failures and self._restore_dir == self._dir:
+                self._set_aside([s for s, _ in failures])
+            self.skipped = [f"checkpoint ckpt-{s} does not restore ({why}); moved to "
+                            f"{self._dir / 'damaged'}, resuming from ckpt-{step}"
+                            for s, why in failures]
+            if self._restore_dir == self._dir:
+                _write_index(self._dir, step, saved_steps(self._dir.parent))
+            return host
+        raise NoCheckpoint(
+            "no checkpoint restores (" + "; ".join(f"ckpt-{s}: {why}" for s, why in failures)
+            + ")" if failures else "no checkpoint to restore")
+
+    def _set_aside(self, steps: list[int]) -> None:
+        damaged = self._dir / "damaged"
+        damaged.mkdir(exist_ok=True)
+        for step in steps:
+            for path in self._dir.glob(f"ckpt-{step}.*"):
+                os.replace(path, damaged / path.name)
 
 
 def dropout_states(model: tf.keras.Model) -> list[tf.Variable]:
@@ -83,7 +129,27 @@ def dropout_states(model: tf.keras.Model) -> list[tf.Variable]:
             if getattr(layer, "seed_generator", None) is not None]
 
 
-def latest_step(run_dir: Path) -> int | None:
-    """The global step of the latest checkpoint in `run_dir`, or None."""
-    latest = tf.train.latest_checkpoint(str(Path(run_dir) / CHECKPOINT_DIR))
-    return None if latest is None else int(latest.rsplit("-", 1)[1])
+class NoCheckpoint(ValueError):
+    """A run directory has no checkpoint that restores."""
+
+
+def _write_index(ckpt_dir: Path, latest: int, kept: list[int]) -> None:
+    """Rewrites the `checkpoint` index file: `latest` first, then every kept step, oldest first.
+
+    The manager reads it to know which checkpoints it keeps, and deletes the oldest
+    of them as it saves new ones (only those listed with a timestamp); it is a
+    `CheckpointState` text proto.
+    """
+    kept = sorted(kept)
+    lines = ([f'model_checkpoint_path: "ckpt-{latest}"']
+             + [f'all_model_checkpoint_paths: "ckpt-{s}"' for s in kept]
+             + [f"all_model_checkpoint_timestamps: "
+                f"{(ckpt_dir / f'ckpt-{s}.index').stat().st_mtime}" for s in kept])
+    tmp = ckpt_dir / ".checkpoint.tmp"
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, ckpt_dir / "checkpoint")
+
+
+def _first_line(error: Exception) -> str:
+    text = getattr(error, "message", None) or str(error)
+    return (text.strip().splitlines() or [""])[0][:160]

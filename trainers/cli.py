@@ -24,6 +24,7 @@ failure into one `error: ...` line and a non-zero exit.
 
 import dataclasses
 import datetime
+import errno
 import json
 import os
 import re
@@ -234,6 +235,10 @@ def main(argv, **train_args) -> dict | None:
         sys.exit(f"error: {e}")
     run_name = control.run_name or (
         f"{config.dataset}_{config.order}_{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    try:
+        run_dir = run_dir_in(control.logdir, run_name)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     # Imported here so that --help and flag errors answer without loading TensorFlow.
     import tensorflow as tf
     from absl import logging
@@ -260,7 +265,7 @@ def main(argv, **train_args) -> dict | None:
             circular_buffer_size=1000)
     try:
         return controller.train_and_evaluate(
-            config, Path(control.logdir) / run_name, overwrite=control.overwrite,
+            config, run_dir, overwrite=control.overwrite,
             resume=control.resume, stop_after_steps=control.stop_after_steps,
             profile_steps=control.profile_steps,
             inspect_steps=parse_steps(control.inspect_steps), strategy=strategy,
@@ -291,7 +296,59 @@ def main(argv, **train_args) -> dict | None:
     except controller.Interrupted as e:
         print(e, file=sys.stderr)
         sys.exit(128 + e.signum)
+    except (OSError, tf.errors.OpError) as e:
+        why = write_failure(e)
+        if why is None and not (isinstance(e, tf.errors.ResourceExhaustedError)
+                                or "OOM" in str(e)):
+            raise
+        from tapeloop.trainers import checkpoints
+        step = checkpoints.latest_step(run_dir)
+        kept = (f"the last checkpoint (step {step}) is intact" if step is not None
+                else "no checkpoint was saved yet")
+        if why is None:
+            sys.exit(f"error: out of memory while training ({_first_line(e)}); {kept}: use a "
+                     "smaller model or --batch_size, then run the same command again")
+        sys.exit(f"error: cannot write {run_dir}: {why}; {kept}: "
+                 f"{_FIXES.get(why, 'fix that')}, then run the same command again to resume")
     return None
+
+
+# What went wrong writing a file, as errno and TensorFlow's messages say it.
+_WRITE_FAILURES = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+                   errno.EROFS: "read-only file system", errno.EACCES: "permission denied"}
+_FIXES = {"no space left on device": "free some space", "disk quota exceeded": "free some space",
+          "read-only file system": "make it writable again",
+          "permission denied": "make it writable again"}
+
+
+def write_failure(error: Exception) -> str | None:
+    """What kept a file from being written (e.g. "no space left on device"), or None."""
+    if isinstance(error, OSError) and error.errno in _WRITE_FAILURES:
+        return _WRITE_FAILURES[error.errno]
+    text = str(getattr(error, "message", error)).lower()
+    return next((why for why in _WRITE_FAILURES.values() if why in text), None)
+
+
+def run_dir_in(logdir: str, run_name: str) -> Path:
+    """`LOGDIR/RUN_NAME`, refused unless it lies strictly inside `logdir`.
+
+    Raises:
+      ValueError: an absolute run name, one with "." or ".." parts, or one that
+        leads outside `logdir` through a symbolic link.
+    """
+    parts = run_name.rstrip("/").split("/")
+    if run_name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"--run_name ({run_name!r}) must name a directory inside --logdir "
+                         f"({logdir}): a relative name without '.' or '..' parts")
+    run_dir = Path(logdir) / run_name.rstrip("/")
+    if Path(logdir).resolve() not in run_dir.resolve().parents:
+        raise ValueError(f"--run_name ({run_name!r}) leads outside --logdir ({logdir}) "
+                         "through a symbolic link")
+    return run_dir
+
+
+def _first_line(error: Exception) -> str:
+    return (str(getattr(error, "message", error)).strip().splitlines() or [""])[0][:200]
 
 
 def _make_strategy(config: config_lib.Config, control: RunControl):

@@ -5,9 +5,11 @@ Step numbers: a value logged at step s describes the model after s updates
 (`train/*` at step s is the batch that update s+1 learns from, measured before it).
 """
 
+import contextlib
 import dataclasses
 import functools
 import json
+import re
 import shutil
 import sys
 import time
@@ -18,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tapeloop.data import mnist, pipelines, splits
-from tapeloop.trainers import (actions as actions_lib, checkpoints, distribute, drift, evaluation,
+from tapeloop.trainers import (actions as actions_lib, checkpoints, run_dirs, distribute, drift, evaluation,
                                forgetting, instruments, loop, losses, model as model_lib,
                                optimizers, probe, replay, standard_actions, steps, stopping,
                                tables, writers)
@@ -128,12 +130,40 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     say = print if verbose and chief else (lambda *a, **k: None)  # the chief speaks for all
     threads_note = configure_threads(config.intra_op_threads)
     run_dir = None if run_dir is None else Path(run_dir)
+    # One process trains a run directory at a time: the chief holds its lock throughout.
+    lock = run_dirs.RunLock(run_dir) if run_dir is not None and chief else None
+    with lock or contextlib.nullcontext():
+        run = _prepare(config, run_dir, chief=chief, lock=lock, say=say, threads_note=threads_note,
+                       data=data, model=model, loss=loss, penalty=penalty,
+                       train_step=train_step, actions=actions, overwrite=overwrite,
+                       resume=resume, verbose=verbose, stop_after_steps=stop_after_steps,
+                       profile_steps=profile_steps, inspect_steps=inspect_steps,
+                       strategy=strategy, check_numerics=check_numerics)
+        try:
+            return _train(run)
+        finally:
+            if run.own_dir is not None and run.own_dir != run_dir:
+                shutil.rmtree(run.own_dir, ignore_errors=True)
+
+
+def _prepare(config: Config, run_dir: Path | None, *, chief: bool, lock, say, threads_note, data,
+             model, loss, penalty, train_step, actions, overwrite: bool, resume: bool,
+             verbose: bool, stop_after_steps: int, profile_steps, inspect_steps, strategy,
+             check_numerics: bool) -> "_Run":
+    """Judges the run dir, loads the data, builds the model, starts the run dir if fresh.
+
+    `lock`: the chief's `run_dirs.RunLock` (None on other workers, or without a run dir).
+    """
     resuming = False
     if run_dir is not None and chief:
         resuming = check_run_dir(run_dir, overwrite=overwrite, resume=resume, config=config)
     elif run_dir is not None:  # Only the chief judges the run dir; workers follow its checkpoint.
         resuming = resume and not overwrite and checkpoints.latest_step(run_dir) is not None
     data = data if data is not None else load_splits(config)
+    if len(data.y_train) == 0:
+        raise SetupError(f"the training split is empty (validation {len(data.y_val)}, test "
+                         f"{len(data.y_test)} examples): give more examples "
+                         "(--max_train_examples) or a smaller --validation_split")
     probe_set = _probe_set(config, data)
     replayed = (replay.replay_count(config.batch_size, config.replay_fraction)
                 if config.order == "replay" else 0)
@@ -141,7 +171,10 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         pipelines.plan_epoch, data.y_train, order=config.order,
         batch_size=config.batch_size - replayed, class_order=config.class_order,
         block_steps=config.block_steps)
-    steps_per_epoch = epoch_plan(epoch=0).total_steps
+    try:
+        steps_per_epoch = epoch_plan(epoch=0).total_steps
+    except ValueError as e:  # a class_order that does not fit the data
+        raise SetupError(str(e)) from None
     last_step = config.epochs * steps_per_epoch - 1
     if any(s > last_step for s in inspect_steps):
         raise SetupError(f"inspect_steps ({', '.join(map(str, sorted(inspect_steps)))}) must "
@@ -154,11 +187,16 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     if resuming and chief:
         check_recorded(run_dir, recorded)
     if run_dir is not None and not resuming and chief:
-        _start_run_dir(run_dir, config, recorded, overwrite=overwrite)
+        if not lock.held:  # The parent did not exist: nobody else can have been in it.
+            lock.acquire()
+            if run_dir.is_dir() and any(run_dir.iterdir()):
+                raise RunDirError(f"{run_dir} was started by another process meanwhile: "
+                                  "choose another --run_name, or run again to resume it")
+        _start_run_dir(run_dir, config, recorded)
     # Non-chief workers write checkpoints (saving takes every worker) to a temporary
     # directory, and nothing else.
     own_dir = None if run_dir is None else distribute.worker_dir(run_dir, strategy)
-    run = _Run(config=config, data=data, probe_set=probe_set, model=built,
+    return _Run(config=config, data=data, probe_set=probe_set, model=built,
                objective=objective, recorded=recorded, strategy=strategy, run_dir=run_dir,
                own_dir=own_dir, log_dir=run_dir if chief else None, resuming=resuming,
                say=say, verbose=verbose, replayed=replayed, epoch_plan=epoch_plan,
@@ -166,11 +204,6 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                make_step=train_step, actions=actions, stop_after_steps=stop_after_steps,
                profile_steps=profile_steps, inspect_steps=inspect_steps,
                check_numerics=check_numerics)
-    try:
-        return _train(run)
-    finally:
-        if own_dir is not None and own_dir != run_dir:
-            shutil.rmtree(own_dir, ignore_errors=True)
 
 
 def _checked_control(run_dir, *, actions, stop_after_steps: int, profile_steps,
@@ -205,11 +238,11 @@ def _probe_set(config: Config, data: splits.Splits):
         raise SetupError(str(e)) from None
 
 
-def _start_run_dir(run_dir: Path, config: Config, recorded: dict, *, overwrite: bool) -> None:
-    """Creates (or, with `overwrite`, replaces) `run_dir` with its `config.json`."""
+def _start_run_dir(run_dir: Path, config: Config, recorded: dict) -> None:
+    """Creates `run_dir` (or empties it of what tapeloop wrote) with its `config.json`."""
     try:
-        if overwrite and run_dir.exists():
-            shutil.rmtree(run_dir)
+        if run_dir.is_dir():
+            run_dirs.clear_run_dir(run_dir)  # --overwrite, or a run without a checkpoint
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(config.to_json(recorded=recorded) + "\n")
     except OSError as e:
@@ -266,6 +299,9 @@ def _make_model(config: Config, data: splits.Splits, strategy, model, loss):
         return built, losses.make_objective(built, loss)
     except ValueError as e:
         raise SetupError(f"model {_builder_name(config, model)}: {e}") from None
+    except (tf.errors.ResourceExhaustedError, MemoryError) as e:
+        raise SetupError(f"model {_builder_name(config, model)}: out of memory building it "
+                         f"({_first_line(e)}): use a smaller model") from None
 
 
 def _builder_name(config: Config, model) -> str:
@@ -478,7 +514,13 @@ def _resume(run: _Run, checkpointing, results: dict, tools) -> dict | None:
     Raises:
       SetupError: the run is past the epochs asked for.
     """
-    host = checkpointing.restore()
+    try:
+        host = checkpointing.restore()
+    except checkpoints.NoCheckpoint as e:
+        raise RunDirError(f"{run.run_dir}: {e}: pass --overwrite to start it again, or "
+                          "choose another --run_name") from None
+    for line in checkpointing.skipped:
+        run.say(f"note: {line}")
     results.clear()
     results.update(host["results"])
     if tools and host["matrix"]:
@@ -492,7 +534,7 @@ def _resume(run: _Run, checkpointing, results: dict, tools) -> dict | None:
     if step == total and (run.run_dir / "results.json").is_file():
         run.say(f"{run.run_dir} already finished its {epochs} epochs (step {step}); nothing "
                 "to do (--epochs more to continue it, --overwrite to start it again)")
-        return json.loads((run.run_dir / "results.json").read_text())
+        return run_dirs.read_json(run.run_dir / "results.json")
     return None
 
 
@@ -507,7 +549,9 @@ def _standard_actions(run: _Run, *, trainer, checkpointing, stop, report, tools,
                          once_per_epoch=config.order == "blocked")]
     if tools:
         own.append(sa.Instrumentation(tools, progress, task_of=lambda phase: (
-            trained if config.order == "shuffled" else (phase,))))
+            trained if config.order == "shuffled" else (phase,)), title=(
+                f"accuracy matrix: {run.run_dir.name if run.run_dir else 'run'} "
+                f"({config.order}, {run.data.name})")))
     own += [report, *run.actions]
     if run.profile_steps:
         own.append(sa.Profiling(*run.profile_steps, run.run_dir, run.say))
@@ -627,6 +671,12 @@ def _validation_sets(config: Config, data: splits.Splits) -> dict:
         sets = {c: (data.x_val[data.y_val == c], data.y_val[data.y_val == c]) for c in phases}
         return {c: s for c, s in sets.items() if len(s[1])}
     return {p: (data.x_val, data.y_val) for p in phases}
+
+
+def _first_line(error: Exception) -> str:
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    oom = re.search(r"OOM when allocating tensor with shape\[[^\]]*\]", text)
+    return oom.group(0) if oom else text.strip().splitlines()[0][:200]
 
 
 def _floats(a: np.ndarray) -> list:

@@ -135,21 +135,20 @@ def backward_transfer(matrix: np.ndarray, tasks) -> float:
     return float(np.mean(changes))
 
 
-def heatmap(matrix: np.ndarray, *, cell_height: int = 4, cell_width: int = 24) -> np.ndarray:
-    """Draws the matrix as an RGB uint8 image: rows = phases (top first), columns = classes.
+def phase_blocks(phase_points) -> list[list[int]]:
+    """`[[first step, end step, label]]`, one per run of equal `train/phase` values.
 
-    Colour runs from dark blue (accuracy 0) through teal to yellow (accuracy 1); a
-    missing value (nan) is grey. Each cell is `cell_height` x `cell_width` pixels.
+    `phase_points`: `(step, phase)` pairs in step order. Points TensorBoard thinned
+    out leave gaps; a block then ends at its last point seen.
     """
-    matrix = np.asarray(matrix, np.float64)
-    stops = np.array([[40, 20, 90], [30, 140, 140], [250, 230, 40]], np.float64)
-    v = np.clip(np.nan_to_num(matrix, nan=0.0), 0.0, 1.0) * 2.0
-    low = np.minimum(v.astype(int), 1)
-    frac = (v - low)[..., None]
-    rgb = stops[low] * (1.0 - frac) + stops[low + 1] * frac
-    rgb[np.isnan(matrix)] = 128.0
-    image = np.repeat(np.repeat(rgb, cell_height, axis=0), cell_width, axis=1)
-    return image.round().astype(np.uint8)
+    blocks = []
+    for step, value in phase_points:
+        label = int(round(value))
+        if blocks and blocks[-1][2] == label:
+            blocks[-1][1] = int(step) + 1
+        else:
+            blocks.append([int(step), int(step) + 1, label])
+    return blocks
 
 
 def sawtooth(curves: dict[int, np.ndarray], phase_of_step: dict[int, int], *,

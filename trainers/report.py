@@ -18,6 +18,8 @@ _CSV = flags.DEFINE_string("csv", None, "Also write the per-class probe accuracy
                            "this CSV file: run, step, class_0, class_1, ...")
 _INSPECT = flags.DEFINE_list("inspect", None, "Instead of runs, print these step dumps "
                              "(RUN/inspect/step_N.npz from tapeloop-train --inspect_steps).")
+_PLOT = flags.DEFINE_string("plot", None, "Also draw the per-class probe curves of the runs, "
+                            "one panel each with the phases shaded, as a PNG at this path.")
 _DROP = flags.DEFINE_integer("drop", None, "Also print, for this class, where its probe "
                              "accuracy fell the most between two consecutive probes (the steps "
                              "to pass to --inspect_steps).", lower_bound=0)
@@ -40,6 +42,9 @@ class RunSummary:
     class_blocks: bool  # the last epoch was made of several (class) blocks
     seconds_per_epoch: float  # median
     curves: dict  # {step: per-class probe accuracy}
+    phases: list = dataclasses.field(default_factory=list)  # forgetting.phase_blocks
+    epoch_ends: list = dataclasses.field(default_factory=list)  # steps
+    by_class: bool = False  # several phases per epoch: the phases are classes
     lacks: list[str] = dataclasses.field(default_factory=list)  # what the events do not hold
 
 
@@ -95,7 +100,10 @@ def summarize(run_dir: Path) -> RunSummary:
         drift_relative=last("drift/relative/model"), growth=growth, last_epoch=last_epoch,
         class_blocks=len(last_phases) > 1,
         seconds_per_epoch=seconds[len(seconds) // 2] if seconds else float("nan"),
-        curves=curves, lacks=lacks)
+        curves=curves, lacks=lacks,
+        phases=forgetting.phase_blocks(sorted(phase_of_step.items())),
+        epoch_ends=sorted(scalars.get("epoch/train_loss", {})),
+        by_class=len(set(phase_of_step.values())) > len(epoch_ends) or len(last_phases) > 1)
 
 
 def comparison(runs: list[RunSummary]) -> str:
@@ -165,6 +173,23 @@ def largest_drop(summary: RunSummary, cls: int) -> str:
             f"--inspect_steps={batches}")
 
 
+def plot(runs: list[RunSummary]) -> bytes:
+    """A PNG of each run's per-class probe curves with its phases shaded (`plots`)."""
+    from tapeloop.trainers import plots
+
+    panels = []
+    for r in runs:
+        steps = sorted(r.curves)
+        accuracy = np.array([r.curves[s] for s in steps]).reshape(len(steps), -1)
+        ends = r.epoch_ends
+        zoom = ((ends[-2] if len(ends) > 1 else 0, ends[-1])
+                if r.by_class and ends and len(r.phases) > 12 else None)
+        panels.append({"name": r.name, "steps": steps, "accuracy": accuracy,
+                       "classes": list(range(accuracy.shape[1])), "phases": r.phases,
+                       "by_class": r.by_class, "zoom": zoom})
+    return plots.probe_curves_png(panels)
+
+
 def curves_csv(runs: list[RunSummary]) -> str:
     """`run,step,class_0,...`: every run's per-class probe accuracy at every probe step."""
     num_classes = max(len(r.test_class_accuracy) for r in runs)
@@ -199,7 +224,7 @@ def main(argv):
         return
     if len(argv) < 2:
         sys.exit("usage: python -m tapeloop.trainers.report RUN_DIR [RUN_DIR ...] [--csv PATH] "
-                 "[--drop CLASS], or --inspect STEP_DUMP.npz[,...]")
+                 "[--plot PNG] [--drop CLASS], or --inspect STEP_DUMP.npz[,...]")
     try:
         runs = [summarize(Path(d)) for d in argv[1:]]
     except (FileNotFoundError, ValueError) as e:
@@ -212,9 +237,15 @@ def main(argv):
         print()
         for r in runs:
             print(largest_drop(r, _DROP.value))
-    if _CSV.value:
-        Path(_CSV.value).write_text(curves_csv(runs))
-        print(f"\nprobe curves written to {_CSV.value}")
+    for flag, payload, done in ((_PLOT, lambda: plot(runs), "drawn in"),
+                                (_CSV, lambda: curves_csv(runs).encode(), "written to")):
+        if flag.value:
+            try:
+                Path(flag.value).write_bytes(payload())
+            except OSError as e:
+                sys.exit(f"error: --{flag.name} {flag.value} cannot be written: "
+                         f"{e.strerror or e}")
+            print(f"\nprobe curves {done} {flag.value}")
 
 
 def run():

@@ -1,11 +1,15 @@
 """Run directories: what a run may write to, and whether it may continue what is there."""
 
+import fcntl
 import json
 import os
+import shutil
 from pathlib import Path
 
-from tapeloop.trainers import checkpoints
 from tapeloop.trainers.config import Config
+
+
+CHECKPOINT_DIR = "checkpoints"
 
 
 class SetupError(ValueError):
@@ -16,13 +20,45 @@ class RunDirError(SetupError):
     """The run directory cannot be used; the message says why and what to do."""
 
 
+# What tapeloop writes in a run directory: only these are ever deleted by --overwrite
+# or by restarting a run that died before its first checkpoint.
+OWN_FILES = ("config.json", "results.json", "accuracy_matrix.csv", "accuracy_matrix.png",
+             ".accuracy_matrix.csv.tmp", ".accuracy_matrix.png.tmp")
+OWN_DIRS = ("checkpoints", "weights", "inspect", "plugins")
+OWN_PREFIXES = ("events.out.tfevents.",)
+
+
+def is_run(run_dir: Path) -> bool:
+    """Whether `run_dir` is a tapeloop run: its marker `config.json`, or its checkpoints."""
+    return (run_dir / "config.json").is_file() or (run_dir / CHECKPOINT_DIR).is_dir()
+
+
+def foreign_entries(run_dir: Path) -> list[str]:
+    """The names in `run_dir` that tapeloop did not write (sorted)."""
+    return sorted(p.name for p in run_dir.iterdir()
+                  if not (p.name in OWN_FILES and p.is_file() or p.name in OWN_DIRS and p.is_dir()
+                          or p.name.startswith(OWN_PREFIXES) and p.is_file()))
+
+
+def clear_run_dir(run_dir: Path) -> None:
+    """Deletes what tapeloop wrote in `run_dir`, and nothing else (see `foreign_entries`)."""
+    foreign = set(foreign_entries(run_dir))
+    for path in run_dir.iterdir():
+        if path.name not in foreign:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
 def check_run_dir(run_dir: Path, *, overwrite: bool, resume: bool = False,
                   config: Config | None = None) -> bool:
-    """Refuses a run directory that is a file, unwritable, or holds a run it cannot continue.
+    """Refuses a run directory that is a file, unwritable, or holds what it cannot continue.
+
+    `overwrite` replaces only a tapeloop run holding nothing but what tapeloop wrote.
+    A run that died before its first checkpoint has nothing to lose and starts again.
 
     Returns:
       True when `run_dir` holds a checkpointed run with a compatible config that
-      `resume` allows continuing; False when it is to be started fresh.
+      `resume` allows continuing; False when it is to be started fresh (and then
+      `clear_run_dir` may empty it).
 
     Raises:
       RunDirError: with the reason and the way out.
@@ -35,24 +71,126 @@ def check_run_dir(run_dir: Path, *, overwrite: bool, resume: bool = False,
             if not _writable(parent):
                 raise RunDirError(f"{parent} is not writable")
             break
-    if not run_dir.is_dir() or not any(run_dir.iterdir()) or overwrite:
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return False
+    if not is_run(run_dir):
+        raise RunDirError(f"{run_dir} holds files but no tapeloop run (no config.json): "
+                          "choose another --run_name (--overwrite only replaces tapeloop runs)")
+    foreign = foreign_entries(run_dir)
+    stub = not saved_steps(run_dir)  # died before its first checkpoint
+    if (overwrite or stub and resume) and foreign:
+        raise RunDirError(f"{run_dir} holds files tapeloop did not write ("
+                          f"{', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}): "
+                          "move them out first, or choose another --run_name")
+    if overwrite or stub and resume:
         return False
     if not resume:
         raise RunDirError(f"{run_dir} already holds a run: pass --overwrite to replace it, "
                           "or choose another --run_name")
-    if checkpoints.latest_step(run_dir) is None or not (run_dir / "config.json").is_file():
-        raise RunDirError(f"{run_dir} holds a run without a checkpoint to resume from: "
-                          "pass --overwrite to replace it, or choose another --run_name")
-    if config is not None:
-        saved = json.loads((run_dir / "config.json").read_text())
-        differing = config.differences(saved)
-        if differing:
-            raise RunDirError(
-                f"{run_dir} holds a run with other settings, so it cannot be resumed: "
-                + ", ".join(f"--{k} was {saved.get(k)!r}, now {getattr(config, k)!r}"
-                            for k in differing)
-                + " (pass --overwrite to start it again, or choose another --run_name)")
+    saved = read_json(run_dir / "config.json")
+    differing = config.differences(saved) if config is not None else []
+    if differing:
+        raise RunDirError(
+            f"{run_dir} holds a run with other settings, so it cannot be resumed: "
+            + ", ".join(f"--{k} was {saved.get(k)!r}, now {getattr(config, k)!r}"
+                        for k in differing)
+            + " (pass --overwrite to start it again, or choose another --run_name)")
     return True
+
+
+def read_json(path: Path) -> dict:
+    """A run's JSON record (`config.json`, `results.json`).
+
+    Raises:
+      RunDirError: it is missing, unreadable or damaged (one line, with the way out).
+    """
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunDirError(f"{path} is missing: pass --overwrite to start the run again, "
+                          "or choose another --run_name") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise RunDirError(f"{path} is damaged ({type(e).__name__}: {e}): pass --overwrite to "
+                          "start the run again, or choose another --run_name") from None
+    if not isinstance(value, dict):
+        raise RunDirError(f"{path} is damaged (not a JSON object): pass --overwrite to start "
+                          "the run again, or choose another --run_name")
+    return value
+
+
+class RunLock:
+    """An exclusive lock on one run directory, held while a process trains it.
+
+    The lock is `flock` on `.RUN_NAME.lock` beside the run directory (so that
+    replacing the directory never drops it), holding the holder's PID. The OS
+    releases it when the process dies, however it dies. Entering takes it if the
+    parent directory exists (nothing is created for a run refused before it
+    starts); `acquire()` takes it, creating the parent, before a run dir is made.
+    """
+
+    def __init__(self, run_dir: Path):
+        run_dir = Path(run_dir)
+        self.path = run_dir.parent / f".{run_dir.name}.lock"
+        self.run_dir = run_dir
+        self._file = None
+
+    @property
+    def held(self) -> bool:
+        return self._file is not None
+
+    def __enter__(self):
+        if self.path.parent.is_dir():
+            self.acquire()
+        return self
+
+    def acquire(self) -> None:
+        """Takes the lock (creating the parent directory if needed).
+
+        Raises:
+          RunDirError: another process holds it (the message names its PID).
+        """
+        if self.held:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            file = open(self.path, "a+")
+        except OSError as e:
+            raise RunDirError(f"{self.run_dir} cannot be created or written: "
+                              f"{e.strerror or e}") from None
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "?"
+            file.close()
+            raise RunDirError(f"{self.run_dir} is in use by another tapeloop process (PID "
+                              f"{holder}): wait for it to end or stop it, then run the same "
+                              "command again") from None
+        file.seek(0)
+        file.truncate()
+        file.write(f"{os.getpid()}\n")
+        file.flush()
+        self._file = file
+
+    def __exit__(self, *exc):
+        if self._file is not None:
+            self._file.close()  # releases the lock
+            self._file = None
+        return False
+
+
+def lock_holder(run_dir: Path) -> int | None:
+    """The PID holding `run_dir`'s lock, or None when it is free."""
+    path = Path(run_dir).parent / f".{Path(run_dir).name}.lock"
+    try:
+        with open(path) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return int(f.read().strip() or 0) or -1
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def check_recorded(run_dir: Path, recorded: dict) -> None:
@@ -61,10 +199,7 @@ def check_recorded(run_dir: Path, recorded: dict) -> None:
     Raises:
       RunDirError: one line, before anything is written.
     """
-    try:
-        saved = json.loads((run_dir / "config.json").read_text()).get("recorded") or {}
-    except (OSError, ValueError):
-        saved = {}
+    saved = read_json(run_dir / "config.json").get("recorded") or {}
     checks = (("model", "trainable_parameters", "the model's parameter count"),
               ("model", "architecture_fingerprint", "the model's architecture"),
               ("data", "example_shape", "the examples' shape"),
@@ -83,3 +218,19 @@ def check_recorded(run_dir: Path, recorded: dict) -> None:
 
 def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK | os.X_OK)
+
+
+def saved_steps(run_dir: Path) -> list[int]:
+    """The steps of the checkpoints kept in `run_dir` (their files, not the index), newest first."""
+    steps = []
+    for index in (Path(run_dir) / CHECKPOINT_DIR).glob("ckpt-*.index"):
+        number = index.name[len("ckpt-"):-len(".index")]
+        if number.isdigit():
+            steps.append(int(number))
+    return sorted(steps, reverse=True)
+
+
+def latest_step(run_dir: Path) -> int | None:
+    """The global step of the newest checkpoint kept in `run_dir`, or None."""
+    steps = saved_steps(run_dir)
+    return steps[0] if steps else None

@@ -95,18 +95,27 @@ class Checkpointing(Action):
         self.ends_done_at = 0  # the last step whose end-of-phase/epoch work is saved
 
     def restore(self) -> dict:
-        """Restores the latest checkpoint; returns the host state saved with it."""
+        """Restores the newest checkpoint that restores; returns the host state saved with it.
+
+        Raises:
+          checkpoints.NoCheckpoint: none restores.
+        """
         host = self._state.restore_latest()
         self.start_step = int(self._state.global_step)
         self.ends_done_at = host.get("ends_done_at", self.start_step)
         return host
+
+    @property
+    def skipped(self) -> list[str]:
+        """One line per damaged checkpoint the restore skipped."""
+        return self._state.skipped
 
     def finished(self, end_step: int) -> bool:
         """Whether the phase or epoch ending at `end_step` was done before this process."""
         return end_step < self.start_step or end_step == self.start_step == self.ends_done_at
 
     def latest(self) -> str | None:
-        return self._state.manager.latest_checkpoint if self._state is not None else None
+        return self._state.latest() if self._state is not None else None
 
     def save(self, sums=None) -> None:
         """Saves now: events up to here are flushed first, so they are on disk with it."""
@@ -284,9 +293,11 @@ class Validation(Action):
 class Instrumentation(Action):
     """Tells the probe, drift and accuracy matrix (`instruments.Instruments`) when."""
 
-    def __init__(self, tools, progress: Progress, *, task_of: Callable[[int], tuple]):
+    def __init__(self, tools, progress: Progress, *, task_of: Callable[[int], tuple],
+                 title: str = "accuracy matrix"):
         super().__init__()
         self._tools, self._progress, self._task_of = tools, progress, task_of
+        self._title = title
 
     def on_phase_start(self, step, phase, context):
         self._tools.phase_start()
@@ -297,6 +308,9 @@ class Instrumentation(Action):
 
     def on_epoch_end(self, step, epoch, context):
         self._tools.epoch_end(step)
+
+    def on_end(self, step, context):
+        self._tools.end(step, title=self._title)
 
 
 class EpochReport(Action):

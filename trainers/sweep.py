@@ -12,10 +12,13 @@ At the end a table (test accuracy, average forgetting, BWT, per-class test
 accuracy) is printed and saved as LOGDIR/RUN_NAME/results.csv.
 """
 
+import ctypes
 import datetime
 import itertools
 import json
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +26,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from tapeloop.trainers import cli, config as config_lib, tables
+from tapeloop.trainers import cli, config as config_lib, run_dirs, tables
 from tapeloop.trainers import train  # Defines the training flags: the base of every point.
 
 FLAGS = flags.FLAGS
@@ -64,6 +67,10 @@ def parse_axes(specs: list[str]) -> list[tuple[str, list[str]]]:
                              "(tapeloop-train --helpshort lists them)")
         if name in seen:
             raise ValueError(f"--sweep={spec}: {name} is swept twice")
+        repeated = sorted({v for v in items if items.count(v) > 1})
+        if repeated:
+            raise ValueError(f"--sweep={spec}: {', '.join(repeated)} is given twice (two "
+                             "processes would train one run directory)")
         seen.add(name)
         axes.append((name, items))
     return axes
@@ -156,6 +163,11 @@ def main(argv):
         sys.exit(f"error: {e}")
     if not axes:
         sys.exit("error: give at least one --sweep=NAME=V1,V2,...")
+    for i, config in enumerate(configs):
+        same = [point_name(points[j]) for j in range(i) if configs[j] == config]
+        if same:
+            sys.exit(f"error: points {same[0]} and {point_name(points[i])} are the same run "
+                     "(the same settings): give each value once")
     if _SCRIPT.value.endswith(".py") and not Path(_SCRIPT.value).is_file():
         sys.exit(f"error: --script={_SCRIPT.value}: no such file")
     sweep_dir = Path(FLAGS.logdir) / (FLAGS.run_name or f"sweep_{datetime.datetime.now():%Y%m%d-%H%M%S}")
@@ -177,9 +189,13 @@ def main(argv):
             todo.append(i)
     try:
         failed = _run_points(todo, points, names, sweep_dir)
-    except KeyboardInterrupt:
-        sys.exit(f"\ninterrupted: the running points saved a checkpoint; run the same command "
-                 "again to resume them")
+    except KeyboardInterrupt as stopped:
+        lines = [f"  {names[i]}: " + (f"checkpoint at step {step}" if step is not None else
+                                      "no checkpoint yet (it starts again)")
+                 for i, step in stopped.args[0]] if stopped.args else []
+        sys.exit("\ninterrupted; the points that were running:\n" + "\n".join(lines)
+                 + "\nrun the same command again to continue them (finished points are "
+                 "skipped)")
     done = [(n, json.loads((sweep_dir / n / "results.json").read_text()))
             for n in names if n not in failed and (sweep_dir / n / "results.json").is_file()]
     if done:
@@ -187,8 +203,9 @@ def main(argv):
         (sweep_dir / "results.csv").write_text(csv)
         print(f"\n{text}\n\nsaved {sweep_dir / 'results.csv'}")
     if failed:
-        sys.exit(f"error: {len(failed)} of {total} points failed: {', '.join(failed)} (logs in "
-                 f"{sweep_dir}; rerun the same command to retry them)")
+        sys.exit(f"error: {len(failed)} of {total} points failed: {', '.join(failed)} (the "
+                 f"reason is above and in {sweep_dir}/POINT.log; once it is fixed, the same "
+                 "command retries them and skips the finished ones)")
 
 
 def _run_points(todo: list[int], points, names, sweep_dir: Path) -> list[str]:
@@ -207,8 +224,10 @@ def _run_points(todo: list[int], points, names, sweep_dir: Path) -> list[str]:
                 command = [*script_command(_SCRIPT.value), *args,
                            *shlex.split(_SCRIPT_ARGS.value),
                            f"--logdir={sweep_dir}", f"--run_name={names[i]}"]
+                _wait_for_lock(sweep_dir / names[i])
                 log = open(sweep_dir / f"{names[i]}.log", "a")
-                running[i] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log,
+                running[i] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                               preexec_fn=_die_with_parent), log,
                               time.perf_counter())
                 print(f"[{i + 1}/{total}] {names[i]}: started", flush=True)
             time.sleep(0.2)
@@ -236,8 +255,42 @@ def _run_points(todo: list[int], points, names, sweep_dir: Path) -> list[str]:
         for proc, log, _ in running.values():
             proc.wait()
             log.close()
-        raise
+        raise KeyboardInterrupt([(i, run_dirs.latest_step(sweep_dir / names[i]))
+                                 for i in running]) from None
     return failed
+
+
+LOCK_WAIT_SECONDS = 300
+
+
+def _wait_for_lock(run_dir: Path) -> None:
+    """Waits while another process (a killed sweep's last child) still trains `run_dir`."""
+    holder = run_dirs.lock_holder(run_dir)
+    if holder is None:
+        return
+    print(f"{run_dir.name}: waiting for PID {holder}, still training it, to stop", flush=True)
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while run_dirs.lock_holder(run_dir) is not None:
+        if time.monotonic() > deadline:
+            sys.exit(f"error: {run_dir} is still in use by PID {holder} after "
+                     f"{LOCK_WAIT_SECONDS} s: stop it, then run the same command again")
+        time.sleep(0.5)
+
+
+def _die_with_parent() -> None:
+    """In a point's process: get SIGTERM when the sweep dies, even by SIGKILL (Linux).
+
+    SIGTERM makes the point save a checkpoint and stop, so no orphan keeps training
+    while a rerun of the sweep starts the point again.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() == 1:  # The sweep died before prctl took effect.
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def run():

@@ -43,9 +43,7 @@ class MetricWriter:
 
     def __init__(self, logdir: str | None):
         self.logdir = logdir
-        self._writer = (tf.summary.create_noop_writer() if logdir is None
-                        else tf.summary.create_file_writer(str(logdir), max_queue=MAX_QUEUE,
-                                                           flush_millis=FLUSH_MILLIS))
+        self._file_writer = None  # made at the first write: a refused resume leaves no file
         self._protos = {}
         self._write_raw = tf.function(
             lambda step, proto: tf.summary.experimental.write_raw_pb(proto, step=step))
@@ -137,11 +135,22 @@ class MetricWriter:
                               metrics=[hp.Metric(tag) for tag in metric_tags])
             hp.hparams(clean)
 
+    @property
+    def _writer(self):
+        if self._file_writer is None:
+            self._file_writer = (
+                tf.summary.create_noop_writer() if self.logdir is None
+                else tf.summary.create_file_writer(str(self.logdir), max_queue=MAX_QUEUE,
+                                                   flush_millis=FLUSH_MILLIS))
+        return self._file_writer
+
     def flush(self) -> None:
-        self._writer.flush()
+        if self._file_writer is not None:
+            self._file_writer.flush()
 
     def close(self) -> None:
-        self._writer.close()
+        if self._file_writer is not None:
+            self._file_writer.close()
 
 
 class ScalarProtos:

@@ -1,0 +1,1 @@
+"""tapeloop's TensorBoard plugin: the Forgetting tab (see `plugin`)."""

@@ -1,0 +1,166 @@
+"""The Forgetting tab: a TensorBoard plugin that shows forgetting at a glance.
+
+TensorBoard finds it through the `tensorboard_plugins` entry point (setup.cfg). The
+backend reads the runs through TensorBoard's data provider (the same scalars the
+Scalars tab reads: `probe/accuracy/class_C`, `train/phase`, `forgetting/*`,
+`test/accuracy/class_C`) and serves one JSON view per run; the frontend is the
+static `static/index.js`, served by the plugin itself (no build step, nothing
+fetched from the network).
+
+TensorBoard keeps at most 1,000 points per scalar tag unless it is started with
+`--samples_per_plugin=scalars=0`; the view says when a run's points were thinned.
+"""
+
+import json
+import math
+import re
+from pathlib import Path
+
+from werkzeug import wrappers
+
+from tensorboard import plugin_util
+from tensorboard.data import provider
+from tensorboard.plugins import base_plugin
+
+from tapeloop.trainers import forgetting
+
+PLUGIN_NAME = "forgetting"
+STATIC = Path(__file__).parent / "static"
+_CLASS_TAG = re.compile(r"(probe/accuracy|forgetting/row|test/accuracy)/class_(\d+)$")
+_TAGS = ("train/phase", "forgetting/average", "forgetting/bwt", "final/test_accuracy",
+         "epoch/train_loss")
+_EVERY_POINT = 10 ** 9
+
+
+class ForgettingPlugin(base_plugin.TBPlugin):
+    """Per-class probe curves with the phases shaded, the accuracy matrix, forgetting, BWT."""
+
+    plugin_name = PLUGIN_NAME
+
+    def __init__(self, context: base_plugin.TBContext):
+        self._provider = context.data_provider
+
+    def get_plugin_apps(self):
+        return {"/index.js": self._index_js, "/runs": self._runs, "/data": self._data}
+
+    def is_active(self) -> bool:
+        return False  # Superseded by data_plugin_names: active when there are scalars.
+
+    def data_plugin_names(self):
+        return ("scalars",)
+
+    def frontend_metadata(self):
+        return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="Forgetting")
+
+    @wrappers.Request.application
+    def _index_js(self, request):
+        del request
+        return wrappers.Response((STATIC / "index.js").read_bytes(),
+                                 content_type="text/javascript")
+
+    def _list(self, request, run_tag_filter=None):
+        return self._provider.list_scalars(
+            plugin_util.context(request.environ),
+            experiment_id=plugin_util.experiment_id(request.environ),
+            plugin_name="scalars", run_tag_filter=run_tag_filter)
+
+    @wrappers.Request.application
+    def _runs(self, request):
+        """The runs with a probe: `[{"run", "classes", "last_step"}]`, by name."""
+        runs = []
+        for run, tags in sorted(self._list(request).items()):
+            classes = [t for t in tags if t.startswith("probe/accuracy/class_")]
+            if classes:
+                runs.append({"run": run, "classes": len(classes),
+                             "last_step": max(tags[t].max_step for t in classes)})
+        return _json(runs)
+
+    @wrappers.Request.application
+    def _data(self, request):
+        """One run's view (see `run_view`), every point TensorBoard holds."""
+        run = request.args.get("run", "")
+        listed = self._list(request, provider.RunTagFilter(runs=[run])).get(run, {})
+        wanted = [t for t in listed if _CLASS_TAG.match(t) or t in _TAGS]
+        if not wanted:
+            return _json({"error": f"run {run!r} has no probe data"}, status=404)
+        data = self._provider.read_scalars(
+            plugin_util.context(request.environ),
+            experiment_id=plugin_util.experiment_id(request.environ), plugin_name="scalars",
+            downsample=_EVERY_POINT, run_tag_filter=provider.RunTagFilter(runs=[run],
+                                                                          tags=wanted))
+        series = {tag: [(p.step, p.value) for p in points]
+                  for tag, points in data.get(run, {}).items()}
+        view = run_view(series)
+        phase = listed.get("train/phase")
+        view["thinned"] = bool(phase and len(series.get("train/phase", ())) < phase.max_step + 1)
+        return _json(view)
+
+
+def run_view(series: dict[str, list[tuple[int, float]]]) -> dict:
+    """What the tab draws for one run, from its scalar series `{tag: [(step, value)]}`.
+
+    Returns a dict with `classes`; `probe` (class -> [[step, accuracy]]); `phases`
+    ([[first step, end step, label]], one per block of equal `train/phase`; label is
+    the class trained, or the epoch where each epoch is one phase); `by_class`
+    (whether phases are classes); `matrix` (rows after each phase end: `steps`,
+    `labels`, `rows`); `forgetting` (`average`, `bwt`: [[step, value]]); `epoch_ends`;
+    and `final` (`test_accuracy`, `class_accuracy`, `average_forgetting`, `bwt`).
+    """
+    def last(tag):
+        points = series.get(tag)
+        return points[-1][1] if points else None
+
+    by_kind = {}
+    for tag in series:
+        match = _CLASS_TAG.match(tag)
+        if match:
+            by_kind.setdefault(match.group(1), {})[int(match.group(2))] = tag
+    probe_tags = by_kind.get("probe/accuracy", {})
+    classes = sorted(probe_tags)
+    epoch_ends = [s for s, _ in series.get("epoch/train_loss", [])]
+    phases = forgetting.phase_blocks(series.get("train/phase", []))
+    by_class = len(phases) > max(len(epoch_ends), 1)  # several phases per epoch
+    row_tags = by_kind.get("forgetting/row", {})
+    row_steps = sorted({s for tag in row_tags.values() for s, _ in series[tag]})
+    cells = {c: dict(series[tag]) for c, tag in row_tags.items()}
+    phase_at = _label_before(phases)
+    test = by_kind.get("test/accuracy", {})
+    return {
+        "classes": classes,
+        "probe": {c: [[s, v] for s, v in series[probe_tags[c]]] for c in classes},
+        "phases": phases, "by_class": by_class, "epoch_ends": epoch_ends,
+        "matrix": {"steps": row_steps, "labels": [phase_at(s) for s in row_steps],
+                   "rows": [[cells.get(c, {}).get(s) for c in classes] for s in row_steps]},
+        "forgetting": {"average": [[s, v] for s, v in series.get("forgetting/average", [])],
+                       "bwt": [[s, v] for s, v in series.get("forgetting/bwt", [])]},
+        "final": {"test_accuracy": last("final/test_accuracy"),
+                  "class_accuracy": [last(test[c]) if c in test else None for c in classes],
+                  "average_forgetting": last("forgetting/average"),
+                  "bwt": last("forgetting/bwt")},
+    }
+
+
+def _label_before(phases):
+    """`label(step)`: the phase trained by the update that led to `step`."""
+    def label(step):
+        for first, end, value in phases:
+            if first < step <= end:
+                return value
+        return None
+    return label
+
+
+def _json(value, status: int = 200):
+    return wrappers.Response(json.dumps(_finite(value), allow_nan=False), status=status,
+                             content_type="application/json")
+
+
+def _finite(value):
+    """`value` with NaN and infinities as None (JSON has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -1,0 +1,347 @@
+// The Forgetting tab: per-class probe accuracy with the phases shaded, the accuracy
+// matrix, average forgetting and BWT, the final per-class test table; for every run
+// with a probe, side by side on the same scales. Plain ES module and SVG: nothing is
+// fetched but this plugin's own routes.
+
+const SVG = "http://www.w3.org/2000/svg";
+// Ten clearly distinct colours (d3's category10); more classes get evenly spaced hues.
+const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+                 "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+const WIDTH = 1100, HEIGHT = 310, M = {left: 48, right: 16, top: 34, bottom: 30};
+
+function colour(i, n) {
+  return n <= PALETTE.length ? PALETTE[i] : `hsl(${(i * 360) / n}, 70%, 45%)`;
+}
+
+// Viridis, sampled: 0 (dark purple) .. 1 (yellow).
+const VIRIDIS = [[68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142],
+                 [31, 158, 137], [53, 183, 121], [109, 205, 89], [180, 222, 44], [253, 231, 37]];
+function heat(v) {
+  if (v === null || v === undefined) return "#eee";
+  const x = Math.max(0, Math.min(1, v)) * (VIRIDIS.length - 1), i = Math.min(Math.floor(x), VIRIDIS.length - 2);
+  const t = x - i, a = VIRIDIS[i], b = VIRIDIS[i + 1];
+  return `rgb(${a.map((c, k) => Math.round(c + t * (b[k] - c))).join(",")})`;
+}
+
+function el(name, attrs = {}, parent = null, text = null) {
+  const node = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== null) node.textContent = text;
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+function html(name, attrs = {}, parent = null, text = null) {
+  const node = document.createElement(name);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== null) node.textContent = text;
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+const fmt = (v, signed = false) => v === null || v === undefined ? "-" :
+  (signed && v >= 0 ? "+" : "") + v.toFixed(4);
+
+const state = {runs: [], views: {}, range: null, hidden: new Set(), maxStep: 1};
+
+export async function render() {
+  document.body.style.fontFamily = "Roboto, Arial, sans-serif";
+  document.body.style.margin = "16px";
+  const style = html("style", {}, document.head);
+  style.textContent = `
+    .card {border: 1px solid #ddd; border-radius: 4px; padding: 8px 12px; margin: 0 0 16px;}
+    .card h3 {margin: 4px 0; font-size: 15px;} .summary {color: #444; font-size: 13px;}
+    .legend span {display: inline-block; margin-right: 12px; cursor: pointer; font-size: 13px;}
+    .legend span.off {opacity: 0.3;} .swatch {display: inline-block; width: 14px; height: 4px;
+      margin-right: 4px; vertical-align: middle;}
+    #tooltip {position: fixed; pointer-events: none; background: rgba(255,255,255,0.96);
+      border: 1px solid #999; padding: 4px 8px; font-size: 12px; display: none; z-index: 9;}
+    table.final {border-collapse: collapse; font-size: 13px;}
+    table.final td, table.final th {border: 1px solid #ddd; padding: 2px 8px; text-align: right;}
+    .controls {margin: 8px 0 16px; font-size: 13px;} .note {color: #a00; font-size: 13px;}
+    .row {display: flex; gap: 16px; flex-wrap: wrap;}`;
+  const tooltip = html("div", {id: "tooltip"}, document.body);
+  state.tooltip = tooltip;
+  html("h2", {style: "margin: 0 0 4px; font-size: 18px"}, document.body,
+       "Forgetting: per-class probe accuracy, phase by phase");
+  const controls = html("div", {class: "controls", id: "controls"}, document.body);
+  const main = html("div", {id: "runs"}, document.body);
+  const runs = await (await fetch("./runs")).json();
+  if (!runs.length) {
+    html("p", {id: "empty"}, main, "No run with a probe (probe/accuracy/class_C scalars) yet.");
+    return;
+  }
+  state.runs = runs;
+  await Promise.all(runs.map(async (r) => {
+    state.views[r.run] = await (await fetch(`./data?run=${encodeURIComponent(r.run)}`)).json();
+  }));
+  state.maxStep = Math.max(...runs.map((r) => r.last_step), 1);
+  buildControls(controls);
+  draw();
+}
+
+function buildControls(controls) {
+  controls.innerHTML = "";
+  html("span", {}, controls, "Steps ");
+  const from = html("input", {id: "from", type: "number", min: 0, style: "width: 80px"}, controls);
+  html("span", {}, controls, " to ");
+  const to = html("input", {id: "to", type: "number", min: 0, style: "width: 80px"}, controls);
+  const apply = html("button", {id: "apply"}, controls, "Zoom");
+  const epochs = html("select", {id: "epoch"}, controls);
+  html("option", {value: ""}, epochs, "Zoom to an epoch...");
+  const ends = state.views[state.runs[0].run].epoch_ends || [];
+  ends.forEach((end, e) => html("option", {value: e}, epochs, `epoch ${e + 1} (steps ${e ? ends[e - 1] : 0}-${end})`));
+  const reset = html("button", {id: "reset"}, controls, "Whole run");
+  html("span", {style: "margin-left: 12px; color: #555"}, controls,
+       "Drag across a chart to zoom; double-click to see the whole run.");
+  apply.onclick = () => setRange(Number(from.value), Number(to.value));
+  epochs.onchange = () => {
+    if (epochs.value === "") return;
+    const e = Number(epochs.value);
+    setRange(e ? ends[e - 1] : 0, ends[e]);
+  };
+  reset.onclick = () => setRange(null);
+}
+
+function setRange(a, b) {
+  state.range = a === null || !(b > a) ? null : [a, b];
+  document.getElementById("from").value = state.range ? state.range[0] : "";
+  document.getElementById("to").value = state.range ? state.range[1] : "";
+  draw();
+}
+
+function draw() {
+  state.tooltip.style.display = "none";
+  const main = document.getElementById("runs");
+  main.innerHTML = "";
+  for (const r of state.runs) drawRun(main, r.run, state.views[r.run]);
+  drawFinalTable(main);
+}
+
+function drawRun(main, run, view) {
+  const card = html("div", {class: "card run", "data-run": run}, main);
+  html("h3", {}, card, run);
+  const f = view.final;
+  html("div", {class: "summary"}, card, `test accuracy ${fmt(f.test_accuracy)} · average ` +
+       `forgetting ${fmt(f.average_forgetting)} · BWT ${fmt(f.bwt, true)} · ` +
+       `${view.classes.length} classes, ${view.matrix.steps.length} phase ends`);
+  if (view.thinned) {
+    html("div", {class: "note"}, card, "TensorBoard thinned this run's points (it keeps " +
+         "1,000 per tag): start it with --samples_per_plugin=scalars=0 to see every point.");
+  }
+  const legend = html("div", {class: "legend"}, card);
+  view.classes.forEach((c, i) => {
+    const item = html("span", {class: state.hidden.has(c) ? "off" : "", "data-class": c}, legend);
+    html("span", {class: "swatch", style: `background: ${colour(i, view.classes.length)}`}, item);
+    item.appendChild(document.createTextNode(`class ${c}`));
+    item.onclick = () => { state.hidden.has(c) ? state.hidden.delete(c) : state.hidden.add(c); draw(); };
+  });
+  drawProbe(card, view);
+  const row = html("div", {class: "row"}, card);
+  drawMatrix(row, view);
+  drawForgetting(row, view);
+}
+
+function scales(width, height, x0, x1, y0 = 0, y1 = 1) {
+  const x = (s) => M.left + ((s - x0) / (x1 - x0 || 1)) * (width - M.left - M.right);
+  const y = (v) => height - M.bottom - ((v - y0) / (y1 - y0 || 1)) * (height - M.top - M.bottom);
+  const step = (px) => x0 + ((px - M.left) / (width - M.left - M.right)) * (x1 - x0);
+  return {x, y, step};
+}
+
+function axes(svg, sc, width, height, x0, x1, yTicks = [0, 0.25, 0.5, 0.75, 1], yLabel = "") {
+  const g = el("g", {class: "axes"}, svg);
+  el("line", {x1: M.left, x2: width - M.right, y1: height - M.bottom, y2: height - M.bottom, stroke: "#333"}, g);
+  el("line", {x1: M.left, x2: M.left, y1: M.top, y2: height - M.bottom, stroke: "#333"}, g);
+  for (const t of yTicks) {
+    el("line", {x1: M.left - 4, x2: width - M.right, y1: sc.y(t), y2: sc.y(t), stroke: "#eee"}, g);
+    el("text", {x: M.left - 6, y: sc.y(t) + 4, "text-anchor": "end", "font-size": 11}, g, String(t));
+  }
+  for (let i = 0; i <= 8; i++) {
+    const s = Math.round(x0 + (i * (x1 - x0)) / 8);
+    el("text", {x: sc.x(s), y: height - M.bottom + 14, "text-anchor": "middle", "font-size": 11}, g, String(s));
+  }
+  el("text", {x: width - M.right, y: height - 2, "text-anchor": "end", "font-size": 11}, g, "step");
+  if (yLabel) el("text", {x: 4, y: 11, "font-size": 11}, g, yLabel);
+}
+
+function drawProbe(card, view) {
+  const [x0, x1] = state.range || [0, state.maxStep];
+  const svg = el("svg", {width: WIDTH, height: HEIGHT, class: "probe"}, card);
+  const sc = scales(WIDTH, HEIGHT, x0, x1);
+  const clip = `clip-${Math.random().toString(36).slice(2)}`;
+  el("rect", {x: M.left, y: M.top, width: WIDTH - M.left - M.right, height: HEIGHT - M.top - M.bottom},
+     el("clipPath", {id: clip}, el("defs", {}, svg)));
+  const plot = el("g", {"clip-path": `url(#${clip})`}, svg);
+  // Phase blocks, shaded in turn, labelled with what they train where there is room.
+  view.phases.forEach(([first, end, label], i) => {
+    if (end < x0 || first > x1) return;
+    const a = sc.x(first), b = sc.x(end);
+    el("rect", {class: "phase", x: a, y: M.top, width: Math.max(b - a, 0.5), height: HEIGHT - M.top - M.bottom,
+                fill: i % 2 ? "#f0f0f0" : "#fafafa", "data-label": label}, plot);
+    if (b - a > 18) {
+      el("text", {class: "phase-label", x: (a + b) / 2, y: M.top - 6, "text-anchor": "middle", "font-size": 11,
+                  fill: "#555"}, svg, view.by_class ? String(label) : `epoch ${label + 1}`);
+    }
+  });
+  axes(svg, sc, WIDTH, HEIGHT, x0, x1, undefined, view.by_class ? "probe accuracy (top: class trained)" : "probe accuracy");
+  view.classes.forEach((c, i) => {
+    if (state.hidden.has(c)) return;
+    const points = view.probe[c].filter(([s]) => s >= x0 && s <= x1);
+    const d = points.map(([s, v], k) => `${k ? "L" : "M"}${sc.x(s).toFixed(1)},${sc.y(v).toFixed(1)}`).join("");
+    el("path", {class: "curve", d, fill: "none", stroke: colour(i, view.classes.length), "stroke-width": 1.3,
+                "data-class": c, "data-points": points.length}, plot);
+  });
+  const cursor = el("line", {y1: M.top, y2: HEIGHT - M.bottom, stroke: "#333", "stroke-dasharray": "3,3",
+                             visibility: "hidden"}, svg);
+  const band = el("rect", {y: M.top, height: HEIGHT - M.top - M.bottom, fill: "rgba(30,120,200,0.15)",
+                           visibility: "hidden"}, svg);
+  let dragFrom = null;
+  const px = (ev) => ev.clientX - svg.getBoundingClientRect().left;
+  svg.addEventListener("mousedown", (ev) => { dragFrom = px(ev); });
+  svg.addEventListener("mousemove", (ev) => {
+    const x = px(ev), yPx = ev.clientY - svg.getBoundingClientRect().top;
+    if (dragFrom !== null && Math.abs(x - dragFrom) > 3) {
+      band.setAttribute("x", Math.min(x, dragFrom)); band.setAttribute("width", Math.abs(x - dragFrom));
+      band.setAttribute("visibility", "visible");
+    }
+    hover(view, sc, x, yPx, ev, cursor);
+  });
+  svg.addEventListener("mouseup", (ev) => {
+    const x = px(ev);
+    if (dragFrom !== null && Math.abs(x - dragFrom) > 3) {
+      const a = Math.round(sc.step(Math.min(x, dragFrom))), b = Math.round(sc.step(Math.max(x, dragFrom)));
+      dragFrom = null;
+      setRange(Math.max(0, a), b);
+      return;
+    }
+    dragFrom = null;
+  });
+  svg.addEventListener("mouseleave", () => { state.tooltip.style.display = "none"; cursor.setAttribute("visibility", "hidden"); });
+  svg.addEventListener("dblclick", () => setRange(null));
+}
+
+function nearest(points, step) {
+  let lo = 0, hi = points.length - 1;
+  if (hi < 0) return null;
+  while (lo < hi) { const mid = (lo + hi) >> 1; if (points[mid][0] < step) lo = mid + 1; else hi = mid; }
+  if (lo > 0 && Math.abs(points[lo - 1][0] - step) <= Math.abs(points[lo][0] - step)) lo -= 1;
+  return points[lo];
+}
+
+function phaseAt(view, step) {
+  for (const [first, end, label] of view.phases) if (first <= step && step < end) return label;
+  const last = view.phases[view.phases.length - 1];
+  return last && step === last[1] ? last[2] : null;
+}
+
+function hover(view, sc, x, yPx, ev, cursor) {
+  const step = sc.step(x);
+  let best = null;
+  view.classes.forEach((c, i) => {
+    if (state.hidden.has(c)) return;
+    const p = nearest(view.probe[c], step);
+    if (!p) return;
+    const dist = Math.abs(sc.x(p[0]) - x) + Math.abs(sc.y(p[1]) - yPx);
+    if (!best || dist < best.dist) best = {c, i, p, dist};
+  });
+  if (!best) return;
+  const [s, v] = best.p, phase = phaseAt(view, Math.max(s - 1, 0));
+  cursor.setAttribute("x1", sc.x(s)); cursor.setAttribute("x2", sc.x(s)); cursor.setAttribute("visibility", "visible");
+  const others = view.classes.filter((c) => !state.hidden.has(c)).map((c) => {
+    const q = nearest(view.probe[c], s);
+    return q && q[0] === s ? `${c}: ${q[1].toFixed(3)}` : null;
+  }).filter(Boolean).join(" · ");
+  const t = state.tooltip;
+  t.innerHTML = "";
+  html("div", {}, t, `step ${s} · phase: ${phase === null ? "-" : view.by_class ? `training class ${phase}` : `epoch ${phase + 1}`}`);
+  const line = html("div", {style: `color: ${colour(best.i, view.classes.length)}; font-weight: bold`}, t,
+                    `class ${best.c}: accuracy ${v.toFixed(4)}`);
+  line.id = "tooltip-main";
+  html("div", {style: "color: #555"}, t, others);
+  t.style.display = "block";
+  t.style.left = `${ev.clientX + 14}px`; t.style.top = `${ev.clientY + 10}px`;
+}
+
+function drawMatrix(row, view) {
+  const m = view.matrix, n = m.rows.length, k = view.classes.length;
+  const box = html("div", {class: "matrix"}, row);
+  html("div", {style: "font-size: 13px; margin: 6px 0"}, box,
+       `Accuracy matrix: row i = the probe after phase i, column = class (${n} rows)`);
+  if (!n) { html("div", {}, box, "no phase ends yet"); return; }
+  const cell = Math.max(16, Math.min(36, 360 / k)), rowH = Math.max(1.5, Math.min(18, 540 / n));
+  const left = 70, top = 18, width = left + k * cell + 70, height = top + n * rowH + 30;
+  const svg = el("svg", {width, height, class: "heatmap"}, box);
+  m.rows.forEach((values, r) => values.forEach((v, c) => {
+    el("rect", {class: "cell", x: left + c * cell, y: top + r * rowH, width: cell, height: rowH + 0.3,
+                fill: heat(v), "data-row": r, "data-class": view.classes[c], "data-value": v}, svg);
+  }));
+  view.classes.forEach((c, i) => el("text", {x: left + (i + 0.5) * cell, y: top - 5, "text-anchor": "middle",
+                                             "font-size": 11}, svg, String(c)));
+  el("text", {x: left + (k * cell) / 2, y: height - 4, "text-anchor": "middle", "font-size": 11}, svg,
+     "class measured");
+  const every = Math.max(1, Math.ceil(14 / rowH));
+  m.rows.forEach((_, r) => {
+    if (r % every) return;
+    const label = m.labels[r];
+    el("text", {x: left - 4, y: top + (r + 0.5) * rowH + 4, "text-anchor": "end", "font-size": 10}, svg,
+       `${r + 1}` + (label === null ? "" : view.by_class ? ` (${label})` : ` (ep ${label + 1})`));
+  });
+  el("text", {x: 2, y: 10, "font-size": 10}, svg, view.by_class ? "phase (class)" : "phase");
+  // Colour bar.
+  const barX = left + k * cell + 14, barH = Math.min(200, n * rowH);
+  for (let i = 0; i < 50; i++) {
+    el("rect", {x: barX, y: top + barH - ((i + 1) * barH) / 50, width: 12, height: barH / 50 + 0.5, fill: heat(i / 49)}, svg);
+  }
+  for (const t of [0, 0.5, 1]) el("text", {x: barX + 16, y: top + barH - t * barH + 4, "font-size": 10}, svg, String(t));
+  svg.addEventListener("mousemove", (ev) => {
+    const target = ev.target;
+    if (!target.classList || !target.classList.contains("cell")) { state.tooltip.style.display = "none"; return; }
+    const r = Number(target.dataset.row), label = m.labels[r], v = target.dataset.value;
+    const t = state.tooltip;
+    t.textContent = `row ${r + 1}, after ${label === null ? "phase" : view.by_class ? `training class ${label}` :
+                     `epoch ${label + 1}`} (step ${m.steps[r]}) · class ${target.dataset.class}: ` +
+                    (v === "null" ? "-" : Number(v).toFixed(4));
+    t.style.display = "block"; t.style.left = `${ev.clientX + 14}px`; t.style.top = `${ev.clientY + 10}px`;
+  });
+  svg.addEventListener("mouseleave", () => { state.tooltip.style.display = "none"; });
+}
+
+function drawForgetting(row, view) {
+  const box = html("div", {class: "forgetting"}, row);
+  html("div", {style: "font-size: 13px; margin: 6px 0"}, box,
+       "Average forgetting (blue) and BWT (red) after each phase");
+  const width = 520, height = 260, [x0, x1] = state.range || [0, state.maxStep];
+  const all = [...view.forgetting.average, ...view.forgetting.bwt].map(([, v]) => v).filter((v) => v !== null);
+  const lo = Math.min(0, ...all), hi = Math.max(0.1, ...all);
+  const sc = scales(width, height, x0, x1, lo, hi);
+  const svg = el("svg", {width, height, class: "forgetting-chart"}, box);
+  const ticks = [lo, 0, hi].filter((v, i, a) => a.indexOf(v) === i).map((v) => Number(v.toFixed(2)));
+  axes(svg, sc, width, height, x0, x1, ticks);
+  for (const [key, c] of [["average", "#1f77b4"], ["bwt", "#d62728"]]) {
+    const pts = view.forgetting[key].filter(([s, v]) => s >= x0 && s <= x1 && v !== null);
+    const d = pts.map(([s, v], k) => `${k ? "L" : "M"}${sc.x(s).toFixed(1)},${sc.y(v).toFixed(1)}`).join("");
+    el("path", {d, fill: "none", stroke: c, "stroke-width": 1.5, class: `series-${key}`}, svg);
+  }
+}
+
+function drawFinalTable(main) {
+  const card = html("div", {class: "card"}, main);
+  html("h3", {}, card, "Final test accuracy per class");
+  const table = html("table", {class: "final"}, card);
+  const head = html("tr", {}, table);
+  html("th", {}, head, "class");
+  for (const r of state.runs) html("th", {}, head, r.run);
+  const classes = [...new Set(state.runs.flatMap((r) => state.views[r.run].classes))].sort((a, b) => a - b);
+  for (const c of classes) {
+    const tr = html("tr", {}, table);
+    html("td", {}, tr, String(c));
+    for (const r of state.runs) {
+      const v = state.views[r.run], i = v.classes.indexOf(c);
+      html("td", {}, tr, i < 0 ? "-" : fmt(v.final.class_accuracy[i]));
+    }
+  }
+  const tr = html("tr", {}, table);
+  html("th", {}, tr, "all");
+  for (const r of state.runs) html("th", {}, tr, fmt(state.views[r.run].final.test_accuracy));
+}

@@ -1,0 +1,184 @@
+"""The Forgetting tab: its data view (unit), its routes on a real TensorBoard (logging),
+and what a person sees in headless Chromium (end to end).
+
+The browser tier needs Chromium and its driver (Debian: `apt-get install chromium
+chromium-driver`; `.ci/run` installs them) and selenium (the test extra); without
+them it is skipped, saying why. `make screenshots` runs it on `logs/demo` and keeps
+the pictures README shows (`TAPELOOP_DASHBOARD_LOGDIR`, `TAPELOOP_SCREENSHOTS`).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from tapeloop.dashboard import plugin
+from tapeloop.trainers import controller
+from tapeloop.trainers.config import Config
+from tests.conftest import free_port, get_json, read_events
+
+
+def test_the_view_has_phases_matrix_rows_and_the_final_table():
+    series = {
+        "probe/accuracy/class_0": [(0, 0.1), (2, 0.9), (3, 0.8), (4, 0.2)],
+        "probe/accuracy/class_1": [(0, 0.2), (2, 0.1), (3, 0.1), (4, 0.9)],
+        "train/phase": [(0, 0), (1, 0), (2, 1), (3, 1)],
+        "forgetting/row/class_0": [(2, 0.9), (4, 0.2)],
+        "forgetting/row/class_1": [(2, 0.1), (4, 0.9)],
+        "forgetting/average": [(2, float("nan")), (4, 0.7)],
+        "forgetting/bwt": [(4, -0.7)],
+        "test/accuracy/class_0": [(4, 0.25)], "test/accuracy/class_1": [(4, 0.95)],
+        "final/test_accuracy": [(4, 0.6)], "epoch/train_loss": [(4, 1.0)],
+    }
+    view = plugin.run_view(series)
+    assert view["classes"] == [0, 1] and view["probe"][1][-1] == [4, 0.9]
+    assert view["phases"] == [[0, 2, 0], [2, 4, 1]] and view["by_class"]
+    assert view["matrix"] == {"steps": [2, 4], "labels": [0, 1],
+                              "rows": [[0.9, 0.1], [0.2, 0.9]]}
+    assert view["final"] == {"test_accuracy": 0.6, "class_accuracy": [0.25, 0.95],
+                             "average_forgetting": 0.7, "bwt": -0.7}
+    assert plugin._finite(view)["forgetting"]["average"][0] == [2, None]  # JSON has no NaN
+
+
+NOISE = dict(dataset="noise", noise_examples=400, noise_classes=4, hidden_sizes=(32,),
+             batch_size=10, epochs=3, probe_per_class=10, eval_every_steps=3,
+             learning_rate=0.01)
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory):
+    """Runs to look at: `TAPELOOP_DASHBOARD_LOGDIR`, or a sorted and a shuffled run made here."""
+    given = os.environ.get("TAPELOOP_DASHBOARD_LOGDIR")
+    if given:
+        return Path(given)
+    root = tmp_path_factory.mktemp("tb")
+    for order in ("sorted", "shuffled"):
+        controller.train_and_evaluate(Config(**NOISE, order=order), root / order, verbose=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tensorboard(logdir):
+    """A real TensorBoard on `logdir`, keeping every point; yields its base URL."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host",
+         "127.0.0.1", "--port", str(port), "--samples_per_plugin=scalars=0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"tensorboard exited: {server.stderr.read()[-2000:]}")
+            try:
+                runs = get_json(f"{base}/data/plugin/forgetting/runs")
+                if len(runs) >= 2:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "tensorboard did not serve the runs in 120 s"
+            time.sleep(0.5)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_tensorboard_lists_the_tab_and_serves_every_probe_point(tensorboard, logdir):
+    plugins = get_json(f"{tensorboard}/data/plugins_listing")
+    assert plugins["forgetting"]["enabled"] and plugins["forgetting"]["tab_name"] == "Forgetting"
+    runs = {r["run"]: r for r in get_json(f"{tensorboard}/data/plugin/forgetting/runs")}
+    for name, listed in runs.items():
+        view = get_json(f"{tensorboard}/data/plugin/forgetting/data?"
+                    + urllib.parse.urlencode({"run": name}))
+        events = read_events(logdir / name)
+        assert listed["classes"] == len(view["classes"])
+        for c in view["classes"]:
+            expected = events[f"probe/accuracy/class_{c}"]
+            assert {s: v for s, v in view["probe"][str(c)]} == pytest.approx(expected)
+        assert not view["thinned"]
+        assert len(view["matrix"]["rows"]) == len(events["forgetting/row/class_0"])
+
+
+def _browser():
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("no Chromium and chromedriver here (Debian: apt-get install chromium "
+                    "chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1800",
+                "--disable-dev-shm-usage"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    browser = _browser()
+    shots = Path(os.environ.get("TAPELOOP_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    try:
+        browser.get(f"{tensorboard}/?forceSVG=true#forgetting")
+        wait = WebDriverWait(browser, 60)
+        frame = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "iframe"))[0]
+        browser.switch_to.frame(frame)
+        cards = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".card.run"))
+        runs = get_json(f"{tensorboard}/data/plugin/forgetting/runs")
+        assert [c.get_attribute("data-run") for c in cards] == [r["run"] for r in runs]
+        for card, listed in zip(cards, runs):
+            view = get_json(f"{tensorboard}/data/plugin/forgetting/data?"
+                        + urllib.parse.urlencode({"run": listed["run"]}))
+            curves = card.find_elements(By.CSS_SELECTOR, "svg.probe path.curve")
+            # One line per class, each its own colour, every probe point drawn.
+            assert len(curves) == len(view["classes"])
+            assert len({c.get_attribute("stroke") for c in curves}) == len(curves)
+            assert [int(c.get_attribute("data-points")) for c in curves] == [
+                len(view["probe"][str(k)]) for k in view["classes"]]
+            legend = card.find_elements(By.CSS_SELECTOR, ".legend > span")
+            assert [x.text for x in legend] == [f"class {k}" for k in view["classes"]]
+            assert len(card.find_elements(By.CSS_SELECTOR, "rect.phase")) == len(view["phases"])
+            cells = card.find_elements(By.CSS_SELECTOR, "svg.heatmap rect.cell")
+            assert len(cells) == len(view["matrix"]["rows"]) * len(view["classes"])
+        # The hover names the step, the phase, the class and its value.
+        first = cards[0].find_element(By.CSS_SELECTOR, "svg.probe")
+        ActionChains(browser).move_to_element_with_offset(first, 100, 0).perform()
+        tip = wait.until(lambda b: b.find_element(By.ID, "tooltip").is_displayed()
+                         and b.find_element(By.ID, "tooltip"))
+        assert tip.text.startswith("step ") and "phase:" in tip.text
+        assert "class " in tip.text and ("accuracy 0." in tip.text or "accuracy 1." in tip.text)
+        browser.save_screenshot(str(shots / "dashboard_runs.png"))
+        # Zoom to the first epoch: the curves keep only that epoch's points.
+        Select(browser.find_element(By.ID, "epoch")).select_by_index(1)
+        wait.until(lambda b: b.find_element(By.ID, "to").get_attribute("value"))
+        end = int(browser.find_element(By.ID, "to").get_attribute("value"))
+        view = get_json(f"{tensorboard}/data/plugin/forgetting/data?"
+                    + urllib.parse.urlencode({"run": runs[0]["run"]}))
+        curve = browser.find_elements(By.CSS_SELECTOR, ".card.run")[0].find_element(
+            By.CSS_SELECTOR, "svg.probe path.curve")
+        assert end == view["epoch_ends"][0]
+        assert int(curve.get_attribute("data-points")) == len(
+            [s for s, _ in view["probe"][str(view["classes"][0])] if s <= end])
+        browser.save_screenshot(str(shots / "dashboard_epoch.png"))
+        # The heatmap's hover names the row, the phase and the class.
+        cell = browser.find_elements(By.CSS_SELECTOR, "svg.heatmap rect.cell")[0]
+        ActionChains(browser).move_to_element(cell).perform()
+        assert browser.find_element(By.ID, "tooltip").text.startswith("row 1, after ")
+        table = browser.find_element(By.CSS_SELECTOR, "table.final")
+        assert len(table.find_elements(By.CSS_SELECTOR, "tr")) == 2 + max(
+            r["classes"] for r in runs)
+    finally:
+        browser.quit()
