@@ -7,12 +7,14 @@ them it is skipped, saying why. `make screenshots` runs it on `logs/demo` and ke
 the pictures README shows (`TAPELOOP_DASHBOARD_LOGDIR`, `TAPELOOP_SCREENSHOTS`).
 """
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
 import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -151,6 +153,16 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
             legend = card.find_elements(By.CSS_SELECTOR, ".legend > span")
             assert [x.text for x in legend] == [f"class {k}" for k in view["classes"]]
             assert len(card.find_elements(By.CSS_SELECTOR, "rect.phase")) == len(view["phases"])
+            strips = card.find_elements(By.CSS_SELECTOR, "svg.strip")
+            if view["by_class"]:  # each class alone, its own blocks shaded
+                assert [int(x.get_attribute("data-class")) for x in strips] == view["classes"]
+                own = strips[0].find_elements(By.CSS_SELECTOR, "rect.own-block")
+                assert len(own) == sum(1 for *_, label in view["phases"]
+                                       if label == view["classes"][0])
+            first_class = view["classes"][0]
+            in_events = read_events(logdir / listed["run"])[f"probe/accuracy/class_{first_class}"]
+            print(f"{listed['run']}: class {first_class}: {curves[0].get_attribute('data-points')}"
+                  f" points drawn, {len(in_events)} in the event file")
             cells = card.find_elements(By.CSS_SELECTOR, "svg.heatmap rect.cell")
             assert len(cells) == len(view["matrix"]["rows"]) * len(view["classes"])
         # The hover names the step, the phase, the class and its value.
@@ -161,17 +173,20 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
         assert tip.text.startswith("step ") and "phase:" in tip.text
         assert "class " in tip.text and ("accuracy 0." in tip.text or "accuracy 1." in tip.text)
         browser.save_screenshot(str(shots / "dashboard_runs.png"))
-        # Zoom to the first epoch: the curves keep only that epoch's points.
-        Select(browser.find_element(By.ID, "epoch")).select_by_index(1)
+        # Zoom to the last epoch: the curves keep only that epoch's points.
+        epochs = Select(browser.find_element(By.ID, "epoch"))
+        epochs.select_by_index(len(epochs.options) - 1)
         wait.until(lambda b: b.find_element(By.ID, "to").get_attribute("value"))
+        start = int(browser.find_element(By.ID, "from").get_attribute("value"))
         end = int(browser.find_element(By.ID, "to").get_attribute("value"))
+        longest = max(range(len(runs)), key=lambda i: runs[i]["last_step"])  # its epochs
         view = get_json(f"{tensorboard}/data/plugin/forgetting/data?"
-                    + urllib.parse.urlencode({"run": runs[0]["run"]}))
-        curve = browser.find_elements(By.CSS_SELECTOR, ".card.run")[0].find_element(
+                        + urllib.parse.urlencode({"run": runs[longest]["run"]}))
+        curve = browser.find_elements(By.CSS_SELECTOR, ".card.run")[longest].find_element(
             By.CSS_SELECTOR, "svg.probe path.curve")
-        assert end == view["epoch_ends"][0]
+        assert (start, end) == tuple(([0] + view["epoch_ends"])[-2:])
         assert int(curve.get_attribute("data-points")) == len(
-            [s for s, _ in view["probe"][str(view["classes"][0])] if s <= end])
+            [s for s, _ in view["probe"][str(view["classes"][0])] if start <= s <= end])
         browser.save_screenshot(str(shots / "dashboard_epoch.png"))
         # The heatmap's hover names the row, the phase and the class.
         cell = browser.find_elements(By.CSS_SELECTOR, "svg.heatmap rect.cell")[0]
@@ -180,5 +195,37 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
         table = browser.find_element(By.CSS_SELECTOR, "table.final")
         assert len(table.find_elements(By.CSS_SELECTOR, "tr")) == 2 + max(
             r["classes"] for r in runs)
+    finally:
+        browser.quit()
+
+
+def _post(url: str, body: dict):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_hparams_names_the_runs_and_puts_what_differs_first(tensorboard, logdir, tmp_path):
+    experiment = _post(f"{tensorboard}/data/plugin/hparams/experiment", {"experimentName": ""})
+    infos = experiment["hparamInfos"]
+    # The hparams that differ, and only those: the metrics fit on the screen.
+    assert [i["name"] for i in infos] == ["order"] and infos[0]["differs"]
+    assert [m["name"]["tag"] for m in experiment["metricInfos"]] == [
+        "final/test_accuracy", "final/average_forgetting", "final/bwt"]
+    groups = _post(f"{tensorboard}/data/plugin/hparams/session_groups",
+                   {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN"],
+                    "colParams": [], "startIndex": 0, "sliceSize": 100})
+    names = sorted(g["name"] for g in groups["sessionGroups"])
+    assert names == sorted(r["run"] for r in get_json(f"{tensorboard}/data/plugin/forgetting/runs"))
+    browser = _browser()
+    shots = Path(os.environ.get("TAPELOOP_SCREENSHOTS") or tmp_path)
+    try:
+        browser.get(f"{tensorboard}/?forceSVG=true#hparams")
+        time.sleep(5)  # The HParams tab renders in steps; there is no single element to wait on.
+        text = browser.find_element("tag name", "body").text
+        for name in names:
+            assert name in text
+        browser.save_screenshot(str(shots / "hparams.png"))
     finally:
         browser.quit()

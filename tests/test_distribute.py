@@ -107,9 +107,12 @@ def test_two_workers_train_like_one_and_only_the_chief_writes(tmp_path):
     assert (run_dir / "results.json").is_file() and list(run_dir.glob("events.out.tfevents.*"))
     assert list((run_dir / "checkpoints").glob("ckpt-*.index"))
     assert not list((tmp_path / "tmp").iterdir())  # the worker's temporary dirs are gone
-    # Only the chief locked and wrote: its run, and the lock beside each run dir.
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".cluster.lock", ".default.lock",
-                                                          "cluster", "default", "tmp"]
+    # Only the chief locked and wrote: its run, the lock beside each run dir, and the
+    # HParams experiment of the runs side by side.
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert [n for n in names if not n.endswith(".hparams")] == [
+        ".cluster.lock", ".default.lock", "cluster", "default", "tmp"]
+    assert len([n for n in names if n.endswith(".hparams")]) == 1
     a = json.loads((tmp_path / "default" / "results.json").read_text())
     b = json.loads((run_dir / "results.json").read_text())
     np.testing.assert_allclose(b["test_class_accuracy"], a["test_class_accuracy"], atol=0.01)

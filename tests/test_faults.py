@@ -55,7 +55,7 @@ def _wait_for_checkpoint(run_dir, proc, seconds=180):
 
 def test_two_processes_on_one_run_dir_one_is_refused_naming_the_other(tmp_path):
     (tmp_path / "logs").mkdir()
-    procs = [_popen(train_command(*NOISE, "--epochs=6", f"--learning_rate={lr}",
+    procs = [_popen(train_command(*NOISE, "--epochs=4", f"--learning_rate={lr}",
                                   f"--logdir={tmp_path / 'logs'}", "--run_name=run"))
              for lr in (0.001, 0.002)]
     outs = [p.communicate(timeout=300) for p in procs]
@@ -75,7 +75,7 @@ def test_two_processes_on_one_run_dir_one_is_refused_naming_the_other(tmp_path):
 
 
 def test_a_sweep_killed_with_sigkill_takes_its_points_down_and_the_rerun_finishes(tmp_path):
-    sweep = [sys.executable, "-m", "tapeloop.trainers.sweep", *NOISE, "--epochs=8",
+    sweep = [sys.executable, "-m", "tapeloop.trainers.sweep", *NOISE, "--epochs=5",
              "--order=sorted", "--sweep=learning_rate=1e-3,3e-3", "--parallel=2",
              f"--logdir={tmp_path}", "--run_name=grid"]
     points = ["learning_rate=1e-3", "learning_rate=3e-3"]
@@ -101,7 +101,7 @@ def test_a_sweep_killed_with_sigkill_takes_its_points_down_and_the_rerun_finishe
     table = again.stdout.split("\n\n")[1].splitlines()
     assert [row.split()[0] for row in table[1:]] == points
     # Nothing lost: the killed-and-resumed point equals a run never interrupted.
-    straight = run_train(*NOISE, "--epochs=8", "--order=sorted", "--learning_rate=1e-3",
+    straight = run_train(*NOISE, "--epochs=5", "--order=sorted", "--learning_rate=1e-3",
                          f"--logdir={tmp_path}", "--run_name=straight")
     assert straight.returncode == 0, straight.stderr[-2000:]
     _assert_same_weights(tmp_path / "straight", tmp_path / "grid" / points[0])
@@ -127,11 +127,10 @@ def test_a_full_disk_stops_with_one_line_and_the_rerun_continues_exactly(tmp_pat
     proc = _popen(train_command(*args))
     run = small_disk / "run"
     _wait_for_checkpoint(run, proc)
-    with open(small_disk / "filler", "wb") as f:  # Fill the disk while the run trains.
+    with open(small_disk / "filler", "wb", buffering=0) as f:  # Fill it while the run trains.
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError as e:
             assert e.errno == errno.ENOSPC
     _, err = proc.communicate(timeout=300)

@@ -73,7 +73,7 @@ def test_layout_hparams_text_images_histograms_are_written(small_sorted_run):
     assert "config" in by_plugin["text"]
     assert "forgetting/accuracy_matrix" in by_plugin["images"]
     assert {"weights/dense_0/kernel", "weights/logits/bias"} <= set(by_plugin["histograms"])
-    assert by_plugin["hparams"]  # experiment config and session start
+    assert by_plugin["hparams"]  # the session start
     assert by_plugin["custom_scalars"]
     from tensorboard.backend.event_processing import event_accumulator
 
@@ -84,8 +84,16 @@ def test_layout_hparams_text_images_histograms_are_written(small_sorted_run):
     layout = layout_pb2.Layout.FromString(raw)
     charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
     assert charts["probe accuracy, every class"] == [r"probe/accuracy/class_\d+"]
-    hparams_tags = by_plugin["hparams"]
-    content = b"".join(acc.SummaryMetadata(t).plugin_data.content for t in hparams_tags)
+    # The run holds its session (named by its directory, every setting); the experiment
+    # (the metrics, what differs) lies beside the runs, in one file.
+    content = b"".join(acc.SummaryMetadata(t).plugin_data.content for t in by_plugin["hparams"])
+    assert run_dir.name.encode() in content and b"noise_dim" in content
+    beside = list(run_dir.parent.glob("events.out.tfevents.*.hparams"))
+    assert len(beside) == 1
+    experiment = event_accumulator.EventAccumulator(str(beside[0]), size_guidance={"tensors": 0})
+    experiment.Reload()
+    content = b"".join(experiment.SummaryMetadata(t).plugin_data.content
+                       for t in experiment.Tags()["tensors"])
     assert b"final/test_accuracy" in content and b"final/bwt" in content
     assert b"learning_rate" in content and b"order" in content
 

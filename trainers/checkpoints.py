@@ -92,8 +92,11 @@ class RunState:
           NoCheckpoint: none restores (nothing is moved then); the message says why.
         """
         failures = []
-        if self._restore_dir == self._dir:  # A save cut short (a full disk) leaves these.
-            for partial in self._dir.glob("ckpt-*_temp"):
+        if self._restore_dir == self._dir:  # A save cut short (a kill, a full disk):
+            for partial in self._dir.glob("ckpt-*_temp"):  # its files are set aside.
+                step = partial.name[len("ckpt-"):-len("_temp")]
+                if step.isdigit():
+                    self._set_aside([int(step)])
                 shutil.rmtree(partial, ignore_errors=True)
         for step in saved_steps(self._restore_dir.parent):
             prefix = self._restore_dir / f"ckpt-{step}"
@@ -117,9 +120,9 @@ class RunState:
 
     def _set_aside(self, steps: list[int]) -> None:
         damaged = self._dir / "damaged"
-        damaged.mkdir(exist_ok=True)
         for step in steps:
             for path in self._dir.glob(f"ckpt-{step}.*"):
+                damaged.mkdir(exist_ok=True)
                 os.replace(path, damaged / path.name)
 
 

@@ -70,7 +70,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     Args:
       config: the run's settings.
       run_dir: where events, `config.json`, `results.json`, `accuracy_matrix.csv`/`.png`
-        and `weights/` go; None logs nothing.
+        and `weights/` go; None logs nothing. Beside it go its lock (`.NAME.lock`) and
+        the HParams experiment of the runs side by side (`events.out.tfevents.*.hparams`).
       data: the data: `Splits` (`data.splits.from_arrays` / `from_datasets` make them
         from the user's arrays or finite `tf.data.Dataset`s; default:
         `load_splits(config)`).
@@ -490,7 +491,7 @@ def _train(run: _Run) -> dict:
         with writer.as_default(), stop:
             if not run.resuming:
                 instruments.describe_run(writer, config, instrumented=tools is not None,
-                                         recorded=run.recorded)
+                                         recorded=run.recorded, run_dir=run.log_dir)
                 if tools:
                     loop.make_periodic_writer(tools.periodic, global_step,
                                               len(model.trainable_variables))()

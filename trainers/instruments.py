@@ -12,6 +12,7 @@ epoch end, end of run); what is measured and written lives here.
 """
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -21,6 +22,8 @@ import tensorflow as tf
 from tapeloop.trainers import drift, forgetting, plots, probe, writers
 
 HEATMAP_ROWS = 400
+# What HParams shows of a run with no sibling to differ from.
+KEY_HPARAMS = ("order", "model", "optimizer", "learning_rate", "epochs", "seed")
 FINAL_METRICS = ("final/test_accuracy", "final/average_forgetting", "final/bwt")
 
 
@@ -108,10 +111,18 @@ class Instruments:
 
 
 def describe_run(writer: writers.MetricWriter, config, *, instrumented: bool,
-                 recorded: dict | None = None) -> None:
-    """Config (and what was built: model, data) as text and HParams; the per-class layouts."""
+                 recorded: dict | None = None, run_dir: Path | None = None) -> None:
+    """Config (and what was built: model, data) as text and HParams; the per-class layouts.
+
+    HParams names the run by its directory, and the experiment beside the runs
+    (`writers.write_experiment`) covers this run and every run next to it.
+    """
     writer.write_text(0, "config", f"```\n{config.to_json(recorded=recorded)}\n```")
-    writer.write_hparams(dataclasses.asdict(config), list(FINAL_METRICS))
+    writer.write_hparams(dataclasses.asdict(config),
+                         trial_id=run_dir.name if run_dir is not None else "run")
+    if run_dir is not None:
+        writers.write_experiment(run_dir.parent, [dataclasses.asdict(config), *(
+            sibling_configs(run_dir))], list(FINAL_METRICS), fallback=KEY_HPARAMS)
     if not instrumented:
         return
     writer.write_layout({
@@ -127,6 +138,20 @@ def describe_run(writer: writers.MetricWriter, config, *, instrumented: bool,
             "relative drift": [r"drift/relative/.*"],
             "update and gradient norms (model)": [r"drift/(update|grad)_norm/model"],
         }})
+
+
+def sibling_configs(run_dir: Path) -> list[dict]:
+    """The settings of the other runs beside `run_dir` (their `config.json`)."""
+    configs = []
+    for other in sorted(Path(run_dir).parent.iterdir()):
+        if other != run_dir and (other / "config.json").is_file():
+            try:
+                saved = json.loads((other / "config.json").read_text())
+            except (OSError, ValueError):
+                continue
+            saved.pop("recorded", None)
+            configs.append({k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+    return configs
 
 
 def save_weights(path: Path, model: tf.keras.Model) -> None:

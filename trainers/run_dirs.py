@@ -221,11 +221,17 @@ def _writable(path: Path) -> bool:
 
 
 def saved_steps(run_dir: Path) -> list[int]:
-    """The steps of the checkpoints kept in `run_dir` (their files, not the index), newest first."""
+    """The steps of the checkpoints kept in `run_dir` (their files, not the index), newest first.
+
+    A checkpoint whose `ckpt-N_temp` directory is still there was being written
+    when the process died (TensorFlow removes it once the files are complete): it
+    does not count.
+    """
     steps = []
-    for index in (Path(run_dir) / CHECKPOINT_DIR).glob("ckpt-*.index"):
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    for index in folder.glob("ckpt-*.index"):
         number = index.name[len("ckpt-"):-len(".index")]
-        if number.isdigit():
+        if number.isdigit() and not (folder / f"ckpt-{number}_temp").exists():
             steps.append(int(number))
     return sorted(steps, reverse=True)
 

@@ -13,6 +13,8 @@ logging cheap (BENCHMARKS.md).
 """
 
 import contextlib
+import json
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -21,6 +23,8 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
 from tensorboard.plugins.hparams import api as hp
+from tensorboard.plugins.hparams import metadata as hparams_metadata
+from tensorboard.plugins.hparams import plugin_data_pb2 as hparams_plugin_data_pb2
 from tensorboard.plugins.image import metadata as image_metadata
 
 
@@ -123,17 +127,15 @@ class MetricWriter:
             tf.summary.experimental.write_raw_pb(
                 custom_scalar_summary.pb(layout).SerializeToString(), step=0)
 
-    def write_hparams(self, hparams: dict, metric_tags: list[str]) -> None:
-        """Writes the run's hyperparameters for the HParams dashboard, with its metrics' tags.
+    def write_hparams(self, hparams: dict, *, trial_id: str) -> None:
+        """Writes the run's hyperparameters (HParams' session), named `trial_id` there.
 
-        Values that are not bool, int, float or str (tuples, None) are written as strings.
+        Values that are not bool, int, float or str (tuples, None) are written as
+        strings. The experiment (which hparams and metrics there are, and which
+        differ between the runs) is written once beside the runs: `write_experiment`.
         """
-        clean = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
-                 for k, v in hparams.items()}
         with self._default():
-            hp.hparams_config(hparams=[hp.HParam(k) for k in clean],
-                              metrics=[hp.Metric(tag) for tag in metric_tags])
-            hp.hparams(clean)
+            hp.hparams(hparam_values(hparams), trial_id=trial_id)
 
     @property
     def _writer(self):
@@ -272,3 +274,45 @@ def _varint(n: int) -> bytes:
 def _field(number: int, payload: bytes) -> bytes:
     """A length-delimited protobuf field."""
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+EXPERIMENT_SUFFIX = ".hparams"
+
+
+def hparam_values(hparams: dict) -> dict:
+    """Values HParams can hold: integers as text (it shows numbers as 100.000)."""
+    return {k: v if isinstance(v, (bool, float, str)) else str(v) for k, v in hparams.items()}
+
+
+def write_experiment(logdir: Path, runs: list[dict], metric_tags: list[str], *,
+                     fallback: tuple[str, ...] = ()) -> Path:
+    """Writes HParams' experiment for the runs of `logdir` into one event file there.
+
+    `runs`: each run's hparams. The experiment lists those whose values differ
+    between the runs (marked `differs`), or `fallback` when none do (one run), so
+    the HParams tab shows them and `metric_tags` without a click; every value stays
+    in each run's own record. The file replaces the one written before (TensorBoard
+    reads one experiment per logdir; a run started later sees more runs).
+    """
+    names = list(dict.fromkeys(k for run in runs for k in run))
+    values = [hparam_values(run) for run in runs]
+    differs = {k: len({json.dumps(v.get(k)) for v in values}) > 1 for k in names}
+    shown = [k for k in names if differs[k]] or [k for k in fallback if k in names]
+    summary = hp.hparams_config_pb(hparams=[hp.HParam(k) for k in shown],
+                                   metrics=[hp.Metric(t) for t in metric_tags])
+    value = summary.value[0]
+    experiment = hparams_metadata.parse_experiment_plugin_data(
+        value.metadata.plugin_data.content)
+    for info in experiment.hparam_infos:
+        info.differs = differs[info.name]
+    value.metadata.CopyFrom(hparams_metadata.create_summary_metadata(
+        hparams_plugin_data_pb2.HParamsPluginData(experiment=experiment)))
+    old = list(Path(logdir).glob(f"events.out.tfevents.*{EXPERIMENT_SUFFIX}"))
+    writer = tf.summary.create_file_writer(str(logdir), filename_suffix=EXPERIMENT_SUFFIX)
+    with writer.as_default():
+        tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=0)
+    writer.close()
+    for path in old:
+        path.unlink(missing_ok=True)
+    return next(iter(sorted(set(Path(logdir).glob(f"events.out.tfevents.*{EXPERIMENT_SUFFIX}"))
+                            - set(old))), None)

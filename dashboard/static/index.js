@@ -89,7 +89,9 @@ function buildControls(controls) {
   const apply = html("button", {id: "apply"}, controls, "Zoom");
   const epochs = html("select", {id: "epoch"}, controls);
   html("option", {value: ""}, epochs, "Zoom to an epoch...");
-  const ends = state.views[state.runs[0].run].epoch_ends || [];
+  // The epochs of the longest run (runs share one step axis).
+  const longest = state.runs.reduce((a, b) => (b.last_step > a.last_step ? b : a));
+  const ends = state.views[longest.run].epoch_ends || [];
   ends.forEach((end, e) => html("option", {value: e}, epochs, `epoch ${e + 1} (steps ${e ? ends[e - 1] : 0}-${end})`));
   const reset = html("button", {id: "reset"}, controls, "Whole run");
   html("span", {style: "margin-left: 12px; color: #555"}, controls,
@@ -137,6 +139,7 @@ function drawRun(main, run, view) {
     item.onclick = () => { state.hidden.has(c) ? state.hidden.delete(c) : state.hidden.add(c); draw(); };
   });
   drawProbe(card, view);
+  if (view.by_class) drawStrips(card, view);
   const row = html("div", {class: "row"}, card);
   drawMatrix(row, view);
   drawForgetting(row, view);
@@ -219,6 +222,36 @@ function drawProbe(card, view) {
   });
   svg.addEventListener("mouseleave", () => { state.tooltip.style.display = "none"; cursor.setAttribute("visibility", "hidden"); });
   svg.addEventListener("dblclick", () => setRange(null));
+}
+
+// One strip per class: its curve alone, with the blocks that train it shaded in its
+// colour, so each class's sawtooth (up in its own block, down after) reads at a glance
+// over the whole run, however many blocks there are.
+function drawStrips(card, view) {
+  const [x0, x1] = state.range || [0, state.maxStep], h = 44;
+  const box = html("div", {class: "strips"}, card);
+  html("div", {style: "font-size: 13px; margin: 6px 0 2px"}, box,
+       "Each class alone: shaded where its own block is trained");
+  view.classes.forEach((c, i) => {
+    if (state.hidden.has(c)) return;
+    const svg = el("svg", {width: WIDTH, height: h, class: "strip", "data-class": c}, box);
+    const x = (s) => M.left + ((s - x0) / (x1 - x0 || 1)) * (WIDTH - M.left - M.right);
+    const y = (v) => h - 3 - v * (h - 6);
+    const col = colour(i, view.classes.length);
+    el("rect", {x: M.left, y: 2, width: WIDTH - M.left - M.right, height: h - 4, fill: "#fafafa"}, svg);
+    for (const [first, end, label] of view.phases) {
+      if (label !== c || end < x0 || first > x1) continue;
+      el("rect", {class: "own-block", x: x(Math.max(first, x0)), y: 2,
+                  width: Math.max(x(Math.min(end, x1)) - x(Math.max(first, x0)), 0.8), height: h - 4,
+                  fill: col, "fill-opacity": 0.18}, svg);
+    }
+    const points = view.probe[c].filter(([s]) => s >= x0 && s <= x1);
+    el("path", {d: points.map(([s, v], k) => `${k ? "L" : "M"}${x(s).toFixed(1)},${y(v).toFixed(1)}`).join(""),
+                fill: "none", stroke: col, "stroke-width": 1.1}, svg);
+    el("text", {x: 4, y: h / 2 + 4, "font-size": 11, fill: col}, svg, `class ${c}`);
+    el("text", {x: WIDTH - M.right + 2, y: 11, "font-size": 9, fill: "#777"}, svg, "1");
+    el("text", {x: WIDTH - M.right + 2, y: h - 3, "font-size": 9, fill: "#777"}, svg, "0");
+  });
 }
 
 function nearest(points, step) {
