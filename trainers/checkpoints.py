@@ -24,7 +24,8 @@ from pathlib import Path
 import tensorflow as tf
 
 from tapeloop.trainers.model import all_layers
-from tapeloop.trainers.run_dirs import CHECKPOINT_DIR, latest_step, saved_steps  # noqa: F401
+from tapeloop.trainers.run_dirs import (CHECKPOINT_DIR, error_line, latest_step,  # noqa: F401
+                                        saved_steps)
 
 
 
@@ -104,7 +105,7 @@ class RunState:
                 self.checkpoint.restore(str(prefix)).assert_existing_objects_matched()
                 host = json.loads(self._host.numpy().decode())
             except Exception as e:  # pylint: disable=broad-except  # any damage: try older
-                failures.append((step, f"{type(e).__name__}: {_first_line(e)}"))
+                failures.append((step, f"{type(e).__name__}: {error_line(e, 160)}"))
                 continue
             if failures and self._restore_dir == self._dir:
                 self._set_aside([s for s, _ in failures])
@@ -151,8 +152,3 @@ def _write_index(ckpt_dir: Path, latest: int, kept: list[int]) -> None:
     tmp = ckpt_dir / ".checkpoint.tmp"
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, ckpt_dir / "checkpoint")
-
-
-def _first_line(error: Exception) -> str:
-    text = getattr(error, "message", None) or str(error)
-    return (text.strip().splitlines() or [""])[0][:160]

@@ -301,13 +301,14 @@ def main(argv, **train_args) -> dict | None:
         if why is None and not (isinstance(e, tf.errors.ResourceExhaustedError)
                                 or "OOM" in str(e)):
             raise
-        from tapeloop.trainers import checkpoints
-        step = checkpoints.latest_step(run_dir)
+        from tapeloop.trainers import run_dirs
+        step = run_dirs.latest_step(run_dir)
         kept = (f"the last checkpoint (step {step}) is intact" if step is not None
                 else "no checkpoint was saved yet")
         if why is None:
-            sys.exit(f"error: out of memory while training ({_first_line(e)}); {kept}: use a "
-                     "smaller model or --batch_size, then run the same command again")
+            sys.exit(f"error: out of memory while training ({run_dirs.error_line(e)}); "
+                     f"{kept}: use a smaller model or --batch_size, then run the same "
+                     "command again")
         sys.exit(f"error: cannot write {run_dir}: {why}; {kept}: "
                  f"{_FIXES.get(why, 'fix that')}, then run the same command again to resume")
     return None
@@ -345,10 +346,6 @@ def run_dir_in(logdir: str, run_name: str) -> Path:
         raise ValueError(f"--run_name ({run_name!r}) leads outside --logdir ({logdir}) "
                          "through a symbolic link")
     return run_dir
-
-
-def _first_line(error: Exception) -> str:
-    return (str(getattr(error, "message", error)).strip().splitlines() or [""])[0][:200]
 
 
 def _make_strategy(config: config_lib.Config, control: RunControl):

@@ -9,7 +9,6 @@ import contextlib
 import dataclasses
 import functools
 import json
-import re
 import shutil
 import sys
 import time
@@ -20,10 +19,10 @@ import numpy as np
 import tensorflow as tf
 
 from tapeloop.data import mnist, pipelines, splits
-from tapeloop.trainers import (actions as actions_lib, checkpoints, run_dirs, distribute, drift, evaluation,
-                               forgetting, instruments, loop, losses, model as model_lib,
-                               optimizers, probe, replay, standard_actions, steps, stopping,
-                               tables, writers)
+from tapeloop.trainers import (actions as actions_lib, checkpoints, distribute, drift,
+                               evaluation, forgetting, instruments, loop, losses,
+                               model as model_lib, optimizers, probe, replay, run_dirs,
+                               standard_actions, steps, stopping, tables, writers)
 from tapeloop.trainers.config import Config
 from tapeloop.trainers.run_dirs import (RunDirError, SetupError,  # noqa: F401 (API)
                                         check_recorded, check_run_dir)
@@ -302,7 +301,7 @@ def _make_model(config: Config, data: splits.Splits, strategy, model, loss):
         raise SetupError(f"model {_builder_name(config, model)}: {e}") from None
     except (tf.errors.ResourceExhaustedError, MemoryError) as e:
         raise SetupError(f"model {_builder_name(config, model)}: out of memory building it "
-                         f"({_first_line(e)}): use a smaller model") from None
+                         f"({run_dirs.error_line(e)}): use a smaller model") from None
 
 
 def _builder_name(config: Config, model) -> str:
@@ -672,12 +671,6 @@ def _validation_sets(config: Config, data: splits.Splits) -> dict:
         sets = {c: (data.x_val[data.y_val == c], data.y_val[data.y_val == c]) for c in phases}
         return {c: s for c, s in sets.items() if len(s[1])}
     return {p: (data.x_val, data.y_val) for p in phases}
-
-
-def _first_line(error: Exception) -> str:
-    text = getattr(error, "message", None) or str(error) or type(error).__name__
-    oom = re.search(r"OOM when allocating tensor with shape\[[^\]]*\]", text)
-    return oom.group(0) if oom else text.strip().splitlines()[0][:200]
 
 
 def _floats(a: np.ndarray) -> list:

@@ -3,6 +3,7 @@
 import fcntl
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -240,3 +241,14 @@ def latest_step(run_dir: Path) -> int | None:
     """The global step of the newest checkpoint kept in `run_dir`, or None."""
     steps = saved_steps(run_dir)
     return steps[0] if steps else None
+
+
+def error_line(error: Exception, limit: int = 200) -> str:
+    """One line of an exception for an `error:` or `note:` line.
+
+    TensorFlow's out-of-memory errors open with a long function name: their
+    "OOM when allocating tensor with shape[...]" is what the line keeps.
+    """
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    oom = re.search(r"OOM when allocating tensor with shape\[[^\]]*\]", text)
+    return oom.group(0) if oom else (text.strip().splitlines() or [""])[0][:limit]

@@ -24,7 +24,10 @@ from tapeloop.trainers.actions import Action
 
 
 class Interrupted(Exception):
-    """SIGINT, SIGTERM or SIGHUP stopped the run after a checkpoint; `signum`, `step` say which, where."""
+    """SIGINT, SIGTERM or SIGHUP stopped the run after a checkpoint.
+
+    `signum` and `step` say which signal, and where.
+    """
 
     def __init__(self, signum: int, step: int, message: str):
         super().__init__(message)
@@ -67,7 +70,8 @@ class Progress:
     epoch: int = 0
     epoch_first_step: int = 0
     phase: Phase | None = None
-    sums: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(3))  # loss, correct, count
+    # This epoch's loss_sum, correct, count.
+    sums: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(3))
     last: dict = dataclasses.field(default_factory=dict)  # the last compiled call's output
 
     def add(self, out: dict) -> None:
