@@ -34,7 +34,7 @@ demo: data
 	@echo
 	@echo "Probe curves drawn in $(DEMO_LOGS)/probe_curves.png; the accuracy matrices in $(DEMO_LOGS)/*/accuracy_matrix.png"
 	@echo "The Forgetting tab (every point kept):"
-	@echo "  $(BIN)/tensorboard --logdir $(DEMO_LOGS) --samples_per_plugin=scalars=0"
+	@echo "  $(BIN)/tensorboard --logdir $(DEMO_LOGS) --samples_per_plugin=scalars=1000000"
 	@echo "  then open http://localhost:6006/#forgetting"
 
 # Two pytest workers: the suite is mostly subprocess runs on one thread each, so two
@@ -54,7 +54,7 @@ scaling: data
 # (needs `make demo` first, and Chromium: apt-get install chromium chromium-driver).
 screenshots: data
 	TAPELOOP_DASHBOARD_LOGDIR=$(DEMO_LOGS) TAPELOOP_SCREENSHOTS=docs \
-		$(BIN)/python -m pytest tests/test_dashboard.py -k "sees or hparams" -p no:xdist -s
+		$(BIN)/python -m pytest tests/test_dashboard.py -k "sees or hparams or time_series" -p no:xdist -s
 	$(BIN)/python -m tapeloop.trainers.report $(DEMO_LOGS)/shuffled $(DEMO_LOGS)/sorted \
 		--plot=docs/probe_curves.png > /dev/null
 	cp $(DEMO_LOGS)/sorted/accuracy_matrix.png docs/accuracy_matrix_sorted.png

@@ -8,7 +8,8 @@ static `static/index.js`, served by the plugin itself (no build step, nothing
 fetched from the network).
 
 TensorBoard keeps at most 1,000 points per scalar tag unless it is started with
-`--samples_per_plugin=scalars=0`; the view says when a run's points were thinned.
+`--samples_per_plugin=scalars=1000000` (not `=0`: the Scalars and Time Series tabs of
+TensorBoard 2.21 then draw nothing); the view says when a run's points were thinned.
 """
 
 import json
@@ -27,8 +28,8 @@ from tapeloop.trainers import forgetting
 PLUGIN_NAME = "forgetting"
 STATIC = Path(__file__).parent / "static"
 _CLASS_TAG = re.compile(r"(probe/accuracy|forgetting/row|test/accuracy)/class_(\d+)$")
-_TAGS = ("train/phase", "forgetting/average", "forgetting/bwt", "final/test_accuracy",
-         "epoch/train_loss")
+_TAGS = ("train/phase", "forgetting/average", "forgetting/bwt", "result/test_accuracy",
+         "train/epoch_loss")
 _EVERY_POINT = 10 ** 9
 
 
@@ -117,7 +118,7 @@ def run_view(series: dict[str, list[tuple[int, float]]]) -> dict:
             by_kind.setdefault(match.group(1), {})[int(match.group(2))] = tag
     probe_tags = by_kind.get("probe/accuracy", {})
     classes = sorted(probe_tags)
-    epoch_ends = [s for s, _ in series.get("epoch/train_loss", [])]
+    epoch_ends = [s for s, _ in series.get("train/epoch_loss", [])]
     phases = forgetting.phase_blocks(series.get("train/phase", []))
     by_class = len(phases) > max(len(epoch_ends), 1)  # several phases per epoch
     row_tags = by_kind.get("forgetting/row", {})
@@ -133,7 +134,7 @@ def run_view(series: dict[str, list[tuple[int, float]]]) -> dict:
                    "rows": [[cells.get(c, {}).get(s) for c in classes] for s in row_steps]},
         "forgetting": {"average": [[s, v] for s, v in series.get("forgetting/average", [])],
                        "bwt": [[s, v] for s, v in series.get("forgetting/bwt", [])]},
-        "final": {"test_accuracy": last("final/test_accuracy"),
+        "final": {"test_accuracy": last("result/test_accuracy"),
                   "class_accuracy": [last(test[c]) if c in test else None for c in classes],
                   "average_forgetting": last("forgetting/average"),
                   "bwt": last("forgetting/bwt")},

@@ -28,7 +28,7 @@ def test_noise_run_logs_every_step_and_every_epoch(tmp_path):
     # In shuffled order the phase is the epoch.
     assert [events["train/phase"][s] for s in range(total)] == [0] * 4 + [1] * 4 + [2] * 4
     epoch_ends = [per_epoch * (e + 1) for e in range(3)]
-    for tag in ("epoch/train_loss", "epoch/train_accuracy", "test/loss", "test/accuracy",
+    for tag in ("train/epoch_loss", "train/epoch_accuracy", "test/loss", "test/accuracy",
                 "val/loss", "val/accuracy"):
         assert sorted(events[tag]) == epoch_ends, tag
     assert "config" in event_tags(tmp_path / "run")
@@ -48,8 +48,8 @@ def test_test_split_once_at_the_end_when_not_every_epoch(tmp_path, capsys):
     config = Config(**NOISE | dict(test_every_epoch=False))
     results = controller.train_and_evaluate(config, tmp_path / "run", verbose=True)
     events = read_events(tmp_path / "run")
-    assert "test/accuracy" not in events and sorted(events["epoch/train_loss"]) == [4, 8, 12]
-    assert events["final/test_accuracy"] == {12: pytest.approx(results["test_accuracy"])}
+    assert "test/accuracy" not in events and sorted(events["train/epoch_loss"]) == [4, 8, 12]
+    assert events["result/test_accuracy"] == {12: pytest.approx(results["test_accuracy"])}
     # The same training: the one evaluation at the end equals the last per-epoch one.
     assert results["test_class_accuracy"] == every["test_class_accuracy"]
     assert "test loss" not in capsys.readouterr().out.split("test accuracy per class")[0]

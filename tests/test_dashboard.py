@@ -35,7 +35,7 @@ def test_the_view_has_phases_matrix_rows_and_the_final_table():
         "forgetting/average": [(2, float("nan")), (4, 0.7)],
         "forgetting/bwt": [(4, -0.7)],
         "test/accuracy/class_0": [(4, 0.25)], "test/accuracy/class_1": [(4, 0.95)],
-        "final/test_accuracy": [(4, 0.6)], "epoch/train_loss": [(4, 1.0)],
+        "result/test_accuracy": [(4, 0.6)], "train/epoch_loss": [(4, 1.0)],
     }
     view = plugin.run_view(series)
     assert view["classes"] == [0, 1] and view["probe"][1][-1] == [4, 0.9]
@@ -70,7 +70,7 @@ def tensorboard(logdir):
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host",
-         "127.0.0.1", "--port", str(port), "--samples_per_plugin=scalars=0"],
+         "127.0.0.1", "--port", str(port), "--samples_per_plugin=scalars=1000000"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -199,6 +199,48 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
         browser.quit()
 
 
+# Time Series in the browser: each tag group's name, whether it is open, and the number
+# of points in each line of one card (its paths: "M x,y L x,y ...").
+_GROUPS = """return Array.from(document.querySelectorAll('.card-group')).map(g => ({
+  name: g.querySelector('.group-title').innerText,
+  open: g.querySelector('.expand-group-icon mat-icon').getAttribute('svgicon')
+        === 'expand_less_24px'}));"""
+_LINE_POINTS = """const card = Array.from(document.querySelectorAll('scalar-card')).find(
+  c => c.innerText.replace(/\\n/g, '').startsWith(arguments[0]));
+return card ? Array.from(card.querySelectorAll('path')).map(
+  p => (p.getAttribute('d') || '').split(/[ML]/).length - 1) : null;"""
+
+
+def test_time_series_opens_on_forgetting_and_every_point_is_drawn(tensorboard, logdir,
+                                                                   tmp_path):
+    """The standard Time Series tab, started as `make demo` says: forgetting comes first."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = _browser()
+    shots = Path(os.environ.get("TAPELOOP_SCREENSHOTS") or tmp_path)
+    try:
+        browser.get(f"{tensorboard}/?forceSVG=true#timeseries")
+        wait = WebDriverWait(browser, 60)
+        groups = wait.until(lambda b: len(b.execute_script(_GROUPS)) > 2
+                            and b.execute_script(_GROUPS))
+        names = [g["name"] for g in groups]
+        print("Time Series groups:", ", ".join(f"{g['name']} ({'open' if g['open'] else 'closed'})"
+                                               for g in groups))
+        # TensorBoard opens the first two groups: forgetting and the per-class probe.
+        assert names[:2] == ["forgetting", "probe"] and names[-1] == "workings"
+        assert [g["open"] for g in groups] == [True, True] + [False] * (len(groups) - 2)
+        # Every phase end of each run is drawn (smoothing draws a second line of as many).
+        drawn = wait.until(lambda b: (b.execute_script(_LINE_POINTS, "forgetting/average")
+                                      or [0])[-1] > 0 and b.execute_script(
+                                          _LINE_POINTS, "forgetting/average"))
+        for run in get_json(f"{tensorboard}/data/plugin/forgetting/runs"):
+            values = read_events(logdir / run["run"])["forgetting/average"].values()
+            assert drawn.count(sum(1 for v in values if v == v)) >= 2, (run["run"], drawn)
+        browser.save_screenshot(str(shots / "time_series.png"))
+    finally:
+        browser.quit()
+
+
 def _post(url: str, body: dict):
     request = urllib.request.Request(url, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
@@ -212,7 +254,7 @@ def test_hparams_names_the_runs_and_puts_what_differs_first(tensorboard, logdir,
     # The hparams that differ, and only those: the metrics fit on the screen.
     assert [i["name"] for i in infos] == ["order"] and infos[0]["differs"]
     assert [m["name"]["tag"] for m in experiment["metricInfos"]] == [
-        "final/test_accuracy", "final/average_forgetting", "final/bwt"]
+        "result/test_accuracy", "result/average_forgetting", "result/bwt"]
     groups = _post(f"{tensorboard}/data/plugin/hparams/session_groups",
                    {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN"],
                     "colParams": [], "startIndex": 0, "sliceSize": 100})

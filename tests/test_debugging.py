@@ -91,9 +91,9 @@ def test_inspect_steps_dump_the_steps_and_change_nothing_else(tmp_path):
     _assert_same_weights(tmp_path, "plain", "inspected")
     plain_events = read_events(tmp_path / "plain")
     for tag, values in plain_events.items():
-        if not tag.startswith(("epoch/seconds", "tracing/")):
+        if not tag.startswith(("workings/epoch_seconds", "workings/tracing/")):
             assert events[tag] == values, tag
-    assert events["tracing/inspect"] == {9: 1.0, 18: 1.0}  # traced once, then reused
+    assert events["workings/tracing/inspect"] == {9: 1.0, 18: 1.0}  # traced once, then reused
 
 
 def test_report_inspect_prints_a_dump_readably(tmp_path):
@@ -166,7 +166,7 @@ def test_a_stop_exactly_at_a_phase_or_epoch_end_is_finished_on_resume(tmp_path):
         assert (tmp_path / name / "accuracy_matrix.csv").read_text().splitlines() == rows
         assert resumed.stdout.count("epoch 1/2") == 1  # the epoch line comes once, resumed
         events, expected = read_events(tmp_path / name), read_events(tmp_path / "straight")
-        for tag in ("forgetting/average", "val/accuracy", "test/accuracy", "epoch/train_loss"):
+        for tag in ("forgetting/average", "val/accuracy", "test/accuracy", "train/epoch_loss"):
             assert events[tag] == expected[tag], (name, tag)
         _assert_same_weights(tmp_path, "straight", name)
 

@@ -40,26 +40,26 @@ def test_drift_metrics_match_numpy():
 
     for i, name in enumerate(tracker.names):
         from_init = np.linalg.norm(end[i] - start[i])
-        assert out[f"drift/from_init/{name}"] == pytest.approx(from_init, rel=1e-5)
-        assert out[f"drift/from_phase_start/{name}"] == pytest.approx(
+        assert out[f"weights/drift/from_init/{name}"] == pytest.approx(from_init, rel=1e-5)
+        assert out[f"weights/drift/from_phase_start/{name}"] == pytest.approx(
             np.linalg.norm(end[i] - middle[i]), rel=1e-5)
         if name == "dense_0/bias":
-            assert f"drift/relative/{name}" not in out
+            assert f"weights/drift/relative/{name}" not in out
         else:
-            assert out[f"drift/relative/{name}"] == pytest.approx(
+            assert out[f"weights/drift/relative/{name}"] == pytest.approx(
                 from_init / np.linalg.norm(start[i]), rel=1e-5)
-        assert out[f"drift/grad_norm/{name}"] == pytest.approx(float(grads[i]))
-        assert out[f"drift/update_norm/{name}"] == pytest.approx(
+        assert out[f"weights/drift/grad_norm/{name}"] == pytest.approx(float(grads[i]))
+        assert out[f"weights/drift/update_norm/{name}"] == pytest.approx(
             np.linalg.norm(end[i] - previous[i]), rel=1e-5)
     flat = lambda ws: np.concatenate([w.ravel() for w in ws])  # noqa: E731
-    assert out["drift/from_init/model"] == pytest.approx(
+    assert out["weights/drift/from_init/model"] == pytest.approx(
         np.linalg.norm(flat(end) - flat(start)), rel=1e-5)
-    assert out["drift/from_phase_start/model"] == pytest.approx(
+    assert out["weights/drift/from_phase_start/model"] == pytest.approx(
         np.linalg.norm(flat(end) - flat(middle)), rel=1e-5)
-    assert out["drift/relative/model"] == pytest.approx(
+    assert out["weights/drift/relative/model"] == pytest.approx(
         np.linalg.norm(flat(end) - flat(start)) / np.linalg.norm(flat(start)), rel=1e-5)
-    assert out["drift/grad_norm/model"] == pytest.approx(np.sqrt(1 + 4 + 9 + 16), rel=1e-6)
-    assert out["drift/update_norm/model"] == pytest.approx(
+    assert out["weights/drift/grad_norm/model"] == pytest.approx(np.sqrt(1 + 4 + 9 + 16), rel=1e-6)
+    assert out["weights/drift/update_norm/model"] == pytest.approx(
         np.linalg.norm(flat(end) - flat(previous)), rel=1e-5)
 
 
@@ -104,7 +104,7 @@ def test_update_norm_in_the_loop_is_the_last_steps_change(tmp_path):
                        tf.constant(n, tf.int64))
         writer.close()
         weights_after[n] = [v.numpy() for v in m.trainable_variables]
-    logged = read_events(tmp_path / "6")["drift/update_norm/model"]
+    logged = read_events(tmp_path / "6")["weights/drift/update_norm/model"]
     assert sorted(logged) == [3, 6]
     change = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(weights_after[6],
                                                                weights_after[5])))

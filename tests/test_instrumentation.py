@@ -15,21 +15,22 @@ def test_probe_and_drift_tags_at_every_multiple_of_the_cadence(small_sorted_run)
     assert total == 60  # 18 training images per class, batch 6: 3 steps x 10 classes x 2
     cadence = set(range(0, total + 1, k))
     probe_tags = [t for t in scalars if t.startswith("probe/")]
-    drift_tags = [t for t in scalars if t.startswith("drift/")]
+    drift_tags = [t for t in scalars if t.startswith("weights/drift/")]
     assert len(probe_tags) == 2 + 2 * 10  # overall + per class, accuracy and loss
-    assert {"drift/from_init/model", "drift/from_phase_start/dense_0/kernel",
-            "drift/relative/logits/kernel", "drift/update_norm/model",
-            "drift/grad_norm/dense_0/bias"} <= set(drift_tags)
-    assert not any(t.startswith("drift/relative/") and t.endswith("/bias") for t in drift_tags)
+    assert {"weights/drift/from_init/model", "weights/drift/from_phase_start/dense_0/kernel",
+            "weights/drift/relative/logits/kernel", "weights/drift/update_norm/model",
+            "weights/drift/grad_norm/dense_0/bias"} <= set(drift_tags)
+    assert not any(t.startswith("weights/drift/relative/") and t.endswith("/bias")
+               for t in drift_tags)
     for tag in drift_tags:
         assert set(scalars[tag]) == cadence, tag  # exactly the cadence, no gaps
     boundaries = {3 * (i + 1) for i in range(20)}  # every class block ends after 3 steps
     for tag in probe_tags:
         assert set(scalars[tag]) == cadence | boundaries, tag  # cadence plus phase ends
     # Before any update the update and gradient norms are zero, afterwards they are not.
-    assert scalars["drift/update_norm/model"][0] == 0.0
-    assert scalars["drift/update_norm/model"][3] > 0.0
-    assert scalars["drift/from_init/model"][0] == 0.0
+    assert scalars["weights/drift/update_norm/model"][0] == 0.0
+    assert scalars["weights/drift/update_norm/model"][3] > 0.0
+    assert scalars["weights/drift/from_init/model"][0] == 0.0
 
 
 def test_forgetting_metrics_at_every_phase_boundary(small_sorted_run):
@@ -50,7 +51,7 @@ def test_forgetting_metrics_at_every_phase_boundary(small_sorted_run):
     assert csv[-1].startswith("60,1,9,")
     assert results["average_forgetting"] == pytest.approx(scalars["forgetting/average"][60])
     assert results["bwt"] == pytest.approx(scalars["forgetting/bwt"][60])
-    assert scalars["final/average_forgetting"][60] == pytest.approx(results["average_forgetting"])
+    assert scalars["result/average_forgetting"][60] == pytest.approx(results["average_forgetting"])
 
 
 def test_drift_agrees_with_numpy_on_the_saved_weights(small_sorted_run):
@@ -63,8 +64,9 @@ def test_drift_agrees_with_numpy_on_the_saved_weights(small_sorted_run):
     for name in initial.files:
         distance = np.linalg.norm(final[name].astype(np.float64) - initial[name])
         total_sq += distance ** 2
-        assert scalars[f"drift/from_init/{name}"][step] == pytest.approx(distance, rel=1e-5)
-    assert scalars["drift/from_init/model"][step] == pytest.approx(np.sqrt(total_sq), rel=1e-5)
+        assert scalars[f"weights/drift/from_init/{name}"][step] == pytest.approx(distance, rel=1e-5)
+    assert scalars["weights/drift/from_init/model"][step] == pytest.approx(
+        np.sqrt(total_sq), rel=1e-5)
 
 
 def test_layout_hparams_text_images_histograms_are_written(small_sorted_run):
@@ -94,7 +96,7 @@ def test_layout_hparams_text_images_histograms_are_written(small_sorted_run):
     experiment.Reload()
     content = b"".join(experiment.SummaryMetadata(t).plugin_data.content
                        for t in experiment.Tags()["tensors"])
-    assert b"final/test_accuracy" in content and b"final/bwt" in content
+    assert b"result/test_accuracy" in content and b"result/bwt" in content
     assert b"learning_rate" in content and b"order" in content
 
 
@@ -103,7 +105,7 @@ def test_tracing_counts_are_logged_and_constant_after_the_first_epoch(small_sort
     run_dir, results, _ = small_sorted_run
     scalars = read_events(run_dir)
     for name in ("train_loop", "evaluate", "probe"):
-        counts = scalars[f"tracing/{name}"]
+        counts = scalars[f"workings/tracing/{name}"]
         assert sorted(counts) == [30, 60]  # both epoch ends
         assert set(counts.values()) == {1.0}, name
     assert results["tracing"] == {"train_loop": 1, "evaluate": 1, "probe": 1}

@@ -30,7 +30,8 @@ def test_k_steps_per_call_give_the_same_weights_and_logged_values(runs_by_steps_
         for name in final[1].files:
             np.testing.assert_allclose(final[k][name], final[1][name], rtol=1e-6, atol=1e-7)
         for tag in ("train/loss", "train/accuracy", "probe/accuracy/class_3",
-                    "drift/from_phase_start/model", "drift/update_norm/model", "val/accuracy"):
+                    "weights/drift/from_phase_start/model", "weights/drift/update_norm/model",
+                    "val/accuracy"):
             assert sorted(events[k][tag]) == sorted(events[1][tag]), tag
             np.testing.assert_allclose([events[k][tag][s] for s in sorted(events[k][tag])],
                                        [events[1][tag][s] for s in sorted(events[1][tag])],

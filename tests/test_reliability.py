@@ -80,7 +80,7 @@ def test_sigkill_inside_a_block_then_resume_is_bit_identical(tmp_path, real_mnis
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     # Per-step losses after the resume point (latest value of a step wins): identical.
     ea, eb = read_events(tmp_path / "straight"), read_events(tmp_path / "killed")
-    for tag in ("train/loss", "probe/accuracy/class_0", "drift/from_phase_start/model"):
+    for tag in ("train/loss", "probe/accuracy/class_0", "weights/drift/from_phase_start/model"):
         after = [s for s in sorted(ea[tag]) if s >= resume_step]
         assert after and after == [s for s in sorted(eb[tag]) if s >= resume_step]
         assert [ea[tag][s] for s in after] == [eb[tag][s] for s in after], tag
@@ -92,7 +92,8 @@ def test_sigkill_inside_a_block_then_resume_is_bit_identical(tmp_path, real_mnis
     # The resumed process traced each compiled function once, for every epoch end it logged.
     assert rb["tracing"] == {"train_loop": 1, "evaluate": 1, "probe": 1}
     for name in ("train_loop", "evaluate", "probe"):
-        counts = [eb[f"tracing/{name}"][s] for s in eb[f"tracing/{name}"] if s > resume_step]
+        traced = eb[f"workings/tracing/{name}"]
+        counts = [traced[s] for s in traced if s > resume_step]
         assert counts and set(counts) == {1.0}, name
 
 

@@ -23,7 +23,7 @@ def test_summary_numbers_come_from_the_events(small_sorted_run):
     # The sawtooth is computed over the last epoch's probes, steps (30, 60].
     last = [s.curves[k] for k in sorted(s.curves) if 30 < k <= 60]
     np.testing.assert_allclose(s.last_epoch["spread"], np.ptp(np.array(last), axis=0))
-    assert s.drift_from_init == pytest.approx(scalars["drift/from_init/model"][60])
+    assert s.drift_from_init == pytest.approx(scalars["weights/drift/from_init/model"][60])
     # Blocks of 3 steps with drift every 3 steps: one drift probe per block, no pairs.
     assert s.growth == {"rising_pairs": 0, "pairs": 0, "rising_blocks": 0, "blocks": 0}
 

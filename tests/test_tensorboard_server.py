@@ -32,7 +32,7 @@ def test_tensorboard_serves_the_probe_curves(small_sorted_run):
                 continue
         served = set(tags[run_dir.name])
         assert {f"probe/accuracy/class_{c}" for c in range(10)} <= served
-        assert {"drift/from_phase_start/model", "forgetting/bwt", "train/loss"} <= served
+        assert {"weights/drift/from_phase_start/model", "forgetting/bwt", "train/loss"} <= served
         expected = read_events(run_dir)
         for c in (0, 9):
             tag = f"probe/accuracy/class_{c}"

@@ -252,7 +252,7 @@ def main(argv, **train_args) -> dict | None:
     except ValueError as e:
         sys.exit(f"error: {e}")
     # MetricWriter compiles one small function per tag set; TensorFlow counts those as
-    # retraces of one function and warns. Real retracing shows as tracing/* scalars.
+    # retraces of one function and warns. Real retracing shows as workings/tracing/* scalars.
     tf.get_logger().addFilter(
         lambda record: "triggered tf.function retracing" not in record.getMessage())
     if control.run_eagerly:

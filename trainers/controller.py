@@ -500,9 +500,9 @@ def _train(run: _Run) -> dict:
                        finished=checkpointing.finished, progress=progress)
             final = tools.summary() if tools else None
             writer.write_scalars(trainer.step, {
-                "final/test_accuracy": report.test.accuracy,
-                **({"final/average_forgetting": final["average_forgetting"],
-                    "final/bwt": final["bwt"]} if final else {})})
+                "result/test_accuracy": report.test.accuracy,
+                **({"result/average_forgetting": final["average_forgetting"],
+                    "result/bwt": final["bwt"]} if final else {})})
     finally:
         writer.close()
     return _finish(run, results, report.test, final, step=trainer.step)

@@ -52,7 +52,7 @@ class WeightDrift(tf.Module):
           grad_norms: (num_variables,) L2 norm of each variable's last gradient.
 
         Returns:
-          `drift/{from_init,from_phase_start,relative,update_norm,grad_norm}/NAME` for
+          `weights/drift/{from_init,from_phase_start,relative,update_norm,grad_norm}/NAME` for
           every variable NAME and for `model` (all variables as one vector).
         """
         weights = [tf.convert_to_tensor(v) for v in self._weights]  # one read each
@@ -66,17 +66,17 @@ class WeightDrift(tf.Module):
         grad_norms = tf.cast(grad_norms, tf.float32)
         out = {}
         for i, name in enumerate(self.names):
-            out[f"drift/from_init/{name}"] = norms[0, i]
-            out[f"drift/from_phase_start/{name}"] = norms[1, i]
+            out[f"weights/drift/from_init/{name}"] = norms[0, i]
+            out[f"weights/drift/from_phase_start/{name}"] = norms[1, i]
             if self._initial_norms[i] > 0:
-                out[f"drift/relative/{name}"] = norms[0, i] / self._initial_norms[i]
-            out[f"drift/update_norm/{name}"] = norms[2, i]
-            out[f"drift/grad_norm/{name}"] = grad_norms[i]
-        out["drift/from_init/model"] = model[0]
-        out["drift/from_phase_start/model"] = model[1]
-        out["drift/relative/model"] = model[0] / self._initial_model_norm
-        out["drift/update_norm/model"] = model[2]
-        out["drift/grad_norm/model"] = tf.sqrt(tf.reduce_sum(tf.square(grad_norms)))
+                out[f"weights/drift/relative/{name}"] = norms[0, i] / self._initial_norms[i]
+            out[f"weights/drift/update_norm/{name}"] = norms[2, i]
+            out[f"weights/drift/grad_norm/{name}"] = grad_norms[i]
+        out["weights/drift/from_init/model"] = model[0]
+        out["weights/drift/from_phase_start/model"] = model[1]
+        out["weights/drift/relative/model"] = model[0] / self._initial_model_norm
+        out["weights/drift/update_norm/model"] = model[2]
+        out["weights/drift/grad_norm/model"] = tf.sqrt(tf.reduce_sum(tf.square(grad_norms)))
         return out
 
 

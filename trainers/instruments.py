@@ -24,7 +24,7 @@ from tapeloop.trainers import drift, forgetting, plots, probe, writers
 HEATMAP_ROWS = 400
 # What HParams shows of a run with no sibling to differ from.
 KEY_HPARAMS = ("order", "model", "optimizer", "learning_rate", "epochs", "seed")
-FINAL_METRICS = ("final/test_accuracy", "final/average_forgetting", "final/bwt")
+FINAL_METRICS = ("result/test_accuracy", "result/average_forgetting", "result/bwt")
 
 
 class Instruments:
@@ -133,10 +133,10 @@ def describe_run(writer: writers.MetricWriter, config, *, instrumented: bool,
             "forgetting per class (after each phase)": [r"forgetting/class_\d+"],
         },
         "drift": {
-            "distance from phase start": [r"drift/from_phase_start/.*"],
-            "distance from initial weights": [r"drift/from_init/.*"],
-            "relative drift": [r"drift/relative/.*"],
-            "update and gradient norms (model)": [r"drift/(update|grad)_norm/model"],
+            "distance from phase start": [r"weights/drift/from_phase_start/.*"],
+            "distance from initial weights": [r"weights/drift/from_init/.*"],
+            "relative drift": [r"weights/drift/relative/.*"],
+            "update and gradient norms (model)": [r"weights/drift/(update|grad)_norm/model"],
         }})
 
 

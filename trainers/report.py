@@ -49,12 +49,12 @@ class RunSummary:
 
 
 # What the report reads, and how a run that lacks it is described.
-_EXPECTED = {"final/test_accuracy": "a final result (unfinished: the numbers are the latest)",
+_EXPECTED = {"result/test_accuracy": "a final result (unfinished: the numbers are the latest)",
              "test/accuracy": "test results (no epoch finished)",
-             "epoch/train_loss": "epoch ends",
+             "train/epoch_loss": "epoch ends",
              "probe/accuracy": "probe curves (the probe was off)",
              "forgetting/average": "forgetting (no phase end probed)",
-             "drift/from_init/model": "weight drift"}
+             "weights/drift/from_init/model": "weight drift"}
 
 
 def summarize(run_dir: Path) -> RunSummary:
@@ -81,28 +81,29 @@ def summarize(run_dir: Path) -> RunSummary:
 
     curves = _curves(scalars, num_classes)
     phase_of_step = {s: int(v) for s, v in scalars.get("train/phase", {}).items()}
-    epoch_ends = sorted(scalars.get("epoch/train_loss", {})) or [max(curves, default=0)]
+    epoch_ends = sorted(scalars.get("train/epoch_loss", {})) or [max(curves, default=0)]
     start = epoch_ends[-2] if len(epoch_ends) > 1 else 0
     last_epoch = None
     if curves and any(start < s <= epoch_ends[-1] for s in curves):
         last_epoch = forgetting.sawtooth(curves, phase_of_step, start=start, end=epoch_ends[-1])
     growth = None
-    if "drift/from_phase_start/model" in scalars and phase_of_step:
-        growth = forgetting.drift_growth(scalars["drift/from_phase_start/model"], phase_of_step)
+    if "weights/drift/from_phase_start/model" in scalars and phase_of_step:
+        growth = forgetting.drift_growth(scalars["weights/drift/from_phase_start/model"],
+                                         phase_of_step)
     last_phases = {p for s, p in phase_of_step.items() if start <= s < epoch_ends[-1]}
-    seconds = sorted(scalars.get("epoch/seconds", {}).values())
+    seconds = sorted(scalars.get("workings/epoch_seconds", {}).values())
     return RunSummary(
         name=Path(run_dir).name, test_accuracy=last("test/accuracy"),
         test_class_accuracy=per_class("test/accuracy"),
         class_forgetting=per_class("forgetting"),
         average_forgetting=last("forgetting/average"), bwt=last("forgetting/bwt"),
-        drift_from_init=last("drift/from_init/model"),
-        drift_relative=last("drift/relative/model"), growth=growth, last_epoch=last_epoch,
+        drift_from_init=last("weights/drift/from_init/model"),
+        drift_relative=last("weights/drift/relative/model"), growth=growth, last_epoch=last_epoch,
         class_blocks=len(last_phases) > 1,
         seconds_per_epoch=seconds[len(seconds) // 2] if seconds else float("nan"),
         curves=curves, lacks=lacks,
         phases=forgetting.phase_blocks(sorted(phase_of_step.items())),
-        epoch_ends=sorted(scalars.get("epoch/train_loss", {})),
+        epoch_ends=sorted(scalars.get("train/epoch_loss", {})),
         by_class=len(set(phase_of_step.values())) > len(epoch_ends) or len(last_phases) > 1)
 
 

@@ -351,15 +351,15 @@ class EpochReport(Action):
         self.test = self._evaluate(*self._test_set) if self._test_every_epoch else None
         train_loss, train_accuracy = sums[0] / sums[2], sums[1] / sums[2]
         seconds = time.perf_counter() - self._start
-        scalars = {"epoch/train_loss": train_loss, "epoch/train_accuracy": train_accuracy,
-                   "epoch/seconds": seconds}
+        scalars = {"train/epoch_loss": train_loss, "train/epoch_accuracy": train_accuracy,
+                   "workings/epoch_seconds": seconds}
         if self.test:
             scalars.update(self.test.scalars("test"))
             scalars.update({f"test/accuracy/class_{c}": a for c, a in
                             enumerate(self.test.class_accuracy) if not np.isnan(a)})
         self._writer.write_scalars(step, scalars)
         traces = self._tracing_counts()
-        self._writer.write_scalars(step, {f"tracing/{k}": v for k, v in traces.items()})
+        self._writer.write_scalars(step, {f"workings/tracing/{k}": v for k, v in traces.items()})
         for name, count in traces.items():
             if epoch > self._first_epoch and count > results["tracing"].get(name, 1):
                 self._say(f"warning: {name} was traced again in epoch {epoch + 1} ({count} "

@@ -129,7 +129,7 @@ function drawRun(main, run, view) {
        `${view.classes.length} classes, ${view.matrix.steps.length} phase ends`);
   if (view.thinned) {
     html("div", {class: "note"}, card, "TensorBoard thinned this run's points (it keeps " +
-         "1,000 per tag): start it with --samples_per_plugin=scalars=0 to see every point.");
+         "1,000 per tag): start it with --samples_per_plugin=scalars=1000000 to see every point.");
   }
   const legend = html("div", {class: "legend"}, card);
   view.classes.forEach((c, i) => {
