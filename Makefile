@@ -37,10 +37,11 @@ demo: data
 	@echo "  $(BIN)/tensorboard --logdir $(DEMO_LOGS) --samples_per_plugin=scalars=1000000"
 	@echo "  then open http://localhost:6006/#forgetting"
 
-# Two pytest workers: the suite is mostly subprocess runs on one thread each, so two
-# workers use both cores (BUILD.md, Tests). Plain `pytest` runs it in one process.
+# Three pytest workers on two cores: the runs are single-threaded, and a part of the
+# suite waits (servers starting, a browser, polling for a checkpoint to kill at), so a
+# third worker fills the gaps (BUILD.md, Tests). Plain `pytest` runs it in one process.
 test: data
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 3
 
 # Epoch times next to Keras model.fit, alternating processes (a few minutes).
 bench: data

@@ -3,10 +3,12 @@
 import gzip
 import json
 import os
+import select
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -30,6 +32,39 @@ def run_train(*args, timeout: float = 300, env: dict | None = None):
     """Runs `python -m tapeloop.trainers.train` with `args` to completion; output captured as text."""
     return subprocess.run(train_command(*args), cwd=REPO, capture_output=True, text=True,
                           timeout=timeout, env=SCRIPT_ENV | (env or {}))
+
+
+_WORKER: list = []  # this test process's train_worker.py, started on first use
+_WORKER_LOG = tempfile.NamedTemporaryFile(prefix="tapeloop-train-worker-", suffix=".log",
+                                          delete=False)  # its TensorFlow messages
+
+
+def run_train_here(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m tapeloop.trainers.train ARGS`, run by a long-lived worker process
+    (`train_worker.py`): the same flag parsing and `main`, the exit code and output kept.
+
+    For runs whose subject is not the process itself (bad values, run directories,
+    stop and resume): it saves TensorFlow's start-up, about 5 s a run. Runs that change
+    TensorFlow's global state (`--run_eagerly`, `--check_numerics`, a strategy) or get
+    a signal stay processes of their own (`run_train`).
+    """
+    if not _WORKER or _WORKER[0].poll() is not None:
+        _WORKER[:] = [subprocess.Popen(
+            [sys.executable, str(REPO / "tests" / "train_worker.py")], cwd=REPO,
+            env=SCRIPT_ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=_WORKER_LOG, text=True)]
+    worker = _WORKER[0]
+    worker.stdin.write(json.dumps(list(args)) + "\n")
+    worker.stdin.flush()
+    ready, _, _ = select.select([worker.stdout], [], [], timeout)
+    line = worker.stdout.readline() if ready else ""
+    if not line:
+        worker.kill()
+        raise RuntimeError(f"train_worker.py gave no answer to {args} within {timeout} s "
+                           f"(exit code {worker.poll()}; its log: {_WORKER_LOG.name})")
+    answer = json.loads(line)
+    return subprocess.CompletedProcess(["train", *args], answer["returncode"],
+                                       answer["stdout"], answer["stderr"])
 
 
 def fake_mnist(n_train: int = 60, n_test: int = 20, seed: int = 0) -> mnist.Mnist:

@@ -1,11 +1,12 @@
-"""Step-level debugging flags, each exercised end to end on small data."""
+"""Step-level debugging flags, each exercised on small data: in this process, or as a
+subprocess where the flag changes TensorFlow's global state (eager, numerics, profiler)."""
 
 import subprocess
 import sys
 
 import numpy as np
 
-from tests.conftest import REPO, SCRIPT_ENV, read_events, run_train
+from tests.conftest import REPO, SCRIPT_ENV, read_events, run_train, run_train_here
 from tapeloop.trainers import step_dumps
 
 NOISE = ["--dataset=noise", "--noise_examples=300", "--hidden_sizes=16", "--dropout=0.2",
@@ -13,6 +14,12 @@ NOISE = ["--dataset=noise", "--noise_examples=300", "--hidden_sizes=16", "--drop
 
 
 def _train(tmp_path, name, *extra):
+    """The training script, run in this process (see `run_train_here`)."""
+    return run_train_here(*NOISE, f"--logdir={tmp_path}", f"--run_name={name}", *extra)
+
+
+def _process(tmp_path, name, *extra):
+    """The training script as a subprocess: for flags that change TensorFlow's global state."""
     return run_train(*NOISE, f"--logdir={tmp_path}", f"--run_name={name}", *extra)
 
 
@@ -29,7 +36,7 @@ def _assert_same_weights(tmp_path, name_a, name_b):
 
 def test_run_eagerly_gives_the_compiled_weights(tmp_path):
     for name, extra in (("compiled", []), ("eager", ["--run_eagerly"])):
-        proc = _train(tmp_path, name, "--epochs=2", "--deterministic", *extra)
+        proc = _process(tmp_path, name, "--epochs=2", "--deterministic", *extra)
         assert proc.returncode == 0, proc.stderr[-2000:]
     a, b = _weights(tmp_path, "compiled"), _weights(tmp_path, "eager")
     for key in a.files:
@@ -50,7 +57,7 @@ def test_stop_after_steps_checkpoints_and_the_rerun_continues_exactly(tmp_path):
 
 
 def test_check_numerics_names_the_op_that_made_the_nan(tmp_path):
-    proc = _train(tmp_path, "nan", "--epochs=1", "--check_numerics", "--learning_rate=1e30")
+    proc = _process(tmp_path, "nan", "--epochs=1", "--check_numerics", "--learning_rate=1e30")
     errors = [x for x in proc.stderr.splitlines() if x.startswith("error: check_numerics:")]
     assert proc.returncode == 1 and len(errors) == 1, proc.stderr[-2000:]
     assert "Infinity or NaN" in errors[0] or "Detected at node" in errors[0]
@@ -58,11 +65,11 @@ def test_check_numerics_names_the_op_that_made_the_nan(tmp_path):
 
 
 def test_profile_steps_write_a_profiler_trace(tmp_path):
-    proc = _train(tmp_path, "prof", "--epochs=2", "--profile_steps=3,9")
+    proc = _process(tmp_path, "prof", "--epochs=2", "--profile_steps=3,9")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "profiler trace of steps 3-9 written to" in proc.stdout
     assert list((tmp_path / "prof" / "plugins" / "profile").glob("*/*.xplane.pb"))
-    bad = _train(tmp_path, "bad", "--profile_steps=9,3")
+    bad = _process(tmp_path, "bad", "--profile_steps=9,3")
     assert bad.returncode != 0 and "--profile_steps must be two steps A,B" in bad.stderr
 
 
@@ -136,7 +143,7 @@ def test_debugger_dump_dir_writes_debugger_v2_dumps_alongside_checkpoints(tmp_pa
     from tensorflow.python.debug.lib import debug_events_reader
 
     dump_dir = tmp_path / "tfdbg"
-    proc = _train(tmp_path, "dbg", "--epochs=2", "--deterministic", "--checkpoint_every_steps=4",
+    proc = _process(tmp_path, "dbg", "--epochs=2", "--deterministic", "--checkpoint_every_steps=4",
                   f"--debugger_dump_dir={dump_dir}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     suffixes = {p.suffix for p in dump_dir.glob("tfdbg_events.*")}
@@ -145,7 +152,7 @@ def test_debugger_dump_dir_writes_debugger_v2_dumps_alongside_checkpoints(tmp_pa
         reader.update()
         graph_ops = {t.op_type for t in reader.graph_execution_traces()}
     assert {"MatMul", "Relu", "IteratorGetNext"} <= graph_ops  # the compiled train step
-    plain = _train(tmp_path, "plain", "--epochs=2", "--deterministic")
+    plain = _process(tmp_path, "plain", "--epochs=2", "--deterministic")
     assert plain.returncode == 0
     _assert_same_weights(tmp_path, "plain", "dbg")
     assert (tmp_path / "dbg" / "checkpoints").is_dir()

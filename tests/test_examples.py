@@ -27,8 +27,8 @@ def _recorded(run_dir):
     return json.loads((run_dir / "config.json").read_text())["recorded"]
 
 
-@pytest.mark.parametrize("order", ["sorted", "shuffled"])
-def test_cnn_example(tmp_path, real_mnist, order):
+def test_cnn_example(tmp_path, real_mnist):
+    order = "sorted"  # the example's own model in the order that shows forgetting
     proc = _example("cnn_mnist.py", tmp_path, order, f"--order={order}", *SMALL)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "test accuracy per class:" in proc.stdout and "forgetting on the probe" in proc.stdout

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tapeloop.trainers import cli, run_dirs
-from tests.conftest import REPO, SCRIPT_ENV, run_train, train_command
+from tests.conftest import REPO, SCRIPT_ENV, run_train_here, train_command
 
 NOISE = ["--dataset=noise", "--noise_examples=600", "--hidden_sizes=64", "--batch_size=10",
          "--probe_per_class=20", "--eval_every_steps=5", "--checkpoint_every_steps=10",
@@ -101,8 +101,8 @@ def test_a_sweep_killed_with_sigkill_takes_its_points_down_and_the_rerun_finishe
     table = again.stdout.split("\n\n")[1].splitlines()
     assert [row.split()[0] for row in table[1:]] == points
     # Nothing lost: the killed-and-resumed point equals a run never interrupted.
-    straight = run_train(*NOISE, "--epochs=5", "--order=sorted", "--learning_rate=1e-3",
-                         f"--logdir={tmp_path}", "--run_name=straight")
+    straight = run_train_here(*NOISE, "--epochs=5", "--order=sorted", "--learning_rate=1e-3",
+                              f"--logdir={tmp_path}", "--run_name=straight")
     assert straight.returncode == 0, straight.stderr[-2000:]
     _assert_same_weights(tmp_path / "straight", tmp_path / "grid" / points[0])
 
@@ -140,10 +140,10 @@ def test_a_full_disk_stops_with_one_line_and_the_rerun_continues_exactly(tmp_pat
         f"error: cannot write {run}: no space left on device; the last checkpoint (step "
         f"{step}) is intact: free some space, then run the same command again to resume"]
     os.remove(small_disk / "filler")
-    resumed = run_train(*args)
+    resumed = run_train_here(*args)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"from its checkpoint at step {step}" in resumed.stdout
-    straight = run_train(*NOISE, "--epochs=3", f"--logdir={tmp_path}", "--run_name=straight")
+    straight = run_train_here(*NOISE, "--epochs=3", f"--logdir={tmp_path}", "--run_name=straight")
     _assert_same_weights(tmp_path / "straight", run)
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import run_train
+from tests.conftest import run_train_here as run_train
 from tapeloop.trainers import replay
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, SCRIPT_ENV, event_tags, run_train
+from tests.conftest import REPO, SCRIPT_ENV, event_tags, run_train_here
 
 NOISE = ["--dataset=noise", "--noise_examples=300", "--hidden_sizes=16", "--batch_size=30",
          "--probe_per_class=20", "--eval_every_steps=3", "--epochs=2", "--deterministic"]
@@ -25,8 +25,9 @@ def _sweep(tmp_path, *args):
 def test_grid_runs_every_point_tabulates_and_reruns_skip_or_resume(tmp_path):
     sweep_dir = tmp_path / "grid"
     # One point was interrupted before the sweep ran: the sweep resumes it.
-    early = run_train(*NOISE, "--learning_rate=1e-2", "--order=sorted", f"--logdir={sweep_dir}",
-                      f"--run_name={POINTS[3]}", "--stop_after_steps=5")
+    early = run_train_here(*NOISE, "--learning_rate=1e-2", "--order=sorted",
+                           f"--logdir={sweep_dir}", f"--run_name={POINTS[3]}",
+                           "--stop_after_steps=5")
     assert early.returncode == 0, early.stderr[-2000:]
     proc = _sweep(tmp_path, *AXES, "--parallel=2")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

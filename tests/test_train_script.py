@@ -1,10 +1,16 @@
-"""End to end: the real script as a subprocess, on a few hundred real MNIST images."""
+"""The training script on a few hundred real MNIST images.
+
+End to end (a subprocess: `run_train`) for what a person runs: a real run, a flag file,
+the help. Bad values and run directories go through the same flag parsing and `main`
+in this process (`run_train_here`): they are about the answer, not the process.
+"""
 
 import json
 
 import pytest
 
-from tests.conftest import fake_mnist, read_events, run_train as _train, write_idx_dir
+from tests.conftest import (fake_mnist, read_events, run_train as _train,
+                            run_train_here as _here, write_idx_dir)
 
 
 def test_sorted_run_on_real_mnist_writes_files_and_prints_the_table(tmp_path, real_mnist):
@@ -65,7 +71,7 @@ def test_flag_file_then_override(tmp_path):
 ])
 def test_bad_flags_exit_with_one_clear_line_and_create_nothing(tmp_path, flag, message):
     logdir = tmp_path / "logs"
-    proc = _train("--dataset=noise", flag, f"--logdir={logdir}", "--run_name=r", timeout=60)
+    proc = _here("--dataset=noise", flag, f"--logdir={logdir}", "--run_name=r")
     assert proc.returncode != 0
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -82,7 +88,7 @@ def test_bad_data_dir_exits_with_one_clear_line_and_creates_nothing(tmp_path, ca
         labels = data_dir / "train-labels-idx1-ubyte"
         labels.write_bytes(b"\x00\x00\x08\x01" + labels.read_bytes()[4:-7])
     logdir = tmp_path / "logs"
-    proc = _train(f"--data_dir={data_dir}", f"--logdir={logdir}", "--run_name=r", timeout=120)
+    proc = _here(f"--data_dir={data_dir}", f"--logdir={logdir}", "--run_name=r")
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(data_dir) in errors[0], proc.stderr[-1500:]
@@ -140,8 +146,7 @@ def test_every_flag_default_is_the_config_default():
 def test_more_bad_values_exit_with_one_line_and_create_nothing(tmp_path, flag, message,
                                                                real_mnist):
     logdir = tmp_path / "logs"
-    proc = _train("--max_train_examples=300", f"--logdir={logdir}", "--run_name=r", *flag.split(),
-                  timeout=120)
+    proc = _here("--max_train_examples=300", f"--logdir={logdir}", "--run_name=r", *flag.split())
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-1500:]
     assert "Traceback" not in proc.stderr
     assert not logdir.exists()
@@ -151,7 +156,7 @@ def test_log_directory_that_is_a_file_or_cannot_be_written(tmp_path):
     (tmp_path / "afile").write_text("x")
     for logdir, message in ((tmp_path / "afile", "is a file, not a directory"),
                             ("/proc/tapeloop-logs", "cannot be created or written")):
-        proc = _train("--dataset=noise", f"--logdir={logdir}", "--run_name=r", timeout=120)
+        proc = _here("--dataset=noise", f"--logdir={logdir}", "--run_name=r")
         errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
         assert proc.returncode == 1 and len(errors) == 1 and message in errors[0], \
             proc.stderr[-1500:]
@@ -160,14 +165,14 @@ def test_log_directory_that_is_a_file_or_cannot_be_written(tmp_path):
 
 
 def test_run_directory_holding_an_incompatible_run_is_left_alone(tmp_path):
-    first = _train("--dataset=noise", "--epochs=1", f"--logdir={tmp_path}", "--run_name=r")
+    first = _here("--dataset=noise", "--epochs=1", f"--logdir={tmp_path}", "--run_name=r")
     assert first.returncode == 0, first.stderr[-1500:]
     def listing():  # The run and everything in it (the lock beside it names its holder).
         return sorted((p.relative_to(tmp_path), p.stat().st_mtime)
                       for p in (tmp_path / "r").rglob("*"))
 
     before = listing()
-    proc = _train("--dataset=noise", "--epochs=1", "--learning_rate=0.5", "--order=sorted",
+    proc = _here("--dataset=noise", "--epochs=1", "--learning_rate=0.5", "--order=sorted",
                   f"--logdir={tmp_path}", "--run_name=r")
     errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
     assert proc.returncode == 1 and len(errors) == 1, proc.stderr[-1500:]
