@@ -36,6 +36,8 @@ demo: data
 	@echo "The Forgetting tab (every point kept):"
 	@echo "  $(BIN)/tensorboard --logdir $(DEMO_LOGS) --samples_per_plugin=scalars=1000000"
 	@echo "  then open http://localhost:6006/#forgetting"
+	@echo "The per-class probe in TensorBoard's Time Series, unsmoothed:"
+	@echo "  http://localhost:6006/?smoothing=0&tagFilter=probe%2Faccuracy%2Fclass_#timeseries"
 
 # Three pytest workers on two cores: the runs are single-threaded, and a part of the
 # suite waits (servers starting, a browser, polling for a checkpoint to kill at), so a

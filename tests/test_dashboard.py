@@ -199,6 +199,9 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
         browser.quit()
 
 
+# What `make demo` prints after the Time Series address (Makefile): no smoothing, the
+# per-class probe cards.
+PROBE_CARDS_QUERY = "smoothing=0&tagFilter=probe%2Faccuracy%2Fclass_"
 # Time Series in the browser: each tag group's name, whether it is open, and the number
 # of points in each line of one card (its paths: "M x,y L x,y ...").
 _GROUPS = """return Array.from(document.querySelectorAll('.card-group')).map(g => ({
@@ -237,6 +240,23 @@ def test_time_series_opens_on_forgetting_and_every_point_is_drawn(tensorboard, l
             values = read_events(logdir / run["run"])["forgetting/average"].values()
             assert drawn.count(sum(1 for v in values if v == v)) >= 2, (run["run"], drawn)
         browser.save_screenshot(str(shots / "time_series.png"))
+        # The link `make demo` prints: the per-class probe cards, unsmoothed, every point.
+        browser.get(f"{tensorboard}/?forceSVG=true&{PROBE_CARDS_QUERY}#timeseries")
+        wait.until(lambda b: b.execute_script(
+            "return document.querySelectorAll('scalar-card').length") >= 2)
+        drawn = wait.until(lambda b: (b.execute_script(_LINE_POINTS, "probe/accuracy/class_0")
+                                      or [0])[-1] > 0 and b.execute_script(
+                                          _LINE_POINTS, "probe/accuracy/class_0"))
+        for run in get_json(f"{tensorboard}/data/plugin/forgetting/runs"):
+            points = len(read_events(logdir / run["run"])["probe/accuracy/class_0"])
+            print(f"Time Series, {run['run']}: probe/accuracy/class_0: {points} points in the "
+                  f"event file, lines of {sorted(set(drawn) & {points})} drawn")
+            assert points in drawn, (run["run"], points, drawn)
+        smoothing = browser.execute_script(
+            "return Array.from(document.querySelectorAll('input[type=number]'))"
+            ".map(i => i.value)")
+        assert "0" in smoothing and "0.6" not in smoothing
+        browser.save_screenshot(str(shots / "time_series_probe.png"))
     finally:
         browser.quit()
 
