@@ -109,3 +109,25 @@ def test_tracing_counts_are_logged_and_constant_after_the_first_epoch(small_sort
         assert sorted(counts) == [30, 60]  # both epoch ends
         assert set(counts.values()) == {1.0}, name
     assert results["tracing"] == {"train_loop": 1, "evaluate": 1, "probe": 1}
+
+
+def test_each_probe_step_is_written_once_on_and_off_the_cadence(tmp_path):
+    """Phase ends every 3 steps, probes every 4: the ends on the cadence (12, 24, ...)
+    are probed by the loop and not written again; the others get their own point."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    from tapeloop.data import splits
+    from tapeloop.trainers import controller
+    from tapeloop.trainers.config import Config
+    from tests.conftest import SMALL_SORTED, fake_mnist
+
+    config = Config(**{**SMALL_SORTED, "eval_every_steps": 4, "epochs": 1})
+    data = splits.mnist_splits(fake_mnist(n_train=200, n_test=60), validation_split=0.1)
+    controller.train_and_evaluate(config, tmp_path / "run", data=data, verbose=False)
+    acc = event_accumulator.EventAccumulator(str(tmp_path / "run"), size_guidance={"tensors": 0})
+    acc.Reload()
+    steps = [e.step for e in acc.Tensors("probe/accuracy/class_0")]
+    ends = {3 * (i + 1) for i in range(10)}
+    assert len(steps) == len(set(steps))  # one point per step
+    assert set(steps) == set(range(0, 31, 4)) | ends
+    assert ends & set(range(0, 31, 4)) == {12, 24}  # both kinds of phase end occur

@@ -335,7 +335,8 @@ def _build(run: _Run, writer: writers.MetricWriter):
         tools = (instruments.Instruments(model, run.probe_set, num_classes=data.num_classes,
                                          writer=writer, run_dir=run.log_dir,
                                          batch_splits=batch_splits, strategy=strategy,
-                                         forward=forward, objective=objective)
+                                         forward=forward, objective=objective,
+                                         every_n_steps=config.eval_every_steps)
                  if run.probe_set else None)
         train_step = (run.make_step or steps.make_train_step)(
             model, optimizer, batch_splits=batch_splits,

@@ -32,8 +32,10 @@ class Instruments:
 
     def __init__(self, model: tf.keras.Model, probe_set: tuple[np.ndarray, np.ndarray], *,
                  num_classes: int, writer: writers.MetricWriter, run_dir: Path | None,
-                 batch_splits: int = 1, strategy=None, forward=None, objective=None):
+                 batch_splits: int = 1, strategy=None, forward=None, objective=None,
+                 every_n_steps: int = 0):
         self.num_classes = num_classes
+        self._every = every_n_steps  # the cadence at which `periodic` runs in the loop
         self.drift = drift.WeightDrift(model)
         self.matrix = forgetting.AccuracyMatrix(num_classes)
         self._writer = writer
@@ -60,14 +62,16 @@ class Instruments:
         """Probes at the boundary, adds the matrix row, writes it and the forgetting metrics.
 
         The probe curves also get this exact phase-end point, where a class's accuracy
-        peaks in sorted order, whatever the cadence.
+        peaks in sorted order, whatever the cadence; a phase end on the cadence was
+        probed by the loop already, on the same weights, and is not written twice.
         """
         values = {tag: float(v) for tag, v in self._probe_now().items()}
         row = [values[f"probe/accuracy/class_{c}"] for c in range(self.num_classes)]
         self.matrix.add(row, task=task, step=step, epoch=epoch, phase=phase)
         summary = self.matrix.summary()
-        scalars = dict(values)
-        scalars.update({f"forgetting/row/class_{c}": row[c] for c in range(self.num_classes)})
+        if not (self._every and step % self._every == 0):
+            self._writer.write_scalars(step, values)
+        scalars = {f"forgetting/row/class_{c}": row[c] for c in range(self.num_classes)}
         scalars.update({f"forgetting/class_{c}": summary["class_forgetting"][c]
                         for c in range(self.num_classes)})
         scalars["forgetting/average"] = summary["average_forgetting"]
