@@ -9,6 +9,7 @@ the pictures README shows (`TAPELOOP_DASHBOARD_LOGDIR`, `TAPELOOP_SCREENSHOTS`).
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -171,7 +172,13 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
         tip = wait.until(lambda b: b.find_element(By.ID, "tooltip").is_displayed()
                          and b.find_element(By.ID, "tooltip"))
         assert tip.text.startswith("step ") and "phase:" in tip.text
-        assert "class " in tip.text and ("accuracy 0." in tip.text or "accuracy 1." in tip.text)
+        # The hovered value is the event file's value at that step, for that class.
+        step = int(re.match(r"step (\d+)", tip.text).group(1))
+        main = browser.find_element(By.ID, "tooltip-main").text
+        c, value = re.fullmatch(r"class (\d+): accuracy ([\d.]+)", main).groups()
+        expected = read_events(logdir / runs[0]["run"])[f"probe/accuracy/class_{c}"][step]
+        print(f"hover: {tip.text.splitlines()[0]}; {main}; event file {expected:.6f}")
+        assert float(value) == pytest.approx(expected, abs=5e-5)
         browser.save_screenshot(str(shots / "dashboard_runs.png"))
         # Zoom to the last epoch: the curves keep only that epoch's points.
         epochs = Select(browser.find_element(By.ID, "epoch"))
