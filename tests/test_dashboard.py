@@ -166,6 +166,11 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
                   f" points drawn, {len(in_events)} in the event file")
             cells = card.find_elements(By.CSS_SELECTOR, "svg.heatmap rect.cell")
             assert len(cells) == len(view["matrix"]["rows"]) * len(view["classes"])
+            # Its axes: a column label per class, the axis titles, the first row's label.
+            texts = [x.text for x in card.find_elements(By.CSS_SELECTOR, "svg.heatmap text")]
+            assert [str(k) for k in view["classes"]] == texts[:len(view["classes"])]
+            assert "class measured" in texts and ("phase (class)" in texts or "phase" in texts)
+            assert any(x.startswith("1 (") for x in texts)
         # The hover names the step, the phase, the class and its value.
         first = cards[0].find_element(By.CSS_SELECTOR, "svg.probe")
         ActionChains(browser).move_to_element_with_offset(first, 100, 0).perform()
@@ -198,7 +203,11 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
         # The heatmap's hover names the row, the phase and the class.
         cell = browser.find_elements(By.CSS_SELECTOR, "svg.heatmap rect.cell")[0]
         ActionChains(browser).move_to_element(cell).perform()
-        assert browser.find_element(By.ID, "tooltip").text.startswith("row 1, after ")
+        text = browser.find_element(By.ID, "tooltip").text
+        assert text.startswith("row 1, after ")
+        row_step, c, value = re.search(r"\(step (\d+)\) · class (\d+): ([\d.]+)$", text).groups()
+        row = read_events(logdir / runs[0]["run"])[f"forgetting/row/class_{c}"][int(row_step)]
+        assert float(value) == pytest.approx(row, abs=5e-5)  # the event file's matrix row
         table = browser.find_element(By.CSS_SELECTOR, "table.final")
         assert len(table.find_elements(By.CSS_SELECTOR, "tr")) == 2 + max(
             r["classes"] for r in runs)
