@@ -35,8 +35,8 @@ def _assert_same_weights(tmp_path, name_a, name_b):
 
 
 def test_run_eagerly_gives_the_compiled_weights(tmp_path):
-    for name, extra in (("compiled", []), ("eager", ["--run_eagerly"])):
-        proc = _process(tmp_path, name, "--epochs=2", "--deterministic", *extra)
+    for name, extra, run in (("compiled", [], _train), ("eager", ["--run_eagerly"], _process)):
+        proc = run(tmp_path, name, "--epochs=2", "--deterministic", *extra)
         assert proc.returncode == 0, proc.stderr[-2000:]
     a, b = _weights(tmp_path, "compiled"), _weights(tmp_path, "eager")
     for key in a.files:
@@ -69,7 +69,7 @@ def test_profile_steps_write_a_profiler_trace(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "profiler trace of steps 3-9 written to" in proc.stdout
     assert list((tmp_path / "prof" / "plugins" / "profile").glob("*/*.xplane.pb"))
-    bad = _process(tmp_path, "bad", "--profile_steps=9,3")
+    bad = _train(tmp_path, "bad", "--profile_steps=9,3")  # refused before the profiler
     assert bad.returncode != 0 and "--profile_steps must be two steps A,B" in bad.stderr
 
 
@@ -143,8 +143,8 @@ def test_debugger_dump_dir_writes_debugger_v2_dumps_alongside_checkpoints(tmp_pa
     from tensorflow.python.debug.lib import debug_events_reader
 
     dump_dir = tmp_path / "tfdbg"
-    proc = _process(tmp_path, "dbg", "--epochs=2", "--deterministic", "--checkpoint_every_steps=4",
-                  f"--debugger_dump_dir={dump_dir}")
+    proc = _process(tmp_path, "dbg", "--epochs=2", "--deterministic",
+                    "--checkpoint_every_steps=4", f"--debugger_dump_dir={dump_dir}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     suffixes = {p.suffix for p in dump_dir.glob("tfdbg_events.*")}
     assert {".execution", ".graphs", ".graph_execution_traces"} <= suffixes
@@ -152,7 +152,7 @@ def test_debugger_dump_dir_writes_debugger_v2_dumps_alongside_checkpoints(tmp_pa
         reader.update()
         graph_ops = {t.op_type for t in reader.graph_execution_traces()}
     assert {"MatMul", "Relu", "IteratorGetNext"} <= graph_ops  # the compiled train step
-    plain = _process(tmp_path, "plain", "--epochs=2", "--deterministic")
+    plain = _train(tmp_path, "plain", "--epochs=2", "--deterministic")
     assert plain.returncode == 0
     _assert_same_weights(tmp_path, "plain", "dbg")
     assert (tmp_path / "dbg" / "checkpoints").is_dir()

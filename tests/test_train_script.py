@@ -46,8 +46,8 @@ def test_sorted_run_on_real_mnist_writes_files_and_prints_the_table(tmp_path, re
 
 
 def test_flag_file_then_override(tmp_path):
-    proc = _train("--flagfile=trainers/configs/noise.flags", "--epochs=2", "--probe_per_class=50",
-                  "--learning_rate=0.05", f"--logdir={tmp_path}", "--run_name=noise")
+    proc = _here("--flagfile=trainers/configs/noise.flags", "--epochs=2", "--probe_per_class=50",
+                 "--learning_rate=0.05", f"--logdir={tmp_path}", "--run_name=noise")
     assert proc.returncode == 0, proc.stderr[-2000:]
     config = json.loads((tmp_path / "noise" / "config.json").read_text())
     assert config["learning_rate"] == 0.05 and config["epochs"] == 2
