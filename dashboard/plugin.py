@@ -120,7 +120,7 @@ def run_view(series: dict[str, list[tuple[int, float]]]) -> dict:
     classes = sorted(probe_tags)
     epoch_ends = [s for s, _ in series.get("train/epoch_loss", [])]
     phases = forgetting.phase_blocks(series.get("train/phase", []))
-    by_class = len(phases) > max(len(epoch_ends), 1)  # several phases per epoch
+    by_class = forgetting.phases_are_classes(phases, epoch_ends)
     row_tags = by_kind.get("forgetting/row", {})
     row_steps = sorted({s for tag in row_tags.values() for s, _ in series[tag]})
     cells = {c: dict(series[tag]) for c, tag in row_tags.items()}

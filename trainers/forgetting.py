@@ -135,6 +135,11 @@ def backward_transfer(matrix: np.ndarray, tasks) -> float:
     return float(np.mean(changes))
 
 
+def phases_are_classes(blocks: list, epoch_ends: list) -> bool:
+    """Whether the `phase_blocks` are class blocks: more of them than epochs."""
+    return len(blocks) > max(len(epoch_ends), 1)
+
+
 def phase_blocks(phase_points) -> list[list[int]]:
     """`[[first step, end step, label]]`, one per run of equal `train/phase` values.
 

@@ -12,14 +12,13 @@ epoch end, end of run); what is measured and written lives here.
 """
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from tapeloop.trainers import drift, forgetting, plots, probe, writers
+from tapeloop.trainers import drift, forgetting, plots, probe, run_dirs, writers
 
 HEATMAP_ROWS = 400
 # What HParams shows of a run with no sibling to differ from.
@@ -150,8 +149,8 @@ def sibling_configs(run_dir: Path) -> list[dict]:
     for other in sorted(Path(run_dir).parent.iterdir()):
         if other != run_dir and (other / "config.json").is_file():
             try:
-                saved = json.loads((other / "config.json").read_text())
-            except (OSError, ValueError):
+                saved = run_dirs.read_json(other / "config.json")
+            except run_dirs.RunDirError:  # a damaged neighbour: not part of the experiment
                 continue
             saved.pop("recorded", None)
             configs.append({k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})

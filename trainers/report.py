@@ -81,7 +81,8 @@ def summarize(run_dir: Path) -> RunSummary:
 
     curves = _curves(scalars, num_classes)
     phase_of_step = {s: int(v) for s, v in scalars.get("train/phase", {}).items()}
-    epoch_ends = sorted(scalars.get("train/epoch_loss", {})) or [max(curves, default=0)]
+    logged_ends = sorted(scalars.get("train/epoch_loss", {}))
+    epoch_ends = logged_ends or [max(curves, default=0)]
     start = epoch_ends[-2] if len(epoch_ends) > 1 else 0
     last_epoch = None
     if curves and any(start < s <= epoch_ends[-1] for s in curves):
@@ -92,6 +93,7 @@ def summarize(run_dir: Path) -> RunSummary:
                                          phase_of_step)
     last_phases = {p for s, p in phase_of_step.items() if start <= s < epoch_ends[-1]}
     seconds = sorted(scalars.get("workings/epoch_seconds", {}).values())
+    phases = forgetting.phase_blocks(sorted(phase_of_step.items()))
     return RunSummary(
         name=Path(run_dir).name, test_accuracy=last("test/accuracy"),
         test_class_accuracy=per_class("test/accuracy"),
@@ -101,10 +103,8 @@ def summarize(run_dir: Path) -> RunSummary:
         drift_relative=last("weights/drift/relative/model"), growth=growth, last_epoch=last_epoch,
         class_blocks=len(last_phases) > 1,
         seconds_per_epoch=seconds[len(seconds) // 2] if seconds else float("nan"),
-        curves=curves, lacks=lacks,
-        phases=forgetting.phase_blocks(sorted(phase_of_step.items())),
-        epoch_ends=sorted(scalars.get("train/epoch_loss", {})),
-        by_class=len(set(phase_of_step.values())) > len(epoch_ends) or len(last_phases) > 1)
+        curves=curves, lacks=lacks, phases=phases, epoch_ends=logged_ends,
+        by_class=forgetting.phases_are_classes(phases, logged_ends))
 
 
 def comparison(runs: list[RunSummary]) -> str:

@@ -130,9 +130,8 @@ class RunLock:
     """
 
     def __init__(self, run_dir: Path):
-        run_dir = Path(run_dir)
-        self.path = run_dir.parent / f".{run_dir.name}.lock"
-        self.run_dir = run_dir
+        self.path = lock_path(run_dir)
+        self.run_dir = Path(run_dir)
         self._file = None
 
     @property
@@ -180,11 +179,16 @@ class RunLock:
         return False
 
 
+def lock_path(run_dir: Path) -> Path:
+    """`.RUN_NAME.lock` beside the run directory (see `RunLock`)."""
+    run_dir = Path(run_dir)
+    return run_dir.parent / f".{run_dir.name}.lock"
+
+
 def lock_holder(run_dir: Path) -> int | None:
     """The PID holding `run_dir`'s lock, or None when it is free."""
-    path = Path(run_dir).parent / f".{Path(run_dir).name}.lock"
     try:
-        with open(path) as f:
+        with open(lock_path(run_dir)) as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
