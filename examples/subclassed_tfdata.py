@@ -48,7 +48,7 @@ def datasets():
 
 
 def main(argv):
-    tapeloop.run_from_flags(argv, model=make_model, data=datasets())
+    tapeloop.run_from_flags(argv, model=make_model, data=datasets)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ from tapeloop.trainers import losses, model as model_lib, optimizers
 from tests.conftest import fake_mnist, read_events
 
 SMALL = dict(order="sorted", epochs=1, batch_size=20, probe_per_class=5, eval_every_steps=4,
-             hidden_sizes=(16,), seed=0, deterministic=True)
+             seed=0, deterministic=True)  # with the script's own model
+MLP = dict(SMALL, hidden_sizes=(16,))  # with the built-in one
 
 
 def _data(n_train=200, n_test=60):
@@ -149,7 +150,7 @@ def test_actions_run_at_their_exact_steps(tmp_path):
     counting = CountingAction()
     extra = tapeloop.PeriodicEvaluation(np.zeros((3, 784)), np.arange(3), every_steps=4,
                                         tag="mine")
-    config = tapeloop.Config(**dict(SMALL, epochs=2, steps_per_loop=50))
+    config = tapeloop.Config(**dict(MLP, epochs=2, steps_per_loop=50))
     tapeloop.train_and_evaluate(config, tmp_path / "r", data=_data(), verbose=False,
                                 actions=[counting, extra])
     assert counting.steps == [3, 5, 6, 9, 12, 15, 18]  # 20 steps: 2 epochs of 10
@@ -158,11 +159,11 @@ def test_actions_run_at_their_exact_steps(tmp_path):
 
 
 def test_resume_refuses_another_model_or_other_data_in_one_line(tmp_path):
-    config = tapeloop.Config(**SMALL)
+    config = tapeloop.Config(**MLP)
     tapeloop.train_and_evaluate(config, tmp_path / "r", data=_data(), verbose=False)
     before = sorted(p.name for p in (tmp_path / "r").rglob("*"))
     with pytest.raises(tapeloop.SetupError) as err:
-        tapeloop.train_and_evaluate(dataclass_replace(config, epochs=2), tmp_path / "r",
+        tapeloop.train_and_evaluate(tapeloop.Config(**dict(SMALL, epochs=2)), tmp_path / "r",
                                     data=_data(), model=_regularized_mlp(0.0), verbose=False)
     assert "other model" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(tapeloop.SetupError) as err:

@@ -1,6 +1,7 @@
 """Step-level debugging flags, each exercised on small data: in this process, or as a
 subprocess where the flag changes TensorFlow's global state (eager, numerics, profiler)."""
 
+import re
 import subprocess
 import sys
 
@@ -62,6 +63,10 @@ def test_check_numerics_names_the_op_that_made_the_nan(tmp_path):
     assert proc.returncode == 1 and len(errors) == 1, proc.stderr[-2000:]
     assert "Infinity or NaN" in errors[0] or "Detected at node" in errors[0]
     assert any(op in errors[0] for op in ("MatMul", "Relu", "BiasAdd", "dense", "logits"))
+    # What ran it and the step it was on; TensorFlow's own log only names the op.
+    assert re.search(r" in the training step at step \d+; training stopped, nothing saved",
+                     errors[0]), errors[0]
+    assert proc.stderr.strip().splitlines()[-1] == errors[0]
 
 
 def test_profile_steps_write_a_profiler_trace(tmp_path):

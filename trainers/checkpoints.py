@@ -77,6 +77,18 @@ class RunState:
                                                        max_to_keep=self._max_to_keep)
         return self._manager
 
+    @property
+    def kept(self) -> int:
+        """How many checkpoints the run directory keeps."""
+        return self._max_to_keep
+
+    def size_bytes(self) -> int:
+        """About how many bytes one checkpoint takes: every variable it saves."""
+        found = {id(t): t for t in tf.train.TrackableView(self.checkpoint).descendants()
+                 if hasattr(t, "dtype") and hasattr(t, "shape")}
+        return sum(int(tf.TensorShape(v.shape).num_elements() or 0) * tf.as_dtype(v.dtype).size
+                   for v in found.values() if tf.as_dtype(v.dtype) != tf.string)
+
     def latest(self) -> str | None:
         """The path of the latest checkpoint saved or restored, or None."""
         return self.manager().latest_checkpoint

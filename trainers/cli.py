@@ -39,6 +39,7 @@ from tapeloop.trainers.config import setting
 
 FLAGS = flags.FLAGS
 MAX_INSPECT_STEPS = 1000  # Each dump is about 1 MB for the tutorial's MLP.
+NAME_MAX = 255  # the longest file name, in bytes, on Linux and macOS file systems
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,6 +207,28 @@ def from_flags(cls):
     return cls(**{f.name: _value(f, FLAGS[f.name].value) for f in dataclasses.fields(cls)})
 
 
+# Modules whose flags are not the script's own.
+_LIBRARIES = ("absl", "tensorflow", "tensorboard", "keras", "tapeloop")
+
+
+def script_flags() -> dict:
+    """The values of the flags the running script defines itself (not tapeloop's or a
+    library's), as JSON values: what config.json records, and a resume compares."""
+    ours = {f.name for cls in (config_lib.Config, RunControl) for f in dataclasses.fields(cls)}
+    out = {}
+    for module, module_flags in FLAGS.flags_by_module_dict().items():
+        if module.split(".")[0] in _LIBRARIES:
+            continue
+        for flag in module_flags:
+            if flag.name not in ours:
+                value = flag.value
+                out[flag.name] = (value if value is None or isinstance(value, (bool, int, float,
+                                                                                 str))
+                                  else list(value) if isinstance(value, (list, tuple))
+                                  else str(value))
+    return dict(sorted(out.items()))
+
+
 def config_from_flags() -> config_lib.Config:
     """The run's `Config`, from the parsed flags."""
     return from_flags(config_lib.Config)
@@ -222,7 +245,8 @@ def main(argv, **train_args) -> dict | None:
     Args:
       argv: what `app.run` passes (no positional arguments are allowed).
       **train_args: passed on to `controller.train_and_evaluate` (model, data, loss,
-        penalty, train_step, actions): what the user's script brings.
+        penalty, train_step, actions): what the user's script brings. `data` may be a
+        function that makes the `Splits`: called here, its `DataError` is one line.
 
     Returns:
       The run's results (or None when it stopped early as asked).
@@ -233,12 +257,7 @@ def main(argv, **train_args) -> dict | None:
         config, control = config_from_flags(), from_flags(RunControl)
     except ValueError as e:
         sys.exit(f"error: {e}")
-    run_name = control.run_name or (
-        f"{config.dataset}_{config.order}_{datetime.datetime.now():%Y%m%d-%H%M%S}")
-    try:
-        run_dir = run_dir_in(control.logdir, run_name)
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    run_dir = _run_dir(control) if control.run_name else None  # before TensorFlow loads
     # Imported here so that --help and flag errors answer without loading TensorFlow.
     import tensorflow as tf
     from absl import logging
@@ -251,6 +270,16 @@ def main(argv, **train_args) -> dict | None:
         strategy = _make_strategy(config, control)
     except ValueError as e:
         sys.exit(f"error: {e}")
+    data = train_args.get("data")
+    if callable(data):  # made here, devices set up: a DataError ends in one line too
+        try:
+            data = train_args["data"] = data()
+        except DataError as e:
+            sys.exit(f"error: {e}")
+    if run_dir is None:
+        data_name = re.sub(r"[^\w.-]+", "-", data.name) if data is not None else config.dataset
+        run_dir = _run_dir(control, f"{data_name}_{config.order}_"
+                                    f"{datetime.datetime.now():%Y%m%d-%H%M%S}")
     # MetricWriter compiles one small function per tag set; TensorFlow counts those as
     # retraces of one function and warns. Real retracing shows as workings/tracing/* scalars.
     tf.get_logger().addFilter(
@@ -269,7 +298,7 @@ def main(argv, **train_args) -> dict | None:
             resume=control.resume, stop_after_steps=control.stop_after_steps,
             profile_steps=control.profile_steps,
             inspect_steps=parse_steps(control.inspect_steps), strategy=strategy,
-            check_numerics=control.check_numerics, **train_args)
+            check_numerics=control.check_numerics, script_flags=script_flags(), **train_args)
     except (DataError, controller.SetupError, controller.NonFiniteError) as e:
         sys.exit(f"error: {e}")
     except controller.StoppedAfter as e:
@@ -277,10 +306,7 @@ def main(argv, **train_args) -> dict | None:
     except tf.errors.InvalidArgumentError as e:
         if not control.check_numerics:
             raise
-        lines = e.message.splitlines()
-        found = ([x.strip() for x in lines if "Infinity or NaN" in x]
-                 + [x.strip() for x in lines if "Detected" in x])
-        sys.exit(f"error: check_numerics: {found[0] if found else e.message.splitlines()[0]}")
+        sys.exit(f"error: {controller.numerics_line(e.message)}")
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
             tf.errors.CancelledError) as e:
         if config.strategy != "multi_worker":
@@ -330,19 +356,40 @@ def write_failure(error: Exception) -> str | None:
     return next((why for why in _WRITE_FAILURES.values() if why in text), None)
 
 
+def _run_dir(control: RunControl, default_name: str = "") -> Path:
+    """The run directory of `control` (`run_dir_in`); a refused name exits with one line."""
+    try:
+        return run_dir_in(control.logdir, control.run_name or default_name)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+
+
 def run_dir_in(logdir: str, run_name: str) -> Path:
     """`LOGDIR/RUN_NAME`, refused unless it lies strictly inside `logdir`.
 
     Raises:
-      ValueError: an absolute run name, one with "." or ".." parts, or one that
-        leads outside `logdir` through a symbolic link.
+      ValueError: an absolute run name, one with "." or ".." parts, a last part that
+        starts with "." (the name of a lock, `run_dirs.lock_path`) or is longer than
+        a file name may be, or one that leads outside `logdir` through a symbolic
+        link or into a loop of them.
     """
     parts = run_name.rstrip("/").split("/")
     if run_name.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise ValueError(f"--run_name ({run_name!r}) must name a directory inside --logdir "
                          f"({logdir}): a relative name without '.' or '..' parts")
+    if parts[-1].startswith("."):
+        raise ValueError(f"--run_name ({run_name!r}) must not start with '.': tapeloop names "
+                         "its locks .RUN_NAME.lock")
+    if any(len(os.fsencode(p)) > NAME_MAX for p in parts):
+        raise ValueError(f"--run_name ({run_name[:40]}...) has a part longer than {NAME_MAX} "
+                         "bytes, the longest file name")
     run_dir = Path(logdir) / run_name.rstrip("/")
-    if Path(logdir).resolve() not in run_dir.resolve().parents:
+    try:
+        inside = Path(logdir).resolve() in run_dir.resolve().parents
+    except (RuntimeError, OSError) as e:  # a loop of symbolic links
+        raise ValueError(f"--run_name ({run_name!r}) in --logdir ({logdir}) cannot be "
+                         f"resolved: {e}") from None
+    if not inside:
         raise ValueError(f"--run_name ({run_name!r}) leads outside --logdir ({logdir}) "
                          "through a symbolic link")
     return run_dir

@@ -17,6 +17,12 @@ RESUME_FREE = ("data_dir", "epochs", "steps_per_loop", "eval_batch_size", "log_e
                "test_every_epoch", "checkpoint_every_steps", "strategy")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 MODELS = ("mlp", "cnn")  # built in; any package.module:function names the user's builder
+# Settings that choose and build tapeloop's own data or model: a script that passes its
+# own cannot apply them, so they are refused if set and recorded as None (`passed_in`).
+DATA_SETTINGS = ("dataset", "data_dir", "noise_examples", "noise_dim", "noise_classes")
+MODEL_SETTINGS = ("model", "hidden_sizes", "activation", "dropout")
+# How the splits are cut: applied to a script's own data too (`data.splits.Splits.remake`).
+CUT_SETTINGS = ("validation_split", "max_train_examples", "max_test_examples")
 
 
 def setting(default, help: str, *, lower=None, upper=None, choices=None, items=None):
@@ -137,34 +143,24 @@ class Config:
                                    "every class (never trained on).", lower=1)
 
     def __post_init__(self):
-        _one_of("dataset", self.dataset, DATASETS)
         _one_of("order", self.order, ORDERS)
         _one_of("strategy", self.strategy, STRATEGIES)
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
-        _one_of("activation", self.activation, ACTIVATIONS)
-        if self.model not in MODELS and ":" not in self.model:
-            raise ValueError(f"model ({self.model!r}) must be one of {', '.join(MODELS)}, or "
-                             "package.module:function naming your own builder")
         _one_of("validation_scope", self.validation_scope, VALIDATION_SCOPES)
+        self._check_data_and_model()
         for name in ("batch_size", "epochs", "steps_per_loop", "eval_batch_size", "batch_splits",
-                     "noise_examples", "noise_dim"):
+                     "probe_per_class"):
             _positive_int(name, getattr(self, name))
-        _positive_int("probe_per_class", self.probe_per_class)
         for name in ("max_train_examples", "max_test_examples", "eval_every_steps",
                      "checkpoint_every_steps",
                      "intra_op_threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} ({getattr(self, name)}) must be >= 0 (0: all)")
-        if self.noise_classes < 2:
-            raise ValueError(f"noise_classes ({self.noise_classes}) must be at least 2")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate ({self.learning_rate}) must be positive")
-        for name in ("validation_split", "dropout", "momentum"):
+        for name in ("validation_split", "momentum"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} ({getattr(self, name)}) must lie in [0, 1)")
-        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
-            raise ValueError(
-                f"hidden_sizes ({self.hidden_sizes}) must be one or more positive widths")
         if self.validation_scope == "current_class" and self.order != "sorted":
             raise ValueError("validation_scope 'current_class' needs order 'sorted' "
                              f"(order is {self.order!r}: there is no current class)")
@@ -186,6 +182,27 @@ class Config:
         if self.validation_scope == "current_class" and self.validation_split == 0:
             raise ValueError("validation_scope 'current_class' needs validation_split > 0")
 
+    def _check_data_and_model(self) -> None:
+        """The data and model settings; None: the script passes its own (`passed_in`)."""
+        if self.dataset is not None:
+            _one_of("dataset", self.dataset, DATASETS)
+        if self.activation is not None:
+            _one_of("activation", self.activation, ACTIVATIONS)
+        if self.model is not None and self.model not in MODELS and ":" not in self.model:
+            raise ValueError(f"model ({self.model!r}) must be one of {', '.join(MODELS)}, or "
+                             "package.module:function naming your own builder")
+        for name in ("noise_examples", "noise_dim"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
+        if self.noise_classes is not None and self.noise_classes < 2:
+            raise ValueError(f"noise_classes ({self.noise_classes}) must be at least 2")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout ({self.dropout}) must lie in [0, 1)")
+        if self.hidden_sizes is not None and (not self.hidden_sizes
+                                              or any(h < 1 for h in self.hidden_sizes)):
+            raise ValueError(
+                f"hidden_sizes ({self.hidden_sizes}) must be one or more positive widths")
+
     def to_json(self, recorded: dict | None = None) -> str:
         """The settings as JSON; `recorded` (what was built: model, data) under "recorded"."""
         out = dataclasses.asdict(self)
@@ -200,8 +217,35 @@ class Config:
         and how many epochs to run (a resumed run may be extended) are free to change.
         """
         mine = json.loads(self.to_json())
+        # A script's own data or model (None) against tapeloop's: the recorded data and
+        # model are compared instead (`run_dirs.check_recorded`), naming what changed.
+        passed_in = {k for k in DATA_SETTINGS + MODEL_SETTINGS
+                     if mine.get(k) is None or saved.get(k) is None}
         return sorted(k for k in mine.keys() | saved.keys()
-                      if k not in RESUME_FREE and k != "recorded" and mine.get(k) != saved.get(k))
+                      if k not in RESUME_FREE and k != "recorded" and k not in passed_in
+                      and mine.get(k) != saved.get(k))
+
+
+def passed_in(config: Config, *, data: bool, model: bool) -> Config:
+    """`config` for a run whose script passes its own data and/or model.
+
+    The settings that choose or build tapeloop's own data (`DATA_SETTINGS`) or model
+    (`MODEL_SETTINGS`) cannot apply to them: they become None, so that config.json and
+    HParams record nothing the run did not do.
+
+    Raises:
+      ValueError: one of them is set (not its default): it would be silently ignored.
+    """
+    names = (DATA_SETTINGS if data else ()) + (MODEL_SETTINGS if model else ())
+    defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value != defaults[name]:
+            what = "data" if name in DATA_SETTINGS else "model"
+            shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+            raise ValueError(f"--{name}={shown} has no effect: this script passes its own "
+                             f"{what} (leave --{name} out, or let the script use it)")
+    return dataclasses.replace(config, **{name: None for name in names})
 
 
 def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:

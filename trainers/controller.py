@@ -23,6 +23,7 @@ from tapeloop.trainers import (actions as actions_lib, checkpoints, distribute, 
                                evaluation, forgetting, instruments, loop, losses,
                                model as model_lib, optimizers, probe, replay, run_dirs,
                                standard_actions, steps, stopping, tables, writers)
+from tapeloop.trainers import config as config_lib
 from tapeloop.trainers.config import Config
 from tapeloop.trainers.run_dirs import (RunDirError, SetupError,  # noqa: F401 (API)
                                         check_recorded, check_run_dir)
@@ -63,7 +64,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                        profile_steps: tuple[int, int] | None = None,
                        inspect_steps: frozenset[int] = frozenset(),
                        strategy: tf.distribute.Strategy | None = None,
-                       check_numerics: bool = False) -> dict:
+                       check_numerics: bool = False, script_flags: dict | None = None) -> dict:
     """Trains the model of `config` and evaluates it; logs everything under `run_dir`.
 
     Args:
@@ -106,6 +107,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
       check_numerics: the caller enabled `tf.debugging.enable_check_numerics()`; the
         loop's conditionals are then lowered (`loop.make_train_loop`), so that a NaN
         is reported at the op that made it.
+      script_flags: the values of the calling script's own flags (`cli.script_flags`),
+        recorded in config.json and HParams; a resume with other values is refused.
 
     Returns:
       The results (also saved as `run_dir/results.json`): final test loss/accuracy
@@ -138,7 +141,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                        train_step=train_step, actions=actions, overwrite=overwrite,
                        resume=resume, verbose=verbose, stop_after_steps=stop_after_steps,
                        profile_steps=profile_steps, inspect_steps=inspect_steps,
-                       strategy=strategy, check_numerics=check_numerics)
+                       strategy=strategy, check_numerics=check_numerics,
+                       script_flags=script_flags)
         try:
             return _train(run)
         finally:
@@ -149,11 +153,12 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
 def _prepare(config: Config, run_dir: Path | None, *, chief: bool, lock, say, threads_note, data,
              model, loss, penalty, train_step, actions, overwrite: bool, resume: bool,
              verbose: bool, stop_after_steps: int, profile_steps, inspect_steps, strategy,
-             check_numerics: bool) -> "_Run":
+             check_numerics: bool, script_flags: dict | None) -> "_Run":
     """Judges the run dir, loads the data, builds the model, starts the run dir if fresh.
 
     `lock`: the chief's `run_dirs.RunLock` (None on other workers, or without a run dir).
     """
+    config, data = _passed_in(config, data, model)
     resuming = False
     if run_dir is not None and chief:
         resuming = check_run_dir(run_dir, overwrite=overwrite, resume=resume, config=config)
@@ -179,11 +184,16 @@ def _prepare(config: Config, run_dir: Path | None, *, chief: bool, lock, say, th
     if any(s > last_step for s in inspect_steps):
         raise SetupError(f"inspect_steps ({', '.join(map(str, sorted(inspect_steps)))}) must "
                          f"be steps of this run, 0..{last_step}")
+    known = {"data": data.describe(),
+             **({"script_flags": script_flags} if script_flags is not None else {})}
+    if resuming and chief:  # before the model: a changed data set or flag is named as such
+        check_recorded(run_dir, known)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     built, objective = _make_model(config, data, strategy, model, loss)
     recorded = {"model": model_lib.describe(built, _builder_name(config, model)),
-                "objective": objective.name, "data": data.describe()}
+                "objective": objective.name,
+                "train_step": qualified_name(train_step or steps.make_train_step), **known}
     if resuming and chief:
         check_recorded(run_dir, recorded)
     if run_dir is not None and not resuming and chief:
@@ -204,6 +214,42 @@ def _prepare(config: Config, run_dir: Path | None, *, chief: bool, lock, say, th
                make_step=train_step, actions=actions, stop_after_steps=stop_after_steps,
                profile_steps=profile_steps, inspect_steps=inspect_steps,
                check_numerics=check_numerics)
+
+
+def _passed_in(config: Config, data: splits.Splits | None, model) -> tuple:
+    """The config and data of a run whose script passes its own data or model.
+
+    The settings of tapeloop's own data and model cannot apply: they are refused if
+    set, and recorded as None (`config.passed_in`). How the splits are cut applies to
+    the script's data too: a setting given (not its default) cuts the data again
+    (`Splits.remake`); one left at its default records how the script cut it.
+
+    Raises:
+      SetupError: a setting that would be silently ignored, or a cut the data cannot
+        take again.
+    """
+    if data is None and model is None:
+        return config, data
+    try:
+        config = config_lib.passed_in(config, data=data is not None, model=model is not None)
+    except ValueError as e:
+        raise SetupError(str(e)) from None
+    if data is None:
+        return config, data
+    defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+    cut = {}
+    for name in config_lib.CUT_SETTINGS:
+        mine, its = getattr(config, name), getattr(data, name)
+        keep_its = mine == defaults[name] or its == mine
+        cut[name] = its if keep_its and its is not None else mine
+    changed = {k: v for k, v in cut.items() if v != getattr(data, k)}
+    if changed and (data.remake is None or any(getattr(data, k) is None for k in changed)):
+        name, value = next(iter(changed.items()))
+        raise SetupError(f"--{name}={value} cannot be applied: this script passes data that "
+                         "tapeloop cannot cut again (pass it where the script makes its data)")
+    if changed:
+        data = data.remake(**cut)
+    return dataclasses.replace(config, **cut), data
 
 
 def _checked_control(run_dir, *, actions, stop_after_steps: int, profile_steps,
@@ -307,8 +353,16 @@ def _make_model(config: Config, data: splits.Splits, strategy, model, loss):
 def _builder_name(config: Config, model) -> str:
     if model is None:
         return config.model
-    target = model if not isinstance(model, tf.keras.Model) else type(model)
-    return f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', '?')}"
+    return qualified_name(model if not isinstance(model, tf.keras.Model) else type(model))
+
+
+def qualified_name(target) -> str:
+    """`module:qualname` of a function or class (what config.json records of it)."""
+    target = getattr(target, "func", target)  # a functools.partial: its function
+    module = getattr(target, "__module__", "?")
+    if module == "__main__":  # the script itself: name its file
+        module = Path(getattr(sys.modules["__main__"], "__file__", "__main__")).name
+    return f"{module}:{getattr(target, '__qualname__', '?')}"
 
 
 def _build(run: _Run, writer: writers.MetricWriter):
@@ -332,6 +386,8 @@ def _build(run: _Run, writer: writers.MetricWriter):
         optimizer = compiled or optimizers.make_optimizer(
             config.optimizer, learning_rate=config.learning_rate, momentum=config.momentum,
             nesterov=config.nesterov)
+        if not optimizer.built:  # its slots exist before any step (a user's too) is traced
+            optimizer.build(model.trainable_variables)
         tools = (instruments.Instruments(model, run.probe_set, num_classes=data.num_classes,
                                          writer=writer, run_dir=run.log_dir,
                                          batch_splits=batch_splits, strategy=strategy,
@@ -368,6 +424,20 @@ class NonFiniteError(Exception):
     """A loss or gradient stopped being finite; no checkpoint was written after it."""
 
 
+def numerics_line(message: str, step: int | None = None) -> str:
+    """One line from a `tf.debugging.enable_check_numerics` error: the op, what ran it
+    (the training step, the probe or an evaluation), and the step."""
+    lines = message.splitlines()
+    found = next((x.strip(" !") for x in lines if "Infinity or NaN" in x), lines[0])
+    files = " ".join(x for x in lines if "File " in x and "/trainers/" in x)
+    where = ("the probe" if "probe.py" in files else
+             "an evaluation" if "evaluation.py" in files and "steps.py" not in files else
+             "the training step")
+    return (f"check_numerics: {found} in {where}"
+            + (f" at step {step}" if step is not None else "")
+            + "; training stopped, nothing saved after it")
+
+
 class Trainer:
     """Runs the compiled loop on the run's stream, some steps at a time (orbit's trainer)."""
 
@@ -396,7 +466,12 @@ class Trainer:
             call, self._next_call = self._next_call, None
             out = call(self.train_loop, self.stream)
         else:
-            out = self.train_loop(self.stream, tf.constant(num_steps, tf.int64))
+            try:
+                out = self.train_loop(self.stream, tf.constant(num_steps, tf.int64))
+            except tf.errors.InvalidArgumentError as e:  # --check_numerics found one
+                if "Infinity or NaN" not in e.message:
+                    raise
+                raise NonFiniteError(numerics_line(e.message, step=self.step)) from None
             out = {key: float(v) for key, v in out.items()}
         if out["first_bad_step"] >= 0:
             what = "loss" if out["bad_kind"] == 0 else "gradient"
@@ -451,6 +526,8 @@ def _train(run: _Run) -> dict:
                                   drift=tools.drift if tools else None, replay=memory,
                                   run_dir=run.own_dir, restore_dir=run.run_dir, extra=extra)
              if run.run_dir is not None else None)
+    if state is not None and not run.resuming:
+        _say_disk_use(run, state)
     results = {"epoch_seconds": []}
     progress = standard_actions.Progress()
     checkpointing = standard_actions.Checkpointing(
@@ -495,10 +572,18 @@ def _train(run: _Run) -> dict:
                 if tools:
                     loop.make_periodic_writer(tools.periodic, global_step,
                                               len(model.trainable_variables))()
-            run_epochs(trainer, every, context, epochs=config.epochs, epoch_plan=run.epoch_plan,
-                       steps_per_epoch=run.steps_per_epoch,
-                       steps_per_loop=config.steps_per_loop,
-                       finished=checkpointing.finished, progress=progress)
+            try:
+                run_epochs(trainer, every, context, epochs=config.epochs,
+                           epoch_plan=run.epoch_plan, steps_per_epoch=run.steps_per_epoch,
+                           steps_per_loop=config.steps_per_loop,
+                           finished=checkpointing.finished, progress=progress)
+                writer.flush()
+            except writers.EventFileLost as e:
+                last = checkpointing.latest()
+                raise RunDirError(f"{e}; " + (f"the checkpoint {last} is intact" if last else
+                                              "no checkpoint was saved yet")
+                                  + ": run the same command again to resume into a new "
+                                  "event file") from None
             final = tools.summary() if tools else None
             writer.write_scalars(trainer.step, {
                 "result/test_accuracy": report.test.accuracy,
@@ -565,6 +650,22 @@ def _standard_actions(run: _Run, *, trainer, checkpointing, stop, report, tools,
     return own + [checkpointing]
 
 
+# A run directory past this size is announced at the start, with what takes the space.
+LARGE_RUN_BYTES = 2 << 30
+
+
+def _say_disk_use(run: _Run, state: checkpoints.RunState) -> None:
+    """Says, before training, when the checkpoints will take gigabytes of disk."""
+    each = state.size_bytes()
+    parameters = model_lib.trainable_parameter_count(run.model)
+    total = each * state.kept + 2 * 4 * parameters  # and the initial and final weights
+    if total > LARGE_RUN_BYTES:
+        run.say(f"note: {run.run_dir} will take about {total / 2**30:.1f} GB: each checkpoint "
+                f"holds {each / 2**30:.1f} GB (model {parameters:,} parameters, optimizer "
+                f"slots, drift references), {state.kept} are kept; a smaller model (or "
+                "input) takes less")
+
+
 def _say_setup(run: _Run, optimizer, *, start_step: int) -> None:
     """Prints what the run trains on, with what, and where it writes."""
     say, config, data, model, strategy = run.say, run.config, run.data, run.model, run.strategy
@@ -578,11 +679,20 @@ def _say_setup(run: _Run, optimizer, *, start_step: int) -> None:
         + (f" ({config.batch_size - replayed} new + {replayed} from a {config.replay_capacity}"
            "-example reservoir memory)" if replayed else "")
         + (f", class blocks of {config.block_steps} batches" if config.block_steps else ""))
+    untested = np.flatnonzero(np.bincount(data.y_test, minlength=data.num_classes) == 0)
+    if len(untested):
+        say(f"note: class{'es' if len(untested) > 1 else ''} "
+            f"{', '.join(map(str, untested))} ha{'ve' if len(untested) > 1 else 's'} no test "
+            "examples: trained, but not tested nor probed (test accuracy and forgetting cover "
+            "the other classes)")
     say(f"probe: {len(probe_set[1])} test examples, every {config.eval_every_steps} steps "
         "and at every phase end" if probe_set else "probe: off")
     say(f"model {run.recorded['model']['builder']}: examples of shape "
         f"{tuple(model_lib.model_input_shape(model, data.shape))}, "
-        f"{run.recorded['model']['outputs']} out, trained with {run.objective.name}"
+        f"{run.recorded['model']['outputs']} out, "
+        + (f"trained with {run.objective.name}" if run.make_step is None else
+           f"trained by the step {run.recorded['train_step']} (evaluated with "
+           f"{run.objective.name})")
         + ("" if optimizers.is_fused(optimizer, model.trainable_variables) else
            f", {type(optimizer).__name__} (Keras's apply_gradients)")
         + ("" if not model_lib.has_batch_statistics(model) or config.batch_splits == 1 else

@@ -178,14 +178,19 @@ def sawtooth(curves: dict[int, np.ndarray], phase_of_step: dict[int, int], *,
     steps = sorted(s for s in curves if start < s <= end)
     if not steps:
         raise ValueError(f"no probe steps in ({start}, {end}]")
+    # A class never probed (no test examples) is NaN throughout: it peaks nowhere.
     values = np.array([curves[s] for s in steps])
+    measured = ~np.all(np.isnan(values), axis=0)
+    filled = np.where(measured, values, -np.inf)
     phases = np.array([phase_of_step.get(s - 1, -1) for s in steps])
-    best = np.nanmax(values, axis=0)
-    own_best = np.array([np.nanmax(values[phases == c, c]) if np.any(phases == c) else -np.inf
+    best = np.nanmax(filled, axis=0)
+    own_best = np.array([np.nanmax(filled[phases == c, c]) if np.any(phases == c) else -np.inf
                          for c in range(values.shape[1])])
-    return {"spread": best - np.nanmin(values, axis=0),
-            "peak_phase": phases[np.nanargmax(values, axis=0)],
-            "peak_in_own_block": own_best >= best - 1e-9}
+    with np.errstate(invalid="ignore"):  # -inf - -inf in the unmeasured columns
+        spread = np.where(measured, best - np.nanmin(filled, axis=0), np.nan)
+    return {"spread": spread,
+            "peak_phase": np.where(measured, phases[np.nanargmax(filled, axis=0)], -1),
+            "peak_in_own_block": measured & (own_best >= best - 1e-9)}
 
 
 def block_ids(phase_of_step: dict[int, int]) -> dict[int, int]:

@@ -12,6 +12,7 @@ epoch end, end of run); what is measured and written lives here.
 """
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class Instruments:
                  batch_splits: int = 1, strategy=None, forward=None, objective=None,
                  every_n_steps: int = 0):
         self.num_classes = num_classes
+        self.probed = frozenset(int(c) for c in probe_set[1])  # classes with test examples
         self._every = every_n_steps  # the cadence at which `periodic` runs in the loop
         self.drift = drift.WeightDrift(model)
         self.matrix = forgetting.AccuracyMatrix(num_classes)
@@ -65,14 +67,20 @@ class Instruments:
         probed by the loop already, on the same weights, and is not written twice.
         """
         values = {tag: float(v) for tag, v in self._probe_now().items()}
-        row = [values[f"probe/accuracy/class_{c}"] for c in range(self.num_classes)]
-        self.matrix.add(row, task=task, step=step, epoch=epoch, phase=phase)
-        summary = self.matrix.summary()
         if not (self._every and step % self._every == 0):
             self._writer.write_scalars(step, values)
-        scalars = {f"forgetting/row/class_{c}": row[c] for c in range(self.num_classes)}
+        # A class without test examples is trained but never measured: a phase of
+        # such classes alone adds no row, and no metric counts them.
+        task = tuple(c for c in task if c in self.probed)
+        if not task:
+            return
+        row = [values.get(f"probe/accuracy/class_{c}", np.nan) for c in range(self.num_classes)]
+        self.matrix.add(row, task=task, step=step, epoch=epoch, phase=phase)
+        summary = self.matrix.summary()
+        probed = sorted(self.probed)
+        scalars = {f"forgetting/row/class_{c}": row[c] for c in probed}
         scalars.update({f"forgetting/class_{c}": summary["class_forgetting"][c]
-                        for c in range(self.num_classes)})
+                        for c in probed})
         scalars["forgetting/average"] = summary["average_forgetting"]
         self._writer.write_scalars(step, scalars)
         if not np.isnan(summary["bwt"]):  # Apart: one tag set per call keeps one trace each.
@@ -120,12 +128,13 @@ def describe_run(writer: writers.MetricWriter, config, *, instrumented: bool,
     HParams names the run by its directory, and the experiment beside the runs
     (`writers.write_experiment`) covers this run and every run next to it.
     """
-    writer.write_text(0, "config", f"```\n{config.to_json(recorded=recorded)}\n```")
-    writer.write_hparams(dataclasses.asdict(config),
-                         trial_id=run_dir.name if run_dir is not None else "run")
+    record = config.to_json(recorded=recorded)
+    writer.write_text(0, "config", f"```\n{record}\n```")
+    mine = hparams_of(json.loads(record))
+    writer.write_hparams(mine, trial_id=run_dir.name if run_dir is not None else "run")
     if run_dir is not None:
-        writers.write_experiment(run_dir.parent, [dataclasses.asdict(config), *(
-            sibling_configs(run_dir))], list(FINAL_METRICS), fallback=KEY_HPARAMS)
+        writers.write_experiment(run_dir.parent, [mine, *sibling_configs(run_dir)],
+                                 list(FINAL_METRICS), fallback=KEY_HPARAMS)
     if not instrumented:
         return
     writer.write_layout({
@@ -143,8 +152,24 @@ def describe_run(writer: writers.MetricWriter, config, *, instrumented: bool,
         }})
 
 
+def hparams_of(saved: dict) -> dict:
+    """A run's HParams from its config.json: the settings that applied, and what the
+    script passed in: its data's and model's names (for settings recorded as None)
+    and its own flags."""
+    recorded = saved.get("recorded") or {}
+    out = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()
+           if k != "recorded" and v is not None}
+    if saved.get("dataset", "") is None and "data" in recorded:
+        out["data"] = recorded["data"].get("name")
+    if saved.get("model", "") is None and "model" in recorded:
+        out["model"] = recorded["model"].get("builder")
+    for name, value in (recorded.get("script_flags") or {}).items():
+        out[name] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
 def sibling_configs(run_dir: Path) -> list[dict]:
-    """The settings of the other runs beside `run_dir` (their `config.json`)."""
+    """The HParams of the other runs beside `run_dir` (from their `config.json`)."""
     configs = []
     for other in sorted(Path(run_dir).parent.iterdir()):
         if other != run_dir and (other / "config.json").is_file():
@@ -152,8 +177,7 @@ def sibling_configs(run_dir: Path) -> list[dict]:
                 saved = run_dirs.read_json(other / "config.json")
             except run_dirs.RunDirError:  # a damaged neighbour: not part of the experiment
                 continue
-            saved.pop("recorded", None)
-            configs.append({k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+            configs.append(hparams_of(saved))
     return configs
 
 

@@ -8,23 +8,24 @@ from tapeloop.trainers import distribute, model as model_lib, steps
 
 def select_probe(images: np.ndarray, labels: np.ndarray, *, per_class: int,
                  num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Takes the first `per_class` examples of every class, in file order.
+    """Takes the first `per_class` examples of every class the test split has, in file order.
 
     The probe does not depend on the seed, so runs with different seeds are probed
-    on the same examples.
+    on the same examples. A class without test examples is not probed.
 
     Raises:
-      ValueError: if a class has fewer than `per_class` examples.
+      ValueError: if a class has fewer than `per_class` examples, but some.
     """
     if per_class < 1:
         raise ValueError(f"probe_per_class ({per_class}) must be a positive integer")
     counts = np.bincount(labels, minlength=num_classes)
-    if counts.min() < per_class:
-        c = int(counts.argmin())
+    short = np.flatnonzero((counts > 0) & (counts < per_class))
+    if len(short):
+        c = int(short[np.argmin(counts[short])])
         raise ValueError(f"probe_per_class ({per_class}) exceeds what the test split "
                          f"allows: class {c} has only {counts[c]} test examples")
     chosen = np.concatenate([np.flatnonzero(labels == c)[:per_class]
-                             for c in range(num_classes)])
+                             for c in np.flatnonzero(counts)])
     return images[chosen], labels[chosen]
 
 
@@ -48,6 +49,7 @@ def make_probe(model: tf.keras.Model, images: np.ndarray, labels: np.ndarray, *,
     if folded is not None:
         forward, kept = folded
         images = images[:, kept]
+    probed = sorted(set(int(c) for c in labels))  # a class without test examples is not
     images = tf.constant(images)
     labels = tf.constant(labels, tf.int32)
     eval_step = distribute.sum_over_replicas(
@@ -61,7 +63,7 @@ def make_probe(model: tf.keras.Model, images: np.ndarray, labels: np.ndarray, *,
                "probe/loss": tf.reduce_sum(sums["loss_sum"]) / tf.reduce_sum(count)}
         accuracy = sums["correct"] / count
         loss = sums["loss_sum"] / count
-        for c in range(num_classes):
+        for c in probed:
             out[f"probe/accuracy/class_{c}"] = accuracy[c]
             out[f"probe/loss/class_{c}"] = loss[c]
         return out

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags, logging
 
-from tapeloop.trainers import events, forgetting, step_dumps, tables
+from tapeloop.trainers import events, forgetting, run_dirs, step_dumps, tables
 
 _CSV = flags.DEFINE_string("csv", None, "Also write the per-class probe accuracy curves to "
                            "this CSV file: run, step, class_0, class_1, ...")
@@ -65,12 +65,13 @@ def summarize(run_dir: Path) -> RunSummary:
 
     Raises:
       FileNotFoundError: no event files.
+      ValueError: event files without a scalar (empty, or not event files).
     """
     scalars = events.read_scalars(run_dir)
+    if not scalars:
+        raise ValueError(f"{run_dir}: its event files hold no scalars (empty or damaged)")
     lacks = [what for tag, what in _EXPECTED.items() if tag not in scalars]
-    class_ids = [int(m.group(1)) for tag in scalars
-                 if (m := re.fullmatch(r"(?:test|probe)/accuracy/class_(\d+)", tag))]
-    num_classes = 1 + max(class_ids, default=-1)
+    num_classes = _num_classes(run_dir, scalars)
 
     def last(tag):
         values = scalars.get(tag)
@@ -203,12 +204,32 @@ def curves_csv(runs: list[RunSummary]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Without a config.json to say how many classes a run has, class tags past this id
+# are not trusted (a tag such as class_50000000 would make the tables that long).
+MAX_UNRECORDED_CLASSES = 10_000
+
+
+def _num_classes(run_dir: Path, scalars: dict) -> int:
+    """The run's number of classes: its record's, else 1 + the largest class id tagged."""
+    try:
+        recorded = run_dirs.read_json(Path(run_dir) / "config.json").get("recorded") or {}
+        return int(recorded["data"]["num_classes"])
+    except (run_dirs.RunDirError, KeyError, TypeError, ValueError):
+        pass
+    class_ids = [int(m.group(1)) for tag in scalars
+                 if (m := re.fullmatch(r"(?:test|probe)/accuracy/class_(\d+)", tag))]
+    return 1 + max((c for c in class_ids if c < MAX_UNRECORDED_CLASSES), default=-1)
+
+
 def _curves(scalars: dict, num_classes: int) -> dict[int, np.ndarray]:
+    """{step: per-class probe accuracy}; NaN for a class not probed (no test examples)."""
     tags = [f"probe/accuracy/class_{c}" for c in range(num_classes)]
-    if not tags or not all(t in scalars for t in tags):
+    present = [t for t in tags if t in scalars]
+    if not present:
         return {}
-    steps = sorted(set.intersection(*(set(scalars[t]) for t in tags)))
-    return {s: np.array([scalars[t][s] for t in tags]) for s in steps}
+    steps = sorted(set.intersection(*(set(scalars[t]) for t in present)))
+    return {s: np.array([scalars[t][s] if t in scalars else np.nan for t in tags])
+            for s in steps}
 
 
 def main(argv):

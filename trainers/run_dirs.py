@@ -1,6 +1,7 @@
 """Run directories: what a run may write to, and whether it may continue what is there."""
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -180,9 +181,18 @@ class RunLock:
 
 
 def lock_path(run_dir: Path) -> Path:
-    """`.RUN_NAME.lock` beside the run directory (see `RunLock`)."""
+    """`.RUN_NAME.lock` beside the run directory (see `RunLock`).
+
+    A run name too long for that file name (the lock adds 6 bytes) gets a lock of its
+    first 200 bytes and a hash of the whole name. Run names never start with "."
+    (`cli.run_dir_in`), so no run is named like a lock.
+    """
     run_dir = Path(run_dir)
-    return run_dir.parent / f".{run_dir.name}.lock"
+    name = f".{run_dir.name}.lock"
+    if len(os.fsencode(name)) > 255:
+        digest = hashlib.sha256(os.fsencode(run_dir.name)).hexdigest()[:16]
+        name = f".{os.fsencode(run_dir.name)[:200].decode(errors='ignore')}-{digest}.lock"
+    return run_dir.parent / name
 
 
 def lock_holder(run_dir: Path) -> int | None:
@@ -199,26 +209,44 @@ def lock_holder(run_dir: Path) -> int | None:
 
 
 def check_recorded(run_dir: Path, recorded: dict) -> None:
-    """Refuses to resume a run made with another model or other data, naming the difference.
+    """Refuses to resume a run made with other data, model, loss, step or script flags.
+
+    Only the parts `recorded` holds are compared, so the data can be checked before
+    the model is built (a changed data set is then named as such).
 
     Raises:
-      RunDirError: one line, before anything is written.
+      RunDirError: one line naming the difference, before anything is written.
     """
     saved = read_json(run_dir / "config.json").get("recorded") or {}
-    checks = (("model", "trainable_parameters", "the model's parameter count"),
-              ("model", "architecture_fingerprint", "the model's architecture"),
-              ("data", "example_shape", "the examples' shape"),
+    way_out = "pass --overwrite to start it again, or choose another --run_name"
+    # The script's flags first: a changed flag is the likely cause of any other change.
+    was, now = saved.get("script_flags"), recorded.get("script_flags")
+    if "script_flags" in recorded and was is not None and was != now:
+        changed = [f"--{k} was {was.get(k)!r}, now {now.get(k)!r}"
+                   for k in sorted(was.keys() | now.keys()) if was.get(k) != now.get(k)]
+        raise RunDirError(f"{run_dir} was trained with other values of the script's own flags "
+                          f"({', '.join(changed)}), so it cannot be resumed: {way_out}")
+    checks = (("data", "example_shape", "the examples' shape"),
               ("data", "num_classes", "the number of classes"),
-              ("data", "fingerprint", "the data"))
+              ("data", "fingerprint", "the data"),
+              ("model", "trainable_parameters", "the model's parameter count"),
+              ("model", "architecture_fingerprint", "the model's architecture"),
+              ("model", "builder", "the model's builder"))
     for part, key, what in checks:
+        if part not in recorded:
+            continue
         was, now = (saved.get(part) or {}).get(key), recorded[part][key]
         if was is not None and was != now:
             source = saved[part].get("source") or saved[part].get("builder")
             now_source = recorded[part].get("source") or recorded[part].get("builder")
             raise RunDirError(
                 f"{run_dir} was trained with other {part} ({what} was {was}, now {now}; "
-                f"{part} then: {source}, now: {now_source}), so it cannot be resumed: pass "
-                "--overwrite to start it again, or choose another --run_name")
+                f"{part} then: {source}, now: {now_source}), so it cannot be resumed: {way_out}")
+    for key, what in (("objective", "loss"), ("train_step", "train step")):
+        was, now = saved.get(key), recorded.get(key)
+        if key in recorded and was is not None and was != now:
+            raise RunDirError(f"{run_dir} was trained with another {what} ({was}, now {now}), "
+                              f"so it cannot be resumed: {way_out}")
 
 
 def _writable(path: Path) -> bool:

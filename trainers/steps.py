@@ -62,10 +62,24 @@ def correct_predictions(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 
 
 def split_batch(images: tf.Tensor, labels: tf.Tensor, parts: int) -> list:
-    """Cuts a batch into `parts` near-equal (images, labels) pieces (some may be empty)."""
+    """Cuts a batch into `parts` near-equal pieces: `(images, labels, size, weight)` each.
+
+    A piece is never empty, since some kernels (a convolution's gradient among them)
+    fail or abort on a batch of zero examples: a batch smaller than `parts` (the end
+    of a short class block) gives its pieces past the last example one copy of that
+    example, with `weight` 0 (1 for every real piece) and `size` 0, the number of
+    real examples it holds. Callers scale the piece's sums by `weight` and keep its
+    first `size` rows; a full batch is cut exactly as by `tf.split`.
+    """
     n = tf.size(labels)
-    sizes = tf.stack([(n + parts - 1 - i) // parts for i in range(parts)])
-    return list(zip(tf.split(images, sizes, num=parts), tf.split(labels, sizes, num=parts)))
+    sizes = [(n + parts - 1 - i) // parts for i in range(parts)]
+    out, start = [], tf.constant(0)
+    for size in sizes:
+        rows = tf.minimum(start + tf.range(tf.maximum(size, 1)), n - 1)
+        out.append((tf.gather(images, rows), tf.gather(labels, rows), size,
+                    tf.cast(size > 0, tf.float32)))
+        start += size
+    return out
 
 
 def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimizer, *,
@@ -122,12 +136,17 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
         terms = list(model.losses) + ([penalty()] if penalty is not None else [])
         return tf.add_n([tf.cast(t, tf.float32) for t in terms])
 
-    def loss_and_grads(images, labels, total, first=True):
-        """The part's loss and gradient; the first part also carries the regularization."""
+    def loss_and_grads(images, labels, total, first=True, weight=None):
+        """The part's loss and gradient; the first part also carries the regularization.
+
+        `weight`: 0 for a padding piece (`split_batch`), whose loss and gradient are 0.
+        """
         with tf.GradientTape() as tape:
             logits = forward(images, training=True)
             example_loss = example_loss_fn(labels, logits)
             loss = tf.reduce_sum(example_loss) / total
+            if weight is not None:
+                loss *= weight
             reg = tf.constant(0.0)
             if regularized and first:
                 reg = regularization()
@@ -144,13 +163,14 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
         if batch_splits == 1:
             logits, example_loss, loss, grads, reg = loss_and_grads(images, labels, total)
         else:
-            parts = [loss_and_grads(x, y, total, first=i == 0)
-                     for i, (x, y) in enumerate(split_batch(images, labels, batch_splits))]
-            logits = tf.concat([p[0] for p in parts], axis=0)
-            example_loss = tf.concat([p[1] for p in parts], axis=0)
-            loss = tf.add_n([p[2] for p in parts])
-            grads = [tf.add_n(list(g)) for g in zip(*(p[3] for p in parts))]
-            reg = parts[0][4]
+            parts = [(size, loss_and_grads(x, y, total, first=i == 0, weight=weight))
+                     for i, (x, y, size, weight) in enumerate(
+                         split_batch(images, labels, batch_splits))]
+            logits = tf.concat([p[0][:size] for size, p in parts], axis=0)
+            example_loss = tf.concat([p[1][:size] for size, p in parts], axis=0)
+            loss = tf.add_n([p[2] for _, p in parts])
+            grads = [tf.add_n(list(g)) for g in zip(*(p[3] for _, p in parts))]
+            reg = parts[0][1][4]
         if distributed:
             optimizer.apply_gradients(zip(grads, variables))
             grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM,
@@ -199,7 +219,8 @@ def make_eval_step(model, num_classes: int, *, batch_splits: int = 1,
     def eval_step(images, labels):
         if batch_splits == 1:
             return sums(images, labels)
-        parts = [sums(x, y) for x, y in split_batch(images, labels, batch_splits)]
-        return {k: tf.add_n([p[k] for p in parts]) for k in parts[0]}
+        parts = [(weight, sums(x, y))
+                 for x, y, _, weight in split_batch(images, labels, batch_splits)]
+        return {k: tf.add_n([weight * p[k] for weight, p in parts]) for k in parts[0][1]}
 
     return eval_step

@@ -14,6 +14,7 @@ accuracy) is printed and saved as LOGDIR/RUN_NAME/results.csv.
 
 import ctypes
 import datetime
+import hashlib
 import itertools
 import json
 import os
@@ -42,6 +43,7 @@ _SCRIPT = flags.DEFINE_string(
 _SCRIPT_ARGS = flags.DEFINE_string(
     "script_args", "", "More arguments for every point's script, as one string: the "
     "script's own flags, e.g. --script_args='--width=64'.")
+MAX_POINT_NAME = 200  # characters of a point's directory name (a file name holds 255 bytes)
 # Flags of this script, or owned by it, never passed on to a point's run.
 _OWN = {"sweep", "parallel", "logdir", "run_name", "flagfile", "undefok", "script",
         "script_args"}
@@ -83,8 +85,17 @@ def grid(axes: list[tuple[str, list[str]]]) -> list[dict[str, str]]:
 
 
 def point_name(point: dict[str, str]) -> str:
-    """A directory name for a point, e.g. `learning_rate=1e-4,order=sorted`."""
-    return ",".join(f"{k}={v}" for k, v in point.items()).replace("/", "_") or "base"
+    """A directory name for a point, e.g. `learning_rate=1e-4,order=sorted`.
+
+    A value holding "/" (a path) has it replaced by "_", and a name longer than
+    `MAX_POINT_NAME` is cut: such names end in a hash of the whole point, so that two
+    points (`a/b` and `a_b`) never share a directory.
+    """
+    name = ",".join(f"{k}={v}" for k, v in point.items())
+    if "/" not in name and len(name) <= MAX_POINT_NAME:
+        return name or "base"
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{name.replace('/', '_')[:MAX_POINT_NAME - 11]}-{digest}"
 
 
 def point_config(point: dict[str, str]) -> config_lib.Config:
@@ -170,7 +181,15 @@ def main(argv):
                      "(the same settings): give each value once")
     if _SCRIPT.value.endswith(".py") and not Path(_SCRIPT.value).is_file():
         sys.exit(f"error: --script={_SCRIPT.value}: no such file")
-    sweep_dir = Path(FLAGS.logdir) / (FLAGS.run_name or f"sweep_{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    try:
+        script_args = shlex.split(_SCRIPT_ARGS.value)
+    except ValueError as e:
+        sys.exit(f"error: --script_args={_SCRIPT_ARGS.value}: {e} (quote it as a shell would)")
+    try:
+        sweep_dir = cli.run_dir_in(
+            FLAGS.logdir, FLAGS.run_name or f"sweep_{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     if sweep_dir.exists() and not sweep_dir.is_dir():
         sys.exit(f"error: {sweep_dir} is a file, not a directory")
     try:
@@ -188,7 +207,7 @@ def main(argv):
         else:
             todo.append(i)
     try:
-        failed = _run_points(todo, points, names, sweep_dir)
+        failed = _run_points(todo, points, names, sweep_dir, script_args)
     except KeyboardInterrupt as stopped:
         lines = [f"  {names[i]}: " + (f"checkpoint at step {step}" if step is not None else
                                       "no checkpoint yet (it starts again)")
@@ -208,7 +227,8 @@ def main(argv):
                  "command retries them and skips the finished ones)")
 
 
-def _run_points(todo: list[int], points, names, sweep_dir: Path) -> list[str]:
+def _run_points(todo: list[int], points, names, sweep_dir: Path,
+                script_args: list[str]) -> list[str]:
     """Trains the points `todo`, `--parallel` at a time; returns the names that failed.
 
     On Ctrl-C the children (same process group) get the signal too and checkpoint;
@@ -222,7 +242,7 @@ def _run_points(todo: list[int], points, names, sweep_dir: Path) -> list[str]:
                 i = todo.pop(0)
                 args = base_args(points[i]) + [f"--{k}={v}" for k, v in points[i].items()]
                 command = [*script_command(_SCRIPT.value), *args,
-                           *shlex.split(_SCRIPT_ARGS.value),
+                           *script_args,
                            f"--logdir={sweep_dir}", f"--run_name={names[i]}"]
                 _wait_for_lock(sweep_dir / names[i])
                 log = open(sweep_dir / f"{names[i]}.log", "a")

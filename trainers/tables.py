@@ -41,7 +41,7 @@ def number(value: float | None, *, signed: bool = False) -> str:
 def side_by_side(names: Sequence[str], rows: Sequence[tuple[str, Sequence[str]]],
                  label_width: int = 0) -> str:
     """Formats rows of already-formatted cells, one column per name, labels on the left."""
-    label_width = max(label_width, *(len(label) + 2 for label, _ in rows))
+    label_width = max([label_width, *(len(label) + 2 for label, _ in rows)])
     width = max(10, *(len(n) + 2 for n in names))
     lines = [" " * label_width + "".join(f"{n:>{width}}" for n in names)]
     for label, cells in rows:

@@ -37,6 +37,10 @@ MAX_QUEUE = 10_000
 FLUSH_MILLIS = 5_000
 
 
+class EventFileLost(Exception):
+    """The run's event file vanished while it was written (deleted, or its folder moved)."""
+
+
 class MetricWriter:
     """Writes TensorBoard events to `logdir`, or nothing at all when `logdir` is None.
 
@@ -48,6 +52,7 @@ class MetricWriter:
     def __init__(self, logdir: str | None):
         self.logdir = logdir
         self._file_writer = None  # made at the first write: a refused resume leaves no file
+        self._path = None  # its event file
         self._protos = {}
         self._write_raw = tf.function(
             lambda step, proto: tf.summary.experimental.write_raw_pb(proto, step=step))
@@ -139,16 +144,29 @@ class MetricWriter:
 
     @property
     def _writer(self):
-        if self._file_writer is None:
-            self._file_writer = (
-                tf.summary.create_noop_writer() if self.logdir is None
-                else tf.summary.create_file_writer(str(self.logdir), max_queue=MAX_QUEUE,
-                                                   flush_millis=FLUSH_MILLIS))
+        if self._file_writer is None and self.logdir is None:
+            self._file_writer = tf.summary.create_noop_writer()
+        elif self._file_writer is None:
+            before = set(Path(self.logdir).glob("events.out.tfevents.*"))
+            self._file_writer = tf.summary.create_file_writer(
+                str(self.logdir), max_queue=MAX_QUEUE, flush_millis=FLUSH_MILLIS)
+            made = sorted(set(Path(self.logdir).glob("events.out.tfevents.*")) - before)
+            self._path = made[-1] if made else None  # TensorFlow creates the file at once
         return self._file_writer
 
     def flush(self) -> None:
+        """Writes the queued events to the file.
+
+        Raises:
+          EventFileLost: the event file is gone. TensorFlow would go on writing into
+            the deleted file and lose every later event without a word; the compiled
+            loop holds this writer, so the run stops and its resume writes a new file.
+        """
         if self._file_writer is not None:
             self._file_writer.flush()
+        if self._path is not None and not self._path.exists():
+            raise EventFileLost(f"the event file {self._path} was deleted while the run "
+                                "trained: the events since its last flush are lost")
 
     def close(self) -> None:
         if self._file_writer is not None:
