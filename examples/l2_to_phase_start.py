@@ -26,15 +26,14 @@ class PhaseStartAnchor(tapeloop.Action):
     def __init__(self, strength: float):
         super().__init__()
         self.strength = strength
-        self.anchor = None  # made when the model exists (bind)
+        self.weights, self.anchor = None, None  # made when the model exists (build)
 
-    def bind(self, model):
+    def build(self, model):
         import tensorflow as tf
 
         self.weights = model.trainable_variables
         self.anchor = [tf.Variable(w, trainable=False, name=f"anchor_{i}")
                        for i, w in enumerate(self.weights)]
-        return model
 
     def checkpoint_items(self):
         return {f"anchor_{i}": a for i, a in enumerate(self.anchor or ())}
@@ -51,15 +50,8 @@ class PhaseStartAnchor(tapeloop.Action):
 
 
 def main(argv):
-    from tapeloop.trainers import model as model_lib
-
-    config = tapeloop.config_from_flags()
     anchor = PhaseStartAnchor(_STRENGTH.value)
-    mlp = model_lib.builder(config.model, hidden_sizes=config.hidden_sizes,
-                            activation=config.activation, dropout=config.dropout,
-                            seed=config.seed)
-    tapeloop.run_from_flags(argv, model=lambda shape, classes: anchor.bind(mlp(shape, classes)),
-                            penalty=anchor.penalty if _STRENGTH.value else None,
+    tapeloop.run_from_flags(argv, penalty=anchor.penalty if _STRENGTH.value else None,
                             actions=[anchor])
 
 

@@ -177,3 +177,46 @@ def dataclass_replace(config, **changes):
     import dataclasses
 
     return dataclasses.replace(config, **changes)
+
+
+class StepCounter(tapeloop.Action):
+    """Counts the steps it saw in a variable made in build(): it survives a resume."""
+
+    def __init__(self, late=False):
+        super().__init__(every_steps=1)
+        self.late, self.seen = late, None
+
+    def build(self, model):
+        if not self.late:
+            self.seen = tf.Variable(0, dtype=tf.int64, name="seen")
+
+    def on_begin(self, step, context):
+        if self.late:  # too late: the checkpoint is assembled
+            self.seen = tf.Variable(0, dtype=tf.int64, name="seen")
+
+    def checkpoint_items(self):
+        return {"seen": self.seen} if self.seen is not None else {}
+
+    def on_step(self, step, context):
+        self.seen.assign_add(1)
+
+
+def test_an_actions_state_made_in_build_survives_a_resume_and_later_state_is_refused(tmp_path):
+    config = tapeloop.Config(**dict(MLP, epochs=2))
+    from tapeloop.trainers.standard_actions import StoppedAfter
+
+    first = StepCounter()
+    with pytest.raises(StoppedAfter):
+        tapeloop.train_and_evaluate(config, tmp_path / "r", data=_data(), verbose=False,
+                                    actions=[first], stop_after_steps=7)
+    assert int(first.seen) == 7
+    resumed = StepCounter()
+    tapeloop.train_and_evaluate(config, tmp_path / "r", data=_data(), verbose=False,
+                                actions=[resumed])
+    assert int(resumed.seen) == 20  # 7 restored from the checkpoint, 13 seen now
+    with pytest.raises(tapeloop.SetupError) as err:
+        tapeloop.train_and_evaluate(config, tmp_path / "late", data=_data(), verbose=False,
+                                    actions=[StepCounter(late=True)])
+    assert str(err.value) == ("StepCounter.checkpoint_items() lists seen, made after the "
+                              "checkpoint was assembled: create them in build(model), or "
+                              "they are never saved")

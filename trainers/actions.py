@@ -9,8 +9,10 @@ evaluate, write scalars, print, or assign variables (CLU's periodic actions, orb
 
 Everything an action needs is in the `RunContext` it is handed: the model, the
 writer, an evaluator, the data, the run directory. An action whose state must survive
-a resume lists its variables in `checkpoint_items()`: they are saved in every
-checkpoint and restored with it.
+a resume creates its variables in `build(model)`, called under the strategy's scope
+before the checkpoint is assembled, and lists them in `checkpoint_items()`: they are
+saved in every checkpoint and restored with it. State that appears later could not be
+saved: the run stops at its start, naming the action (`check_state_saved`).
 """
 
 import dataclasses
@@ -59,6 +61,10 @@ class Action:
 
     def due(self, step: int) -> bool:
         return step in self.on_steps or bool(self.every_steps and step % self.every_steps == 0)
+
+    def build(self, model) -> None:
+        """Once, after the model is built, under the strategy's scope, before the run's
+        checkpoint is assembled: create here the variables `checkpoint_items` returns."""
 
     def checkpoint_items(self) -> dict:
         """Variables (or other trackables) saved in every checkpoint and restored with it."""
@@ -120,6 +126,21 @@ def dispatch(actions, hook: str, step: int, *args) -> None:
     """Calls `action.<hook>(step, *args)` on each action, in order."""
     for action in actions:
         getattr(action, hook)(step, *args)
+
+
+def check_state_saved(actions, saved: dict[int, frozenset]) -> None:
+    """Raises ValueError if an action lists checkpoint items the checkpoint does not hold.
+
+    `saved`: for each action's index, the names of the items assembled into the run's
+    checkpoint (after `build`). Items that appear later (made in `on_begin`, say) would
+    silently be left out of every checkpoint, so a resumed run would lose them.
+    """
+    for i, action in enumerate(actions):
+        late = sorted(set(action.checkpoint_items()) - saved.get(i, frozenset()))
+        if late:
+            raise ValueError(f"{type(action).__name__}.checkpoint_items() lists {', '.join(late)}, "
+                             "made after the checkpoint was assembled: create them in "
+                             "build(model), or they are never saved")
 
 
 def checkpointed(action: Action) -> tf.Module:

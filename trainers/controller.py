@@ -388,6 +388,8 @@ def _build(run: _Run, writer: writers.MetricWriter):
             nesterov=config.nesterov)
         if not optimizer.built:  # its slots exist before any step (a user's too) is traced
             optimizer.build(model.trainable_variables)
+        for action in run.actions:  # their state, before the checkpoint is assembled
+            action.build(model)
         tools = (instruments.Instruments(model, run.probe_set, num_classes=data.num_classes,
                                          writer=writer, run_dir=run.log_dir,
                                          batch_splits=batch_splits, strategy=strategy,
@@ -522,6 +524,7 @@ def _train(run: _Run) -> dict:
     optimizer, global_step, tools, memory, train_loop, evaluate = _build(run, writer)
     extra = {f"action_{i}": actions_lib.checkpointed(a) for i, a in enumerate(run.actions)
              if a.checkpoint_items()}
+    saved_items = {i: frozenset(a.checkpoint_items()) for i, a in enumerate(run.actions)}
     state = (checkpoints.RunState(model=model, optimizer=optimizer, global_step=global_step,
                                   drift=tools.drift if tools else None, replay=memory,
                                   run_dir=run.own_dir, restore_dir=run.run_dir, extra=extra)
@@ -563,7 +566,7 @@ def _train(run: _Run) -> dict:
     stop = stopping.StopRequests()
     every = _standard_actions(run, trainer=trainer, checkpointing=checkpointing, stop=stop,
                               report=report, tools=tools, progress=progress, writer=writer,
-                              evaluate=evaluate, results=results)
+                              evaluate=evaluate, results=results, saved_items=saved_items)
     try:
         with writer.as_default(), stop:
             if not run.resuming:
@@ -625,7 +628,7 @@ def _resume(run: _Run, checkpointing, results: dict, tools) -> dict | None:
 
 
 def _standard_actions(run: _Run, *, trainer, checkpointing, stop, report, tools, progress,
-                      writer, evaluate, results) -> list:
+                      writer, evaluate, results, saved_items) -> list:
     """The run's actions, in the order they act on one event (see `standard_actions`)."""
     config = run.config
     trained = tuple(sorted(set(int(c) for c in run.data.y_train)))
@@ -638,7 +641,7 @@ def _standard_actions(run: _Run, *, trainer, checkpointing, stop, report, tools,
             trained if config.order == "shuffled" else (phase,)), title=(
                 f"accuracy matrix: {run.run_dir.name if run.run_dir else 'run'} "
                 f"({config.order}, {run.data.name})")))
-    own += [report, *run.actions]
+    own += [report, *run.actions, sa.ActionStateCheck(run.actions, saved_items)]
     if run.profile_steps:
         own.append(sa.Profiling(*run.profile_steps, run.run_dir, run.say))
     if run.inspect_steps:

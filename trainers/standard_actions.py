@@ -19,8 +19,9 @@ from typing import Callable, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from tapeloop.trainers import step_dumps
+from tapeloop.trainers import actions as actions_lib, step_dumps
 from tapeloop.trainers.actions import Action
+from tapeloop.trainers.run_dirs import SetupError
 
 
 class Interrupted(Exception):
@@ -378,3 +379,21 @@ class EpochReport(Action):
     def on_end(self, step, context):
         if self.test is None:  # Not tested every epoch, or resumed at the very end.
             self.test = self._evaluate(*self._test_set)
+
+
+class ActionStateCheck(Action):
+    """After the user's actions began: their checkpoint items are all in the checkpoint.
+
+    Raises `SetupError` at the start of the run, naming the action whose state was
+    made after the checkpoint was assembled (it would never be saved).
+    """
+
+    def __init__(self, user_actions, saved: dict):
+        super().__init__()
+        self._actions, self._saved = tuple(user_actions), saved
+
+    def on_begin(self, step, context):
+        try:
+            actions_lib.check_state_saved(self._actions, self._saved)
+        except ValueError as e:
+            raise SetupError(str(e)) from None
