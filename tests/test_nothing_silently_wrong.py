@@ -102,6 +102,9 @@ def test_a_class_missing_from_the_test_split_is_trained_and_said(tmp_path):
     events = read_events(logdir / "r")
     assert "probe/accuracy/class_0" in events and "probe/accuracy/class_1" not in events
     assert np.isfinite(results["average_forgetting"]) and np.isfinite(results["bwt"])
+    text = report.comparison([report.summarize(logdir / "r")])  # out of the 2 probed classes
+    assert "/2\n" in text.split("classes with spread >= 0.20")[1].split("\n")[0] + "\n"
+    assert "\n1               -" in text  # class 1: no test accuracy, no forgetting
 
 
 @pytest.mark.parametrize("case,message", [

@@ -115,15 +115,17 @@ def comparison(runs: list[RunSummary]) -> str:
         ("test accuracy", [tables.number(r.test_accuracy) for r in runs]),
         ("average forgetting (probe)", [tables.number(r.average_forgetting) for r in runs]),
         ("backward transfer, BWT", [tables.number(r.bwt, signed=True) for r in runs]),
+        # Out of the classes probed (a class without test examples has no curve).
         ("last epoch: classes peaking in own block",
-         [f"{int(np.sum(r.last_epoch['peak_in_own_block']))}/{len(r.test_class_accuracy)}"
+         [f"{int(np.sum(r.last_epoch['peak_in_own_block']))}/{_probed(r)}"
           if r.last_epoch and r.class_blocks else "-" for r in runs]),
         # Probe accuracies are multiples of 1/100: 0.99 - 0.79 = 0.1999999... counts.
         ("last epoch: classes with spread >= 0.20",
-         [f"{int(np.sum(r.last_epoch['spread'] >= 0.20 - 1e-6))}/{len(r.last_epoch['spread'])}"
+         [f"{int(np.sum(r.last_epoch['spread'] >= 0.20 - 1e-6))}/{_probed(r)}"
           if r.last_epoch else "-" for r in runs]),
         ("last epoch: largest spread",
-         [tables.number(float(np.max(r.last_epoch["spread"]))) if r.last_epoch else "-" for r in runs]),
+         [tables.number(float(np.nanmax(r.last_epoch["spread"]))) if r.last_epoch else "-"
+          for r in runs]),
         ("drift from initial weights (L2)", [tables.number(r.drift_from_init) for r in runs]),
         ("relative drift (over initial norm)", [tables.number(r.drift_relative) for r in runs]),
         ("drift from phase start: rising steps",
@@ -153,6 +155,11 @@ def comparison(runs: list[RunSummary]) -> str:
                           for col in columns]) for c in range(num_classes)]
         parts.append(f"{title}:\n" + tables.side_by_side(names, rows, label_width=7))
     return "\n\n".join(parts)
+
+
+def _probed(run: RunSummary) -> int:
+    """How many classes the run's probe measured in its last epoch."""
+    return int(np.sum(~np.isnan(run.last_epoch["spread"])))
 
 
 def largest_drop(summary: RunSummary, cls: int) -> str:
