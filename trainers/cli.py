@@ -219,14 +219,15 @@ def script_flags() -> dict:
     for module, module_flags in FLAGS.flags_by_module_dict().items():
         if module.split(".")[0] in _LIBRARIES:
             continue
-        for flag in module_flags:
-            if flag.name not in ours:
-                value = flag.value
-                out[flag.name] = (value if value is None or isinstance(value, (bool, int, float,
-                                                                                 str))
-                                  else list(value) if isinstance(value, (list, tuple))
-                                  else str(value))
+        out.update({flag.name: _json_value(flag.value) for flag in module_flags
+                    if flag.name not in ours})
     return dict(sorted(out.items()))
+
+
+def _json_value(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return list(value) if isinstance(value, (list, tuple)) else str(value)
 
 
 def config_from_flags() -> config_lib.Config:
