@@ -6,20 +6,18 @@ can work, works, and its record (config.json, HParams) is what it trained.
 
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
-import threading
-import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import tapeloop
-from tapeloop.data import mnist, splits
 from tapeloop.trainers import controller, report, sweep
-from tests.conftest import REPO, SCRIPT_ENV, fake_mnist, read_events, run_train, run_train_here
+from tests.conftest import REPO, SCRIPT_ENV, read_events, run_train_here
 
 
 # What TensorFlow's C++ runtime logs as it starts (in a fresh process): not tapeloop's.
@@ -451,3 +449,20 @@ def test_a_users_script_record_is_what_it_trained(tmp_path):
                                and v is not None and k != "hidden_sizes"}),
             logdir / "r", data=_fashion(), model=_subclassed, script_flags={"width": 3},
             verbose=False)
+
+
+def test_a_resume_with_another_loss_or_train_step_is_refused_naming_it(tmp_path):
+    from tapeloop.trainers import run_dirs
+
+    (tmp_path / "config.json").write_text(json.dumps({"recorded": {
+        "objective": "softmax cross-entropy", "train_step": "mine.py:make_step",
+        "script_flags": {"width": 2}}}))
+    same = {"objective": "softmax cross-entropy", "train_step": "mine.py:make_step",
+            "script_flags": {"width": 2}}
+    run_dirs.check_recorded(tmp_path, same)  # nothing changed: no error
+    for key, value, message in (
+            ("objective", "mse", "another loss (softmax cross-entropy, now mse)"),
+            ("train_step", "mine.py:mixup", "another train step (mine.py:make_step, now "
+                                            "mine.py:mixup)")):
+        with pytest.raises(run_dirs.RunDirError, match=re.escape(message)):
+            run_dirs.check_recorded(tmp_path, dict(same, **{key: value}))

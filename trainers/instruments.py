@@ -11,7 +11,6 @@ epoch end, end of run); what is measured and written lives here.
   of the run, the matrix as a labelled picture.
 """
 
-import dataclasses
 import json
 import os
 from pathlib import Path
