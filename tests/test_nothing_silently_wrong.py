@@ -4,6 +4,7 @@ Every bad input ends in one `error:` line, a non-zero exit and nothing created; 
 can work, works, and its record (config.json, HParams) is what it trained.
 """
 
+import inspect
 import json
 import os
 import re
@@ -340,6 +341,14 @@ def test_a_deleted_event_file_stops_the_run_and_the_rerun_finishes(tmp_path):
     assert sorted(read_events(tmp_path / "r")["train/loss"]) == list(range(4, 18))
 
 
+def _fashion():
+    """The user script's data (its source is written into the script below)."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (200, 12, 12), dtype=np.uint8)
+    y = np.arange(200) % 4
+    return tapeloop.from_arrays(x[:160], y[:160], x[160:], y[160:], name="fashion")
+
+
 # 2. A researcher's own script: tapeloop's flags apply to what it passes, or are refused;
 # the record holds its model, data, step and its own flags.
 USER_SCRIPT = '''
@@ -360,15 +369,10 @@ def cnn(input_shape, num_classes):
         layers.Dense(num_classes)], name="user_cnn")
 
 
-def fashion():
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (200, 12, 12), dtype=np.uint8)
-    y = np.arange(200) % 4
-    return tapeloop.from_arrays(x[:160], y[:160], x[160:], y[160:], name="fashion")
-
+''' + inspect.getsource(_fashion) + '''
 
 def main(argv):
-    tapeloop.run_from_flags(argv, model=cnn, data=fashion)
+    tapeloop.run_from_flags(argv, model=cnn, data=_fashion)
 
 
 if __name__ == "__main__":
@@ -388,14 +392,6 @@ def test_settings_of_tapeloops_own_model_or_data_are_refused_when_the_script_pas
                                                   f"script passes its own {what}"):
         tapeloop.train_and_evaluate(config, tmp_path / "r", verbose=False, **kwargs)
     assert not (tmp_path / "r").exists()
-
-
-def _fashion():
-    """The user script's data, made the same way."""
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (200, 12, 12), dtype=np.uint8)
-    y = np.arange(200) % 4
-    return tapeloop.from_arrays(x[:160], y[:160], x[160:], y[160:], name="fashion")
 
 
 def _session_hparams(run_dir):

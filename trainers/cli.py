@@ -34,12 +34,11 @@ from pathlib import Path
 
 from absl import flags
 
-from tapeloop.trainers import config as config_lib
+from tapeloop.trainers import config as config_lib, run_dirs
 from tapeloop.trainers.config import setting
 
 FLAGS = flags.FLAGS
 MAX_INSPECT_STEPS = 1000  # Each dump is about 1 MB for the tutorial's MLP.
-NAME_MAX = 255  # the longest file name, in bytes, on Linux and macOS file systems
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,7 +327,6 @@ def main(argv, **train_args) -> dict | None:
         if why is None and not (isinstance(e, tf.errors.ResourceExhaustedError)
                                 or "OOM" in str(e)):
             raise
-        from tapeloop.trainers import run_dirs
         step = run_dirs.latest_step(run_dir)
         kept = (f"the last checkpoint (step {step}) is intact" if step is not None
                 else "no checkpoint was saved yet")
@@ -381,9 +379,9 @@ def run_dir_in(logdir: str, run_name: str) -> Path:
     if parts[-1].startswith("."):
         raise ValueError(f"--run_name ({run_name!r}) must not start with '.': tapeloop names "
                          "its locks .RUN_NAME.lock")
-    if any(len(os.fsencode(p)) > NAME_MAX for p in parts):
-        raise ValueError(f"--run_name ({run_name[:40]}...) has a part longer than {NAME_MAX} "
-                         "bytes, the longest file name")
+    if any(len(os.fsencode(p)) > run_dirs.NAME_MAX for p in parts):
+        raise ValueError(f"--run_name ({run_name[:40]}...) has a part longer than "
+                         f"{run_dirs.NAME_MAX} bytes, the longest file name")
     run_dir = Path(logdir) / run_name.rstrip("/")
     try:
         inside = Path(logdir).resolve() in run_dir.resolve().parents

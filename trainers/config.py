@@ -226,6 +226,9 @@ class Config:
                       and mine.get(k) != saved.get(k))
 
 
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config)}  # each setting's default
+
+
 def passed_in(config: Config, *, data: bool, model: bool) -> Config:
     """`config` for a run whose script passes its own data and/or model.
 
@@ -237,10 +240,9 @@ def passed_in(config: Config, *, data: bool, model: bool) -> Config:
       ValueError: one of them is set (not its default): it would be silently ignored.
     """
     names = (DATA_SETTINGS if data else ()) + (MODEL_SETTINGS if model else ())
-    defaults = {f.name: f.default for f in dataclasses.fields(Config)}
     for name in names:
         value = getattr(config, name)
-        if value is not None and value != defaults[name]:
+        if value is not None and value != DEFAULTS[name]:
             what = "data" if name in DATA_SETTINGS else "model"
             shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
             raise ValueError(f"--{name}={shown} has no effect: this script passes its own "

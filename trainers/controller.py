@@ -236,11 +236,10 @@ def _passed_in(config: Config, data: splits.Splits | None, model) -> tuple:
         raise SetupError(str(e)) from None
     if data is None:
         return config, data
-    defaults = {f.name: f.default for f in dataclasses.fields(Config)}
     cut = {}
     for name in config_lib.CUT_SETTINGS:
         mine, its = getattr(config, name), getattr(data, name)
-        keep_its = mine == defaults[name] or its == mine
+        keep_its = mine == config_lib.DEFAULTS[name] or its == mine
         cut[name] = its if keep_its and its is not None else mine
     changed = {k: v for k, v in cut.items() if v != getattr(data, k)}
     if changed and (data.remake is None or any(getattr(data, k) is None for k in changed)):

@@ -180,6 +180,9 @@ class RunLock:
         return False
 
 
+NAME_MAX = 255  # the longest file name, in bytes, on Linux and macOS file systems
+
+
 def lock_path(run_dir: Path) -> Path:
     """`.RUN_NAME.lock` beside the run directory (see `RunLock`).
 
@@ -189,7 +192,7 @@ def lock_path(run_dir: Path) -> Path:
     """
     run_dir = Path(run_dir)
     name = f".{run_dir.name}.lock"
-    if len(os.fsencode(name)) > 255:
+    if len(os.fsencode(name)) > NAME_MAX:
         digest = hashlib.sha256(os.fsencode(run_dir.name)).hexdigest()[:16]
         name = f".{os.fsencode(run_dir.name)[:200].decode(errors='ignore')}-{digest}.lock"
     return run_dir.parent / name
