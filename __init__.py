@@ -22,6 +22,12 @@ _EXPORTS = {
     "Action": "tapeloop.trainers.actions",
     "PeriodicEvaluation": "tapeloop.trainers.actions",
     "RunContext": "tapeloop.trainers.actions",
+    # Continual learning: a scenario's tasks, and remedies against forgetting.
+    "Scenario": "tapeloop.trainers.scenarios",
+    "Task": "tapeloop.trainers.scenarios",
+    "Split": "tapeloop.trainers.scenarios",
+    "Permuted": "tapeloop.trainers.scenarios",
+    "Remedy": "tapeloop.trainers.remedies",
     # absl scripts: every flag from one call, and the run they drive.
     "define_flags": "tapeloop.trainers.cli",
     "config_from_flags": "tapeloop.trainers.cli",

@@ -27,9 +27,10 @@ from tapeloop.trainers import forgetting
 
 PLUGIN_NAME = "forgetting"
 STATIC = Path(__file__).parent / "static"
-_CLASS_TAG = re.compile(r"(probe/accuracy|forgetting/row|test/accuracy)/class_(\d+)$")
+_CLASS_TAG = re.compile(r"(probe/accuracy|forgetting/row|test/accuracy)/(class|task)_(\d+)$")
+_STABILITY = ("result/min_acc", "result/wc_acc", "result/wf_100")  # a scenario's run
 _TAGS = ("train/phase", "forgetting/average", "forgetting/bwt", "result/test_accuracy",
-         "train/epoch_loss")
+         "train/epoch_loss") + _STABILITY
 _EVERY_POINT = 10 ** 9
 
 
@@ -70,7 +71,8 @@ class ForgettingPlugin(base_plugin.TBPlugin):
         """The runs with a probe: `[{"run", "classes", "last_step"}]`, by name."""
         runs = []
         for run, tags in sorted(self._list(request).items()):
-            classes = [t for t in tags if t.startswith("probe/accuracy/class_")]
+            classes = [t for t in tags if t.startswith(("probe/accuracy/class_",
+                                                        "probe/accuracy/task_"))]
             if classes:
                 runs.append({"run": run, "classes": len(classes),
                              "last_step": max(tags[t].max_step for t in classes)})
@@ -91,13 +93,27 @@ class ForgettingPlugin(base_plugin.TBPlugin):
                                                                           tags=wanted))
         series = {tag: [(p.step, p.value) for p in points]
                   for tag, points in data.get(run, {}).items()}
-        view = run_view(series)
+        view = run_view(series, self._task_table(request, run))
         phase = listed.get("train/phase")
         view["thinned"] = bool(phase and len(series.get("train/phase", ())) < phase.max_step + 1)
         return _json(view)
 
 
-def run_view(series: dict[str, list[tuple[int, float]]]) -> dict:
+    def _task_table(self, request, run: str) -> dict | None:
+        """The scenario's task table the run wrote as its `scenario` text (None: none)."""
+        try:
+            data = self._provider.read_tensors(
+                plugin_util.context(request.environ),
+                experiment_id=plugin_util.experiment_id(request.environ), plugin_name="text",
+                downsample=1, run_tag_filter=provider.RunTagFilter(runs=[run], tags=["scenario"]))
+            points = data.get(run, {}).get("scenario", [])
+            text = points[-1].numpy.item() if points else None
+            return json.loads(text.decode() if isinstance(text, bytes) else text) if text else None
+        except (ValueError, KeyError, AttributeError, TypeError):
+            return None
+
+
+def run_view(series: dict[str, list[tuple[int, float]]], tasks: dict | None = None) -> dict:
     """What the tab draws for one run, from its scalar series `{tag: [(step, value)]}`.
 
     Returns a dict with `classes`; `probe` (class -> [[step, accuracy]]); `phases`
@@ -105,17 +121,21 @@ def run_view(series: dict[str, list[tuple[int, float]]]) -> dict:
     the class trained, or the epoch where each epoch is one phase); `by_class`
     (whether phases are classes); `matrix` (rows after each phase end: `steps`,
     `labels`, `rows`); `forgetting` (`average`, `bwt`: [[step, value]]); `epoch_ends`;
-    and `final` (`test_accuracy`, `class_accuracy`, `average_forgetting`, `bwt`).
+    and `final` (`test_accuracy`, `class_accuracy`, `average_forgetting`, `bwt`, and a
+    scenario's `min_acc`, `wc_acc`, `wf_100`). `unit`: what a column is, "class" or a
+    scenario's "task"; `labels`: each column's name (a task with its classes, from the
+    task table `tasks` the run recorded).
     """
     def last(tag):
         points = series.get(tag)
         return points[-1][1] if points else None
 
-    by_kind = {}
+    by_kind, unit = {}, "class"
     for tag in series:
         match = _CLASS_TAG.match(tag)
         if match:
-            by_kind.setdefault(match.group(1), {})[int(match.group(2))] = tag
+            by_kind.setdefault(match.group(1), {})[int(match.group(3))] = tag
+            unit = match.group(2)
     probe_tags = by_kind.get("probe/accuracy", {})
     classes = sorted(probe_tags)
     epoch_ends = [s for s, _ in series.get("train/epoch_loss", [])]
@@ -126,8 +146,13 @@ def run_view(series: dict[str, list[tuple[int, float]]]) -> dict:
     cells = {c: dict(series[tag]) for c, tag in row_tags.items()}
     phase_at = _label_before(phases)
     test = by_kind.get("test/accuracy", {})
+    names = {}
+    for c in classes:
+        task = (tasks or {}).get("tasks", [])[c] if tasks and c < len(tasks.get("tasks", [])) else None
+        names[c] = (f"task {c} ({','.join(map(str, task['classes']))})"
+                    if task and not task.get("permuted") else f"{unit} {c}")
     return {
-        "classes": classes,
+        "classes": classes, "unit": unit, "labels": [names[c] for c in classes],
         "probe": {c: [[s, v] for s, v in series[probe_tags[c]]] for c in classes},
         "phases": phases, "by_class": by_class, "epoch_ends": epoch_ends,
         "matrix": {"steps": row_steps, "labels": [phase_at(s) for s in row_steps],
@@ -137,7 +162,8 @@ def run_view(series: dict[str, list[tuple[int, float]]]) -> dict:
         "final": {"test_accuracy": last("result/test_accuracy"),
                   "class_accuracy": [last(test[c]) if c in test else None for c in classes],
                   "average_forgetting": last("forgetting/average"),
-                  "bwt": last("forgetting/bwt")},
+                  "bwt": last("forgetting/bwt"),
+                  **{tag.split("/")[1]: last(tag) for tag in _STABILITY if tag in series}},
     }
 
 

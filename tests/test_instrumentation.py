@@ -85,7 +85,7 @@ def test_layout_hparams_text_images_histograms_are_written(small_sorted_run):
     raw = acc.Tensors(layout_tag)[0].tensor_proto.string_val[0]
     layout = layout_pb2.Layout.FromString(raw)
     charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
-    assert charts["probe accuracy, every class"] == [r"probe/accuracy/class_\d+"]
+    assert charts["probe accuracy, every class"] == [r"probe/accuracy/(class|task)_\d+"]
     # The run holds its session (named by its directory, every setting); the experiment
     # (the metrics, what differs) lies beside the runs, in one file.
     content = b"".join(acc.SummaryMetadata(t).plugin_data.content for t in by_plugin["hparams"])

@@ -33,6 +33,21 @@ class RunContext:
     data: Any  # the run's `data.splits.Splits` (flat rows; `data.shape` per example)
     run_dir: Path | None  # where the run writes (None: nothing is written)
     say: Callable[..., None]  # print, when the run prints
+    # forward(rows, tasks=None, training=False) -> outputs: the model on flat rows (viewed
+    # in the model's input shape); with `tasks` (B,) int32, a task-IL scenario's masks
+    # applied (the outputs of other tasks at steps.MASKED).
+    forward: Callable | None = None
+    strategy: Any = None  # the tf.distribute strategy the run trains under
+    scenario: Any = None  # the continual-learning scenario (`trainers.scenarios`), or None
+    seed: int = 0  # the run's seed
+    batch_size: int = 0  # the stream's batch size (global, over replicas)
+    train_x: Any = None  # the training rows as the scenario reads them (before its transform)
+    forward_of: Callable | None = None  # forward_of(other_model) -> forward for another model
+
+    def shaped(self, rows):
+        """Flat rows viewed as examples of the data's own shape (numpy or tensor)."""
+        return np.reshape(rows, (-1, *self.data.shape)) if isinstance(rows, np.ndarray) else \
+            tf.reshape(rows, (-1, *self.data.shape))
 
 
 class Action:

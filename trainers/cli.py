@@ -229,9 +229,22 @@ def _json_value(value):
     return list(value) if isinstance(value, (list, tuple)) else str(value)
 
 
-def config_from_flags() -> config_lib.Config:
-    """The run's `Config`, from the parsed flags."""
-    return from_flags(config_lib.Config)
+def config_from_flags(*, own_model: bool = False,
+                      given: frozenset = frozenset()) -> config_lib.Config:
+    """The run's `Config`, from the parsed flags.
+
+    With `--scenario`, every setting of its reference protocol (`scenarios.protocol`)
+    that the command line (or a flag file) does not give takes the protocol's value;
+    `own_model`: the script passes its own model, whose settings stay unset; `given`:
+    settings given otherwise (a sweep's point), which the protocol leaves too.
+    """
+    values = {f.name: _value(f, FLAGS[f.name].value) for f in dataclasses.fields(config_lib.Config)}
+    if values["scenario"] is not None and values["scenario"] in config_lib.SCENARIOS:
+        from tapeloop.trainers import scenarios
+        values.update({k: v for k, v in scenarios.protocol(values["scenario"]).items()
+                       if not FLAGS[k].present and k not in given
+                       and not (own_model and k in config_lib.MODEL_SETTINGS)})
+    return config_lib.Config(**values)
 
 
 def run_from_flags(argv=(), **train_args) -> dict | None:
@@ -254,7 +267,8 @@ def main(argv, **train_args) -> dict | None:
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {argv[1:]} (flags start with --)")
     try:
-        config, control = config_from_flags(), from_flags(RunControl)
+        config = config_from_flags(own_model=train_args.get("model") is not None)
+        control = from_flags(RunControl)
     except ValueError as e:
         sys.exit(f"error: {e}")
     run_dir = _run_dir(control) if control.run_name else None  # before TensorFlow loads
@@ -278,7 +292,9 @@ def main(argv, **train_args) -> dict | None:
             sys.exit(f"error: {e}")
     if run_dir is None:
         data_name = re.sub(r"[^\w.-]+", "-", data.name) if data is not None else config.dataset
-        run_dir = _run_dir(control, f"{data_name}_{config.order}_"
+        what = (config.order if config.scenario is None and train_args.get("scenario") is None
+                else f"{config.scenario or 'scenario'}_{'+'.join(config.remedy)}")
+        run_dir = _run_dir(control, f"{data_name}_{what}_"
                                     f"{datetime.datetime.now():%Y%m%d-%H%M%S}")
     # MetricWriter compiles one small function per tag set; TensorFlow counts those as
     # retraces of one function and warns. Real retracing shows as workings/tracing/* scalars.

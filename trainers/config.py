@@ -16,6 +16,10 @@ VALIDATION_SCOPES = ("all_classes", "current_class")
 RESUME_FREE = ("data_dir", "epochs", "steps_per_loop", "eval_batch_size", "log_every_step",
                "test_every_epoch", "checkpoint_every_steps", "strategy")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+# Continual learning: the built-in scenarios and remedies (trainers/scenarios, trainers/remedies).
+SCENARIOS = tuple(f"{family}_{kind}" for family in ("split_mnist", "permuted_mnist")
+                  for kind in ("task", "domain", "class"))
+REMEDIES = ("none", "joint", "ewc", "online_ewc", "si", "lwf", "agem", "replay")
 MODELS = ("mlp", "cnn")  # built in; any package.module:function names the user's builder
 # Settings that choose and build tapeloop's own data or model: a script that passes its
 # own cannot apply them, so they are refused if set and recorded as None (`passed_in`).
@@ -85,6 +89,34 @@ class Config:
     replay_fraction: float = setting(0.5, "replay order: fraction of every batch drawn from "
                                      "the memory (the rest are new examples of the current "
                                      "class), in (0, 1).")
+    # Continual learning.
+    scenario: str | None = setting(
+        None, "A continual-learning scenario instead of --order: the data cut into tasks "
+        "trained one after another, --steps_per_task batches each, scored per task. "
+        "split_mnist_*: five tasks of two digits; permuted_mnist_*: ten pixel permutations. "
+        "*_task: a head per task (told the task); *_domain: one shared head; *_class: one "
+        "head over all classes. Alone it runs the reference protocol (van de Ven et al.): "
+        "its network, optimiser, batch, length and remedy strengths, unless given.",
+        choices=SCENARIOS)
+    remedy: tuple[str, ...] = setting(
+        ("none",), "Remedies against forgetting, comma-separated, combined: none "
+        "(fine-tuning), joint (all tasks at once, the upper bound), ewc, online_ewc, si, "
+        "lwf, agem, replay (class-balanced memory). Needs --scenario.", items=str)
+    steps_per_task: int = setting(2000, "--scenario: training batches per task.", lower=1)
+    ewc_lambda: float = setting(1e5, "ewc, online_ewc: strength lambda of the penalty "
+                                "lambda/2 * sum F (theta - theta*)^2.", lower=0.0)
+    online_ewc_gamma: float = setting(1.0, "online_ewc: decay gamma of the running Fisher, "
+                                      "in (0, 1].", lower=0.0, upper=1.0)
+    fisher_samples: int = setting(0, "ewc, online_ewc: training examples of a task the "
+                                  "Fisher is estimated on (0: all).", lower=0)
+    si_c: float = setting(10.0, "si: strength c of the penalty c * sum omega "
+                          "(theta - theta*)^2.", lower=0.0)
+    si_epsilon: float = setting(0.1, "si: damping xi of omega's denominator.", lower=0.0)
+    lwf_temperature: float = setting(2.0, "lwf: distillation temperature.", lower=0.0)
+    agem_epsilon: float = setting(1e-7, "agem: epsilon in the projection's denominator.",
+                                  lower=0.0)
+    replay_per_class: int = setting(100, "replay, agem: examples remembered per class.",
+                                    lower=1)
     # Model.
     model: str = setting("mlp", "The model: mlp (the tutorial's: --hidden_sizes, "
                          "--activation, --dropout), cnn (two Conv2D blocks: --dropout), or "
@@ -148,6 +180,7 @@ class Config:
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("validation_scope", self.validation_scope, VALIDATION_SCOPES)
         self._check_data_and_model()
+        self._check_continual()
         for name in ("batch_size", "epochs", "steps_per_loop", "eval_batch_size", "batch_splits",
                      "probe_per_class"):
             _positive_int(name, getattr(self, name))
@@ -181,6 +214,35 @@ class Config:
                                  "examples share each batch)")
         if self.validation_scope == "current_class" and self.validation_split == 0:
             raise ValueError("validation_scope 'current_class' needs validation_split > 0")
+
+    def _check_continual(self) -> None:
+        if self.scenario is not None:
+            _one_of("scenario", self.scenario, SCENARIOS)
+        for name in self.remedy:
+            _one_of("remedy", name, REMEDIES)
+        if len(set(self.remedy)) != len(self.remedy) or not self.remedy:
+            raise ValueError(f"remedy ({','.join(self.remedy)}) must name each remedy once")
+        alone = [r for r in ("none", "joint") if r in self.remedy]
+        if alone and len(self.remedy) > 1:
+            raise ValueError(f"remedy {alone[0]} stands alone (not with "
+                             f"{','.join(r for r in self.remedy if r != alone[0])})")
+        if self.scenario is None:
+            if tuple(self.remedy) != ("none",):
+                raise ValueError(f"remedy {','.join(self.remedy)} needs a --scenario (the "
+                                 "tutorial's orders have --order=replay)")
+            return
+        if self.order != "shuffled" or self.class_order is not None or self.block_steps:
+            raise ValueError(f"scenario {self.scenario} sets the order of the data: leave out "
+                             "--order, --class_order and --block_steps")
+        if self.epochs != 1:
+            raise ValueError(f"scenario {self.scenario} trains its tasks once (epochs "
+                             f"{self.epochs}): --steps_per_task sets its length")
+        if self.validation_scope != "all_classes":
+            raise ValueError("validation_scope 'current_class' applies to the sorted order only")
+        if not 0 < self.online_ewc_gamma <= 1:
+            raise ValueError(f"online_ewc_gamma ({self.online_ewc_gamma}) must lie in (0, 1]")
+        if not self.si_epsilon > 0 or not self.lwf_temperature > 0:
+            raise ValueError("si_epsilon and lwf_temperature must be positive")
 
     def _check_data_and_model(self) -> None:
         """The data and model settings; None: the script passes its own (`passed_in`)."""
@@ -223,7 +285,7 @@ class Config:
                      if mine.get(k) is None or saved.get(k) is None}
         return sorted(k for k in mine.keys() | saved.keys()
                       if k not in RESUME_FREE and k != "recorded" and k not in passed_in
-                      and mine.get(k) != saved.get(k))
+                      and mine.get(k) != saved.get(k, DEFAULTS.get(k)))
 
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config)}  # each setting's default

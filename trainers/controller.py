@@ -11,7 +11,6 @@ import functools
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -19,10 +18,11 @@ import numpy as np
 import tensorflow as tf
 
 from tapeloop.data import mnist, pipelines, splits
-from tapeloop.trainers import (actions as actions_lib, checkpoints, distribute, drift,
-                               evaluation, forgetting, instruments, loop, losses,
-                               model as model_lib, optimizers, probe, replay, run_dirs,
-                               standard_actions, steps, stopping, tables, writers)
+from tapeloop.trainers import (actions as actions_lib, checkpoints, continual, distribute,
+                               drift, evaluation, events, forgetting, instruments, loop, losses,
+                               model as model_lib, optimizers, probe, remedies as remedies_lib,
+                               replay, run_dirs, scenarios as scenarios_lib, standard_actions,
+                               steps, stopping, tables, writers)
 from tapeloop.trainers import config as config_lib
 from tapeloop.trainers.config import Config
 from tapeloop.trainers.run_dirs import (RunDirError, SetupError,  # noqa: F401 (API)
@@ -59,7 +59,8 @@ def load_splits(config: Config) -> splits.Splits:
 
 def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
                        data: splits.Splits | None = None, model=None, loss=None, penalty=None,
-                       train_step=None, actions=(), overwrite: bool = False,
+                       train_step=None, actions=(), scenario=None, remedies=(),
+                       overwrite: bool = False,
                        resume: bool = True, verbose: bool = True, stop_after_steps: int = 0,
                        profile_steps: tuple[int, int] | None = None,
                        inspect_steps: frozenset[int] = frozenset(),
@@ -89,6 +90,10 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         `steps.make_train_step` (whose arguments it receives).
       actions: `actions.Action` objects: the user's periodic work, run at their steps
         and at phase and epoch ends (see `trainers.actions`).
+      scenario: a continual-learning scenario (`trainers.scenarios.Scenario`) instead of
+        `config.scenario`: its tasks are trained one after another and scored per task.
+      remedies: `trainers.remedies.Remedy` objects against forgetting, besides the
+        built-in ones `config.remedy` names (a scenario's run only).
       overwrite: replace whatever `run_dir` holds.
       resume: continue the checkpointed run `run_dir` holds (same settings), from its
         latest checkpoint; False refuses a `run_dir` that holds a run.
@@ -124,6 +129,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     """
     actions = _checked_control(run_dir, actions=actions, stop_after_steps=stop_after_steps,
                                profile_steps=profile_steps, inspect_steps=inspect_steps)
+    remedies = _checked_remedies(config, scenario, remedies, train_step)
     if strategy is None:
         try:
             strategy = distribute.make_strategy(config.strategy)
@@ -138,7 +144,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     with lock or contextlib.nullcontext():
         run = _prepare(config, run_dir, chief=chief, lock=lock, say=say, threads_note=threads_note,
                        data=data, model=model, loss=loss, penalty=penalty,
-                       train_step=train_step, actions=actions, overwrite=overwrite,
+                       train_step=train_step, actions=actions, scenario=scenario,
+                       remedies=remedies, overwrite=overwrite,
                        resume=resume, verbose=verbose, stop_after_steps=stop_after_steps,
                        profile_steps=profile_steps, inspect_steps=inspect_steps,
                        strategy=strategy, check_numerics=check_numerics,
@@ -151,7 +158,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
 
 
 def _prepare(config: Config, run_dir: Path | None, *, chief: bool, lock, say, threads_note, data,
-             model, loss, penalty, train_step, actions, overwrite: bool, resume: bool,
+             model, loss, penalty, train_step, actions, scenario, remedies, overwrite: bool,
+             resume: bool,
              verbose: bool, stop_after_steps: int, profile_steps, inspect_steps, strategy,
              check_numerics: bool, script_flags: dict | None) -> "_Run":
     """Judges the run dir, loads the data, builds the model, starts the run dir if fresh.
@@ -169,13 +177,21 @@ def _prepare(config: Config, run_dir: Path | None, *, chief: bool, lock, say, th
         raise SetupError(f"the training split is empty (validation {len(data.y_val)}, test "
                          f"{len(data.y_test)} examples): give more examples "
                          "(--max_train_examples) or a smaller --validation_split")
-    probe_set = _probe_set(config, data)
+    scenario = _bound_scenario(config, scenario, data)
+    probe_set = _probe_set(config, data) if scenario is None else None
     replayed = (replay.replay_count(config.batch_size, config.replay_fraction)
                 if config.order == "replay" else 0)
-    epoch_plan = functools.partial(  # the stream's (new) examples
-        pipelines.plan_epoch, data.y_train, order=config.order,
-        batch_size=config.batch_size - replayed, class_order=config.class_order,
-        block_steps=config.block_steps)
+    if scenario is not None:
+        plan = scenario.plan()
+        joint = any(r.joint for r in remedies)
+        if joint:  # every task at once, as long as the whole sequence
+            plan = pipelines.EpochPlan(phases=(0,), steps=(plan.total_steps,))
+        epoch_plan = lambda epoch: plan  # noqa: E731 (one epoch: the task sequence)
+    else:
+        epoch_plan = functools.partial(  # the stream's (new) examples
+            pipelines.plan_epoch, data.y_train, order=config.order,
+            batch_size=config.batch_size - replayed, class_order=config.class_order,
+            block_steps=config.block_steps)
     try:
         steps_per_epoch = epoch_plan(epoch=0).total_steps
     except ValueError as e:  # a class_order that does not fit the data
@@ -190,10 +206,19 @@ def _prepare(config: Config, run_dir: Path | None, *, chief: bool, lock, say, th
         check_recorded(run_dir, known)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    built, objective = _make_model(config, data, strategy, model, loss)
+    outputs = scenario.num_outputs if scenario is not None else data.num_classes
+    shape = scenario.example_shape(data) if scenario is not None else data.shape
+    built, objective = _make_model(config, data, strategy, model, loss, outputs, shape)
+    if scenario is not None and scenario.kind == "task" and objective.probabilities:
+        raise SetupError("a task-incremental scenario masks the other tasks' logits: the "
+                         "model must output logits, not probabilities (drop its softmax)")
     recorded = {"model": model_lib.describe(built, _builder_name(config, model)),
                 "objective": objective.name,
                 "train_step": qualified_name(train_step or steps.make_train_step), **known}
+    if scenario is not None:
+        recorded["scenario"] = {**scenario.table(), "class": qualified_name(type(scenario))}
+        recorded["remedies"] = [{"name": r.name, "class": qualified_name(type(r)),
+                                 "hparams": r.hparams()} for r in remedies]
     if resuming and chief:
         check_recorded(run_dir, recorded)
     if run_dir is not None and not resuming and chief:
@@ -206,12 +231,14 @@ def _prepare(config: Config, run_dir: Path | None, *, chief: bool, lock, say, th
     # Non-chief workers write checkpoints (saving takes every worker) to a temporary
     # directory, and nothing else.
     own_dir = None if run_dir is None else distribute.worker_dir(run_dir, strategy)
-    return _Run(config=config, data=data, probe_set=probe_set, model=built,
+    return _Run(config=config, data=data, probe_set=probe_set, model=built, scenario=scenario,
+                remedies=tuple(remedies),
                objective=objective, recorded=recorded, strategy=strategy, run_dir=run_dir,
                own_dir=own_dir, log_dir=run_dir if chief else None, resuming=resuming,
                say=say, verbose=verbose, replayed=replayed, epoch_plan=epoch_plan,
                steps_per_epoch=steps_per_epoch, threads_note=threads_note, penalty=penalty,
-               make_step=train_step, actions=actions, stop_after_steps=stop_after_steps,
+               make_step=train_step, actions=tuple(actions) + tuple(remedies),
+               stop_after_steps=stop_after_steps,
                profile_steps=profile_steps, inspect_steps=inspect_steps,
                check_numerics=check_numerics)
 
@@ -272,6 +299,44 @@ def _checked_control(run_dir, *, actions, stop_after_steps: int, profile_steps,
     return actions
 
 
+def _checked_remedies(config: Config, scenario, remedies, train_step) -> list:
+    """The run's remedies: the built-in ones `config.remedy` names, then the caller's.
+
+    Raises:
+      SetupError: a remedy that is not a `Remedy`, or remedies without a scenario.
+    """
+    remedies = list(remedies)
+    if any(not isinstance(r, remedies_lib.Remedy) for r in remedies):
+        raise SetupError("remedies must be trainers.remedies.Remedy objects")
+    remedies = remedies_lib.make(config) + remedies
+    if remedies and scenario is None and config.scenario is None:
+        raise SetupError("remedies need a continual-learning scenario (--scenario, or "
+                         "scenario= in Python)")
+    if (scenario is not None or config.scenario is not None) and train_step is not None:
+        raise SetupError("a scenario trains with tapeloop's training step (its task masks "
+                         "and remedies enter there): leave out train_step")
+    if any(r.joint for r in remedies) and len(remedies) > 1:
+        raise SetupError("joint training is a bound: it takes no other remedy")
+    return remedies
+
+
+def _bound_scenario(config: Config, scenario, data: splits.Splits):
+    """The run's scenario, cut from its data (None: the tutorial's orders)."""
+    if scenario is None and config.scenario is None:
+        return None
+    if scenario is not None and config.scenario is not None:
+        raise SetupError(f"pass a scenario object or --scenario={config.scenario}, not both")
+    if scenario is not None and config.epochs != 1:
+        raise SetupError(f"a scenario trains its tasks once (epochs {config.epochs}): "
+                         "its steps per task set its length")
+    try:
+        scenario = scenario or scenarios_lib.make(config.scenario,
+                                                  steps_per_task=config.steps_per_task)
+        return scenario.bind(data)
+    except ValueError as e:
+        raise SetupError(str(e)) from None
+
+
 def _probe_set(config: Config, data: splits.Splits):
     """The probe's (rows, labels), or None with the probe off."""
     if not config.eval_every_steps:
@@ -301,7 +366,8 @@ class _Run:
 
     config: Config
     data: splits.Splits
-    probe_set: tuple | None  # (rows, labels); None: the probe is off
+    probe_set: tuple | None  # (rows, labels); None: the probe is off (or a scenario's)
+    scenario: object | None  # the continual-learning scenario, bound to the data
     model: tf.keras.Model
     objective: losses.Objective
     recorded: dict  # what config.json records of the model, objective and data
@@ -318,14 +384,16 @@ class _Run:
     threads_note: str | None
     penalty: Callable | None
     make_step: Callable | None
-    actions: tuple
+    actions: tuple  # the user's actions, then the remedies
+    remedies: tuple
     stop_after_steps: int
     profile_steps: tuple[int, int] | None
     inspect_steps: frozenset[int]
     check_numerics: bool
 
 
-def _make_model(config: Config, data: splits.Splits, strategy, model, loss):
+def _make_model(config: Config, data: splits.Splits, strategy, model, loss, outputs: int,
+                shape: tuple[int, ...]):
     """Builds (or checks) the run's model under the strategy's scope; its objective.
 
     Raises:
@@ -335,12 +403,12 @@ def _make_model(config: Config, data: splits.Splits, strategy, model, loss):
         with strategy.scope():
             tf.keras.utils.set_random_seed(config.seed)
             if isinstance(model, tf.keras.Model):
-                built = model_lib.checked(model, data.shape, data.num_classes)
+                built = model_lib.checked(model, shape, outputs)
             else:
                 make = model or model_lib.builder(
                     config.model, hidden_sizes=config.hidden_sizes,
                     activation=config.activation, dropout=config.dropout, seed=config.seed)
-                built = model_lib.build(make, data.shape, data.num_classes)
+                built = model_lib.build(make, shape, outputs)
         return built, losses.make_objective(built, loss)
     except ValueError as e:
         raise SetupError(f"model {_builder_name(config, model)}: {e}") from None
@@ -365,21 +433,24 @@ def qualified_name(target) -> str:
 
 
 def _build(run: _Run, writer: writers.MetricWriter):
-    """The optimizer, step counter, instruments and compiled functions of a run.
+    """The optimizer, step counter, instruments, compiled functions and context of a run.
 
     Everything is created under `strategy.scope()`, so a tf.distribute strategy
     mirrors the variables; the step counter stays a plain host variable. A compiled
     model keeps its own optimizer. Batch splits are switched off for a model with
     batch statistics (`model.has_batch_statistics`), which a split would change.
+    The actions' and remedies' state is built here, before the checkpoint is assembled.
     """
     config, data, model, strategy, replayed = (run.config, run.data, run.model, run.strategy,
                                                run.replayed)
-    objective = run.objective
+    objective, scenario = run.objective, run.scenario
     global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     splits_ok = not model_lib.has_batch_statistics(model)
     batch_splits = config.batch_splits if splits_ok else 1
-    input_shape = model_lib.model_input_shape(model, data.shape)
+    input_shape = model_lib.model_input_shape(model, _example_shape(run))
     forward = model_lib.flat_forward(model, input_shape)
+    mask = None if scenario is None else scenario.output_mask()
+    input_dim = data.input_dim if scenario is None else scenario.input_dim
     with strategy.scope():
         compiled = getattr(model, "compiled", False) and getattr(model, "optimizer", None)
         optimizer = compiled or optimizers.make_optimizer(
@@ -387,18 +458,44 @@ def _build(run: _Run, writer: writers.MetricWriter):
             nesterov=config.nesterov)
         if not optimizer.built:  # its slots exist before any step (a user's too) is traced
             optimizer.build(model.trainable_variables)
+        evaluate = evaluation.make_evaluator(forward, num_classes=(
+            data.num_classes if scenario is None else scenario.num_outputs),
+                                             input_dim=input_dim,
+                                             batch_size=config.eval_batch_size,
+                                             batch_splits=batch_splits, strategy=strategy,
+                                             objective=objective)
+        test = evaluate if scenario is None else continual.task_evaluator(
+            scenario, forward, input_dim=input_dim, batch_size=config.eval_batch_size,
+            batch_splits=batch_splits, strategy=strategy, objective=objective)
+        context = actions_lib.RunContext(
+            model=model, write_scalars=writer.write_scalars, evaluate=evaluate, data=data,
+            run_dir=run.log_dir, say=run.say, forward=_task_forward(forward, mask),
+            strategy=strategy, scenario=scenario, seed=config.seed,
+            batch_size=config.batch_size, train_x=_scenario_inputs(data, data.x_train),
+            forward_of=lambda other: model_lib.flat_forward(other, input_shape))
         for action in run.actions:  # their state, before the checkpoint is assembled
+            if isinstance(action, remedies_lib.Remedy):
+                action.context = context
             action.build(model)
+        probing = run.probe_set is not None or (scenario is not None and config.eval_every_steps)
+        task_probe = (continual.task_probe(
+            scenario, forward, _scenario_inputs(data, data.x_test), data.y_test,
+            per_class=config.probe_per_class, batch_splits=batch_splits, strategy=strategy,
+            objective=objective) if scenario is not None and probing else None)
         tools = (instruments.Instruments(model, run.probe_set, num_classes=data.num_classes,
                                          writer=writer, run_dir=run.log_dir,
                                          batch_splits=batch_splits, strategy=strategy,
                                          forward=forward, objective=objective,
-                                         every_n_steps=config.eval_every_steps)
-                 if run.probe_set else None)
+                                         every_n_steps=config.eval_every_steps,
+                                         task_probe=task_probe,
+                                         num_tasks=scenario.num_tasks if scenario else 0)
+                 if probing else None)
+        continual_args = ({} if scenario is None else
+                          {"output_mask": mask, "remedies": run.remedies})
         train_step = (run.make_step or steps.make_train_step)(
             model, optimizer, batch_splits=batch_splits,
             distributed=distribute.is_distributed(strategy), forward=forward,
-            objective=objective, penalty=run.penalty)
+            objective=objective, penalty=run.penalty, **continual_args)
         memory = (replay.ReplayMemory(config.replay_capacity, data.input_dim, seed=config.seed)
                   if replayed else None)
         train_loop = loop.make_train_loop(
@@ -413,12 +510,33 @@ def _build(run: _Run, writer: writers.MetricWriter):
             lower_conditionals=(distribute.is_distributed(strategy)
                                 or run.check_numerics),
             log_regularization=bool(getattr(train_step, "regularized", True)))
-        evaluate = evaluation.make_evaluator(forward, num_classes=data.num_classes,
-                                             input_dim=data.input_dim,
-                                             batch_size=config.eval_batch_size,
-                                             batch_splits=batch_splits, strategy=strategy,
-                                             objective=objective)
-    return optimizer, global_step, tools, memory, train_loop, evaluate
+    return optimizer, global_step, tools, memory, train_loop, evaluate, test, context
+
+
+def _example_shape(run: _Run) -> tuple[int, ...]:
+    """One example's shape as the model sees it (a scenario may transform it)."""
+    return run.data.shape if run.scenario is None else run.scenario.example_shape(run.data)
+
+
+def _task_forward(forward, mask: np.ndarray | None):
+    """`forward(rows, tasks=None, training=False)`: with tasks, a task-IL scenario's masks."""
+    mask = None if mask is None else tf.constant(mask)
+
+    def task_forward(rows, tasks=None, training=False):
+        outputs = forward(rows, training=training)
+        if mask is None or tasks is None:
+            return outputs
+        return tf.where(tf.gather(mask, tasks), outputs, steps.MASKED)
+
+    return task_forward
+
+
+def _scenario_inputs(data: splits.Splits, x: np.ndarray) -> np.ndarray:
+    """A scenario's inputs: MNIST's pixels / 255 as in the reference code (ToTensor), not
+    the tutorial's mean-subtracted ones; other data as they are."""
+    if data.pixel_mean is None:
+        return x
+    return (x + data.pixel_mean).astype(np.float32)
 
 
 class NonFiniteError(Exception):
@@ -520,7 +638,8 @@ def _train(run: _Run) -> dict:
     """Builds the run's pieces, resumes it if asked, runs the loop, returns the results."""
     config, model, data = run.config, run.model, run.data
     writer = writers.MetricWriter(run.log_dir)
-    optimizer, global_step, tools, memory, train_loop, evaluate = _build(run, writer)
+    optimizer, global_step, tools, memory, train_loop, evaluate, test, context = _build(run,
+                                                                                       writer)
     extra = {f"action_{i}": actions_lib.checkpointed(a) for i, a in enumerate(run.actions)
              if a.checkpoint_items()}
     saved_items = {i: frozenset(a.checkpoint_items()) for i, a in enumerate(run.actions)}
@@ -543,8 +662,12 @@ def _train(run: _Run) -> dict:
             writer.close()
             return finished
     pixels = data.train_pixels is not None  # uint8 MNIST: a quarter of the memory
+    scenario = run.scenario
     stream = distribute.distribute_stream(run.strategy, lambda shard, shards: (
-        pipelines.make_pipeline(
+        scenario.pipeline(context.train_x, data.y_train, batch_size=config.batch_size,
+                          seed=config.seed, start_step=int(global_step),
+                          joint=any(r.joint for r in run.remedies), shard=(shard, shards))
+        if scenario is not None else pipelines.make_pipeline(
             config.order, data.train_pixels if pixels else data.x_train, data.y_train,
             batch_size=config.batch_size - run.replayed, seed=config.seed,
             epochs=config.epochs, class_order=config.class_order,
@@ -554,14 +677,13 @@ def _train(run: _Run) -> dict:
     _say_setup(run, optimizer, start_step=trainer.step)
     if not run.resuming and run.log_dir is not None:
         instruments.save_weights(run.log_dir / "weights" / "initial.npz", model)
-    context = actions_lib.RunContext(model=model, write_scalars=writer.write_scalars,
-                                     evaluate=evaluate, data=data, run_dir=run.log_dir,
-                                     say=run.say)
     report = standard_actions.EpochReport(
         epochs=config.epochs, steps_per_epoch=run.steps_per_epoch, progress=progress,
-        results=results, writer=writer, evaluate=evaluate, test_set=(data.x_test, data.y_test),
+        results=results, writer=writer, evaluate=test,
+        test_set=(_scenario_inputs(data, data.x_test) if scenario else data.x_test, data.y_test),
         test_every_epoch=config.test_every_epoch, bar=run.verbose and _tty(), say=run.say,
-        tracing_counts=lambda: _tracing_counts(train_loop, evaluate, tools))
+        tracing_counts=lambda: _tracing_counts(train_loop, evaluate, tools),
+        unit="class" if scenario is None else "task")
     stop = stopping.StopRequests()
     every = _standard_actions(run, trainer=trainer, checkpointing=checkpointing, stop=stop,
                               report=report, tools=tools, progress=progress, writer=writer,
@@ -587,13 +709,31 @@ def _train(run: _Run) -> dict:
                                   + ": run the same command again to resume into a new "
                                   "event file") from None
             final = tools.summary() if tools else None
+            if final and scenario is not None and run.log_dir is not None:
+                final.update(_stability(run.log_dir, tools, scenario))
             writer.write_scalars(trainer.step, {
                 "result/test_accuracy": report.test.accuracy,
                 **({"result/average_forgetting": final["average_forgetting"],
-                    "result/bwt": final["bwt"]} if final else {})})
+                    "result/bwt": final["bwt"]} if final else {}),
+                **({f"result/{k}": final[k] for k in forgetting.STABILITY_METRICS
+                    if final and k in final})})
     finally:
         writer.close()
     return _finish(run, results, report.test, final, step=trainer.step)
+
+
+def _stability(log_dir: Path, tools, scenario) -> dict:
+    """The stability-gap metrics of a scenario's run, from its step-level probe (events)."""
+    curves = events.read_scalars(log_dir)
+    tags = [f"probe/accuracy/task_{t}" for t in range(scenario.num_tasks)]
+    if any(tag not in curves for tag in tags):
+        return {}
+    probe_steps = np.array(sorted(curves[tags[0]]))
+    accuracy = np.array([[curves[tag].get(s, np.nan) for tag in tags] for s in probe_steps])
+    task_ends = tools.matrix.steps if len(tools.matrix.steps) == scenario.num_tasks else []
+    if not task_ends:  # joint training: one phase, no task ends to fall from
+        return {}
+    return forgetting.stability_metrics(probe_steps, accuracy, task_ends)
 
 
 def _resume(run: _Run, checkpointing, results: dict, tools) -> dict | None:
@@ -631,15 +771,22 @@ def _standard_actions(run: _Run, *, trainer, checkpointing, stop, report, tools,
     """The run's actions, in the order they act on one event (see `standard_actions`)."""
     config = run.config
     trained = tuple(sorted(set(int(c) for c in run.data.y_train)))
+    if run.scenario is not None:  # the phase is the task trained (joint: all of them)
+        trained = tuple(range(run.scenario.num_tasks))
+        task_of = (lambda phase: trained) if any(r.joint for r in run.remedies) else (
+            lambda phase: (phase,))
+        what = f"{run.scenario.name}, {'+'.join(r.name for r in run.remedies) or 'none'}"
+    else:
+        task_of = lambda phase: trained if config.order == "shuffled" else (phase,)  # noqa: E731
+        what = f"{config.order}, {run.data.name}"
     sa = standard_actions
-    own = [sa.Validation(_validation_sets(config, run.data), evaluate=evaluate, writer=writer,
+    own = [sa.Validation(_validation_sets(config, run.data) if run.scenario is None else {},
+                         evaluate=evaluate, writer=writer,
                          results=results, progress=progress,
                          once_per_epoch=config.order == "blocked")]
     if tools:
-        own.append(sa.Instrumentation(tools, progress, task_of=lambda phase: (
-            trained if config.order == "shuffled" else (phase,)), title=(
-                f"accuracy matrix: {run.run_dir.name if run.run_dir else 'run'} "
-                f"({config.order}, {run.data.name})")))
+        own.append(sa.Instrumentation(tools, progress, task_of=task_of, title=(
+            f"accuracy matrix: {run.run_dir.name if run.run_dir else 'run'} ({what})")))
     own += [report, *run.actions, sa.ActionStateCheck(run.actions, saved_items)]
     if run.profile_steps:
         own.append(sa.Profiling(*run.profile_steps, run.run_dir, run.say))
@@ -675,9 +822,16 @@ def _say_setup(run: _Run, optimizer, *, start_step: int) -> None:
     if run.threads_note:
         say(run.threads_note)
     say(f"data: {data.source}")
+    if run.scenario is not None:
+        say(run.scenario.describe())
+        say("remedies: " + (", ".join(
+            f"{r.name}" + (" (" + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                                            for k, v in r.hparams().items()) + ")"
+                           if r.hparams() else "") for r in run.remedies) or "none (fine-tuning)"))
     say(f"train {len(data.y_train)}, validation {len(data.y_val)} "
         f"({config.validation_scope}), test {len(data.y_test)} examples; "
-        f"order {config.order}, batch {config.batch_size}"
+        + (f"order {config.order}, " if run.scenario is None else "")
+        + f"batch {config.batch_size}"
         + (f" ({config.batch_size - replayed} new + {replayed} from a {config.replay_capacity}"
            "-example reservoir memory)" if replayed else "")
         + (f", class blocks of {config.block_steps} batches" if config.block_steps else ""))
@@ -687,10 +841,15 @@ def _say_setup(run: _Run, optimizer, *, start_step: int) -> None:
             f"{', '.join(map(str, untested))} ha{'ve' if len(untested) > 1 else 's'} no test "
             "examples: trained, but not tested nor probed (test accuracy and forgetting cover "
             "the other classes)")
-    say(f"probe: {len(probe_set[1])} test examples, every {config.eval_every_steps} steps "
-        "and at every phase end" if probe_set else "probe: off")
+    if run.scenario is not None:
+        say(f"probe: {config.probe_per_class} test examples of every class of every task, "
+            f"every {config.eval_every_steps} steps and at every task end"
+            if config.eval_every_steps else "probe: off")
+    else:
+        say(f"probe: {len(probe_set[1])} test examples, every {config.eval_every_steps} steps "
+            "and at every phase end" if probe_set else "probe: off")
     say(f"model {run.recorded['model']['builder']}: examples of shape "
-        f"{tuple(model_lib.model_input_shape(model, data.shape))}, "
+        f"{tuple(model_lib.model_input_shape(model, _example_shape(run)))}, "
         f"{run.recorded['model']['outputs']} out, "
         + (f"trained with {run.objective.name}" if run.make_step is None else
            f"trained by the step {run.recorded['train_step']} (evaluated with "
@@ -722,19 +881,26 @@ def _finish(run: _Run, results: dict, test, final: dict | None, *, step: int) ->
         test_class_count=[int(c) for c in test.class_count],
         average_forgetting=final["average_forgetting"] if final else None,
         bwt=final["bwt"] if final else None,
-        class_forgetting=_floats(final["class_forgetting"]) if final else None)
+        class_forgetting=_floats(final["class_forgetting"]) if final else None,
+        **{k: final[k] for k in forgetting.STABILITY_METRICS if final and k in final})
     if log_dir is not None:
         instruments.save_weights(log_dir / "weights" / "final.npz", model)
         (log_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     if distribute.task_name(strategy):  # Workers in sync print the same fingerprint.
         print(f"{distribute.task_name(strategy)}: final weights fingerprint "
               f"{distribute.weights_fingerprint(model.trainable_variables)}", flush=True)
-    say("\ntest accuracy per class:")
+    unit = "class" if run.scenario is None else "task"
+    say(f"\ntest accuracy per {unit}" + ("" if unit == "class" else
+                                        " (all: the mean over tasks)") + ":")
     say(tables.class_accuracy_table({"test": (test.accuracy, test.class_accuracy)},
-                                    counts=test.class_count))
+                                    counts=test.class_count, unit=unit))
     if final:
         say(f"forgetting on the probe: average {final['average_forgetting']:.4f}, "
             f"BWT {final['bwt']:+.4f}")
+    if final and "min_acc" in final:
+        say(f"stability gap (continual evaluation, every {config.eval_every_steps} steps): "
+            f"min-ACC {final['min_acc']:.4f}, WC-ACC {final['wc_acc']:.4f}, "
+            f"WF{forgetting.WINDOW_STEPS} {final[f'wf_{forgetting.WINDOW_STEPS}']:.4f}")
     return results
 
 

@@ -227,3 +227,41 @@ def drift_growth(drift: dict[int, float], phase_of_step: dict[int, int]) -> dict
     return {"rising_pairs": sum(int(b[i + 1] > b[i]) for b in runs for i in range(len(b) - 1)),
             "pairs": sum(len(b) - 1 for b in runs),
             "rising_blocks": sum(int(b[-1] > b[0]) for b in runs), "blocks": len(runs)}
+
+
+# Continual evaluation (De Lange, van de Ven & Tuytelaars, ICLR 2023; see trainers/continual.py).
+WINDOW_STEPS = 100  # WF^w's window, in training steps
+STABILITY_METRICS = ("min_acc", "wc_acc", f"wf_{WINDOW_STEPS}")  # result/* scalars
+
+
+def stability_metrics(probe_steps: np.ndarray, accuracy: np.ndarray, task_ends: list[int], *,
+                      window: int = WINDOW_STEPS) -> dict:
+    """min-ACC, WC-ACC and WF^window from the step-level probe (see the module docstring).
+
+    Args:
+      probe_steps: (S,) the steps the probe measured, ascending.
+      accuracy: (S, T) each task's probe accuracy at those steps.
+      task_ends: the step each task's training ended, in task order (T of them).
+    """
+    probe_steps, accuracy = np.asarray(probe_steps), np.asarray(accuracy, np.float64)
+    tasks = accuracy.shape[1]
+    minima, drops = [], []
+    for k in range(tasks - 1):
+        after = probe_steps > task_ends[k]
+        if not after.any():
+            continue
+        minima.append(float(np.min(accuracy[after, k])))
+        since = probe_steps >= task_ends[k]  # the drops count from the task-end accuracy
+        curve, at = accuracy[since, k], probe_steps[since]
+        worst = 0.0
+        for i in range(len(curve)):
+            inside = (at >= at[i] - window) & (at <= at[i])
+            worst = max(worst, float(np.max(curve[inside]) - curve[i]))
+        drops.append(worst)
+    min_acc = float(np.mean(minima)) if minima else float("nan")
+    final = accuracy[-1]
+    wc_acc = (float(final[-1]) / tasks + (1 - 1 / tasks) * min_acc if minima
+              else float(final[-1]))
+    return {"min_acc": min_acc, "wc_acc": wc_acc, f"wf_{window}": (float(np.mean(drops))
+                                                                   if drops else float("nan")),
+            "acc": float(np.mean(final)), "task_min_acc": minima}

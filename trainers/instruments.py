@@ -29,20 +29,23 @@ FINAL_METRICS = ("result/test_accuracy", "result/average_forgetting", "result/bw
 class Instruments:
     """Probe + drift + accuracy matrix for one model, writing to one writer."""
 
-    def __init__(self, model: tf.keras.Model, probe_set: tuple[np.ndarray, np.ndarray], *,
-                 num_classes: int, writer: writers.MetricWriter, run_dir: Path | None,
+    def __init__(self, model: tf.keras.Model, probe_set: tuple[np.ndarray, np.ndarray] | None,
+                 *, num_classes: int, writer: writers.MetricWriter, run_dir: Path | None,
                  batch_splits: int = 1, strategy=None, forward=None, objective=None,
-                 every_n_steps: int = 0):
-        self.num_classes = num_classes
-        self.probed = frozenset(int(c) for c in probe_set[1])  # classes with test examples
+                 every_n_steps: int = 0, task_probe=None, num_tasks: int = 0):
+        # The matrix's columns: classes, or a scenario's tasks (`task_probe`, `continual`).
+        self.unit = "task" if task_probe is not None else "class"
+        self.num_classes = num_tasks if task_probe is not None else num_classes
+        self.probed = (frozenset(range(num_tasks)) if task_probe is not None else
+                       frozenset(int(c) for c in probe_set[1]))  # classes with test examples
         self._every = every_n_steps  # the cadence at which `periodic` runs in the loop
         self.drift = drift.WeightDrift(model)
-        self.matrix = forgetting.AccuracyMatrix(num_classes)
+        self.matrix = forgetting.AccuracyMatrix(self.num_classes)
         self._writer = writer
         self._run_dir = run_dir
-        self._probe = probe.make_probe(model, *probe_set, num_classes=num_classes,
-                                       batch_splits=batch_splits, strategy=strategy,
-                                       forward=forward, objective=objective)
+        self._probe = task_probe or probe.make_probe(
+            model, *probe_set, num_classes=num_classes, batch_splits=batch_splits,
+            strategy=strategy, forward=forward, objective=objective)
         self._probe_now = tf.function(self._probe)
         self._write_histograms = writer.histogram_writer({
             f"weights/{name}": v for name, v in zip(self.drift.names, model.trainable_variables)})
@@ -73,12 +76,13 @@ class Instruments:
         task = tuple(c for c in task if c in self.probed)
         if not task:
             return
-        row = [values.get(f"probe/accuracy/class_{c}", np.nan) for c in range(self.num_classes)]
+        unit = self.unit
+        row = [values.get(f"probe/accuracy/{unit}_{c}", np.nan) for c in range(self.num_classes)]
         self.matrix.add(row, task=task, step=step, epoch=epoch, phase=phase)
         summary = self.matrix.summary()
         probed = sorted(self.probed)
-        scalars = {f"forgetting/row/class_{c}": row[c] for c in probed}
-        scalars.update({f"forgetting/class_{c}": summary["class_forgetting"][c]
+        scalars = {f"forgetting/row/{unit}_{c}": row[c] for c in probed}
+        scalars.update({f"forgetting/{unit}_{c}": summary["class_forgetting"][c]
                         for c in probed})
         scalars["forgetting/average"] = summary["average_forgetting"]
         self._writer.write_scalars(step, scalars)
@@ -104,7 +108,7 @@ class Instruments:
                   f"{i + 1}: epoch {epoch + 1}" for i, (task, epoch) in
                   enumerate(zip(self.matrix.tasks, self.matrix.epochs))][first:]
         png = plots.accuracy_matrix_png(self.matrix.matrix[first:], row_labels=labels,
-                                        title=title)
+                                        title=title, unit=self.unit)
         width, height = _png_size(png)
         self._writer.write_png(step, "forgetting/accuracy_matrix", png, width=width,
                                height=height)
@@ -129,6 +133,8 @@ def describe_run(writer: writers.MetricWriter, config, *, instrumented: bool,
     """
     record = config.to_json(recorded=recorded)
     writer.write_text(0, "config", f"```\n{record}\n```")
+    if recorded and recorded.get("scenario"):  # the Forgetting tab labels tasks with it
+        writer.write_text(0, "scenario", json.dumps(recorded["scenario"]))
     mine = hparams_of(json.loads(record))
     writer.write_hparams(mine, trial_id=run_dir.name if run_dir is not None else "run")
     if run_dir is not None:
@@ -138,10 +144,10 @@ def describe_run(writer: writers.MetricWriter, config, *, instrumented: bool,
         return
     writer.write_layout({
         "forgetting": {
-            "probe accuracy, every class": [r"probe/accuracy/class_\d+"],
-            "probe loss, every class": [r"probe/loss/class_\d+"],
-            "accuracy-matrix rows (after each phase)": [r"forgetting/row/class_\d+"],
-            "forgetting per class (after each phase)": [r"forgetting/class_\d+"],
+            "probe accuracy, every class": [r"probe/accuracy/(class|task)_\d+"],
+            "probe loss, every class": [r"probe/loss/(class|task)_\d+"],
+            "accuracy-matrix rows (after each phase)": [r"forgetting/row/(class|task)_\d+"],
+            "forgetting per class (after each phase)": [r"forgetting/(class|task)_\d+"],
         },
         "drift": {
             "distance from phase start": [r"weights/drift/from_phase_start/.*"],

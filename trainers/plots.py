@@ -36,7 +36,8 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def accuracy_matrix_png(matrix: np.ndarray, *, row_labels: list[str], title: str) -> bytes:
+def accuracy_matrix_png(matrix: np.ndarray, *, row_labels: list[str], title: str,
+                        unit: str = "class") -> bytes:
     """The accuracy matrix as a labelled heatmap: rows = phases in order, columns = classes.
 
     Every row is drawn; with many rows (short class blocks) only some are labelled.
@@ -48,11 +49,11 @@ def accuracy_matrix_png(matrix: np.ndarray, *, row_labels: list[str], title: str
     image = ax.imshow(np.ma.masked_invalid(matrix), aspect="auto", cmap="viridis", vmin=0.0,
                       vmax=1.0, interpolation="nearest")
     ax.set_xticks(range(classes))
-    ax.set_xlabel("class measured (probe accuracy)")
+    ax.set_xlabel(f"{unit} measured (probe accuracy)")
     every = max(1, int(np.ceil(rows / 40)))
     ax.set_yticks(range(0, rows, every))
     ax.set_yticklabels(row_labels[::every], fontsize=7 if rows > 20 else 9)
-    ax.set_ylabel("after phase (class trained)")
+    ax.set_ylabel(f"after phase ({unit} trained)")
     if rows <= 12 and classes <= 12:
         for r in range(rows):
             for c in range(classes):
@@ -94,13 +95,14 @@ def probe_curves_png(runs: list[dict]) -> bytes:
         shown = (steps >= first) & (steps <= end)
         for c in range(accuracy.shape[1]):
             ax.plot(steps[shown], accuracy[shown, c], color=colours[c], lw=1.0,
-                    label=f"class {run['classes'][c]}")
+                    label=(run.get("labels") or [f"class {k}" for k in run["classes"]])[c])
         ax.set_ylim(0.0, 1.0)
         ax.set_xlim(first, end)
         ax.set_ylabel("probe accuracy")
         ax.set_xlabel("step")
         what = (f"steps {first}-{end}, the last epoch" if zoom else "the whole run")
-        ax.set_title(f"{run['name']}: {what}" + ("  (top: the class each shaded block trains)"
+        unit = run.get("unit", "class")
+        ax.set_title(f"{run['name']}: {what}" + (f"  (top: the {unit} each shaded block trains)"
                                                   if run["by_class"] else ""),
                      fontsize=10, loc="left", pad=12)
         ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)

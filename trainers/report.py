@@ -44,8 +44,11 @@ class RunSummary:
     curves: dict  # {step: per-class probe accuracy}
     phases: list = dataclasses.field(default_factory=list)  # forgetting.phase_blocks
     epoch_ends: list = dataclasses.field(default_factory=list)  # steps
-    by_class: bool = False  # several phases per epoch: the phases are classes
+    by_class: bool = False  # several phases per epoch: the phases are classes (or tasks)
     lacks: list[str] = dataclasses.field(default_factory=list)  # what the events do not hold
+    unit: str = "class"  # what a column is: a class, or a scenario's task
+    labels: list[str] = dataclasses.field(default_factory=list)  # each column's name
+    stability: dict = dataclasses.field(default_factory=dict)  # min-ACC, WC-ACC, WF (tasks)
 
 
 # What the report reads, and how a run that lacks it is described.
@@ -71,16 +74,21 @@ def summarize(run_dir: Path) -> RunSummary:
     if not scalars:
         raise ValueError(f"{run_dir}: its event files hold no scalars (empty or damaged)")
     lacks = [what for tag, what in _EXPECTED.items() if tag not in scalars]
-    num_classes = _num_classes(run_dir, scalars)
+    table = _task_table(run_dir)
+    unit = "task" if table else "class"
+    num_classes = len(table["tasks"]) if table else _num_classes(run_dir, scalars)
+    labels = ([f"task {t}: " + ",".join(map(str, task["classes"]))
+               if not task.get("permuted") else f"task {t}" for t, task in
+               enumerate(table["tasks"])] if table else [f"class {c}" for c in range(num_classes)])
 
     def last(tag):
         values = scalars.get(tag)
         return values[max(values)] if values else float("nan")
 
     def per_class(prefix):
-        return np.array([last(f"{prefix}/class_{c}") for c in range(num_classes)])
+        return np.array([last(f"{prefix}/{unit}_{c}") for c in range(num_classes)])
 
-    curves = _curves(scalars, num_classes)
+    curves = _curves(scalars, num_classes, unit)
     phase_of_step = {s: int(v) for s, v in scalars.get("train/phase", {}).items()}
     logged_ends = sorted(scalars.get("train/epoch_loss", {}))
     epoch_ends = logged_ends or [max(curves, default=0)]
@@ -105,7 +113,29 @@ def summarize(run_dir: Path) -> RunSummary:
         class_blocks=len(last_phases) > 1,
         seconds_per_epoch=seconds[len(seconds) // 2] if seconds else float("nan"),
         curves=curves, lacks=lacks, phases=phases, epoch_ends=logged_ends,
-        by_class=forgetting.phases_are_classes(phases, logged_ends))
+        by_class=bool(table) or forgetting.phases_are_classes(phases, logged_ends), unit=unit,
+        labels=labels, stability=_stability(table, curves) if table else {})
+
+
+def _task_table(run_dir: Path) -> dict | None:
+    """The scenario's task table a run recorded (None: the tutorial's orders)."""
+    try:
+        recorded = run_dirs.read_json(Path(run_dir) / "config.json").get("recorded") or {}
+    except run_dirs.RunDirError:
+        return None
+    table = recorded.get("scenario")
+    return table if isinstance(table, dict) and table.get("tasks") else None
+
+
+def _stability(table: dict, curves: dict) -> dict:
+    """min-ACC, WC-ACC and WF of a scenario's run, from its step-level probe curves."""
+    steps = sorted(curves)
+    per_task = table["steps_per_task"]
+    ends = [per_task * (t + 1) for t in range(len(table["tasks"]))]
+    if not steps or steps[-1] < ends[-1]:
+        return {}  # unfinished (or joint, one phase: the curves end elsewhere)
+    return forgetting.stability_metrics(np.array(steps), np.array([curves[s] for s in steps]),
+                                       ends)
 
 
 def comparison(runs: list[RunSummary]) -> str:
@@ -135,15 +165,26 @@ def comparison(runs: list[RunSummary]) -> str:
           for r in runs]),
         ("seconds per epoch (median)", [tables.number(r.seconds_per_epoch) for r in runs]),
     ]
+    if any(r.stability for r in runs):  # continual evaluation (De Lange et al. 2023)
+        window = forgetting.WINDOW_STEPS
+        rows += [("min-ACC (worst accuracy after a task)",
+                  [tables.number(r.stability.get("min_acc")) for r in runs]),
+                 ("WC-ACC (worst-case accuracy)",
+                  [tables.number(r.stability.get("wc_acc")) for r in runs]),
+                 (f"WF{window} (largest drop within {window} steps)",
+                  [tables.number(r.stability.get(f"wf_{window}")) for r in runs])]
+    unit = "task" if any(r.unit == "task" for r in runs) else "class"
+    rows = [(label.replace("classes", f"{unit}s").replace("class", unit), cells)
+            for label, cells in rows]
     parts = [tables.side_by_side(names, rows)]
     parts += [f"{r.name} lacks: {', '.join(r.lacks)}" for r in runs if r.lacks]
     per_class = [
-        ("test accuracy per class", lambda r: r.test_class_accuracy, False),
-        ("forgetting per class (best probe accuracy so far - final)",
+        (f"test accuracy per {unit}", lambda r: r.test_class_accuracy, False),
+        (f"forgetting per {unit} (best probe accuracy so far - final)",
          lambda r: r.class_forgetting, False),
         ("last epoch: spread of probe accuracy (max - min)",
          lambda r: r.last_epoch["spread"] if r.last_epoch else None, False),
-        ("last epoch: phase of the batch at each class's probe peak",
+        (f"last epoch: phase of the batch at each {unit}'s probe peak",
          lambda r: r.last_epoch["peak_phase"] if r.last_epoch and r.class_blocks else None,
          True),
     ]
@@ -193,9 +234,12 @@ def plot(runs: list[RunSummary]) -> bytes:
         ends = r.epoch_ends
         zoom = ((ends[-2] if len(ends) > 1 else 0, ends[-1])
                 if r.by_class and ends and len(r.phases) > 12 else None)
+        if r.unit == "task":
+            zoom = None  # one pass over the tasks: the whole run is the story
         panels.append({"name": r.name, "steps": steps, "accuracy": accuracy,
                        "classes": list(range(accuracy.shape[1])), "phases": r.phases,
-                       "by_class": r.by_class, "zoom": zoom})
+                       "by_class": r.by_class, "zoom": zoom, "unit": r.unit,
+                       "labels": r.labels or None})
     return plots.probe_curves_png(panels)
 
 
@@ -228,9 +272,10 @@ def _num_classes(run_dir: Path, scalars: dict) -> int:
     return 1 + max((c for c in class_ids if c < MAX_UNRECORDED_CLASSES), default=-1)
 
 
-def _curves(scalars: dict, num_classes: int) -> dict[int, np.ndarray]:
-    """{step: per-class probe accuracy}; NaN for a class not probed (no test examples)."""
-    tags = [f"probe/accuracy/class_{c}" for c in range(num_classes)]
+def _curves(scalars: dict, num_classes: int, unit: str = "class") -> dict[int, np.ndarray]:
+    """{step: per-class (or per-task) probe accuracy}; NaN for a class not probed (no test
+    examples)."""
+    tags = [f"probe/accuracy/{unit}_{c}" for c in range(num_classes)]
     present = [t for t in tags if t in scalars]
     if not present:
         return {}

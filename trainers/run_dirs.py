@@ -250,6 +250,28 @@ def check_recorded(run_dir: Path, recorded: dict) -> None:
         if key in recorded and was is not None and was != now:
             raise RunDirError(f"{run_dir} was trained with another {what} ({was}, now {now}), "
                               f"so it cannot be resumed: {way_out}")
+    was, now = saved.get("scenario"), recorded.get("scenario")
+    if "scenario" in recorded and was != now:
+        raise RunDirError(f"{run_dir} was trained with another scenario ({_tasks(was)}, now "
+                          f"{_tasks(now)}), so it cannot be resumed: {way_out}")
+    was, now = saved.get("remedies"), recorded.get("remedies")
+    if "remedies" in recorded and was != now:
+        raise RunDirError(f"{run_dir} was trained with other remedies ({_remedies(was)}, now "
+                          f"{_remedies(now)}), so it cannot be resumed: {way_out}")
+
+
+def _tasks(table: dict | None) -> str:
+    if not table:
+        return "none"
+    return (f"{table['name']}: " + "; ".join(",".join(map(str, t["classes"]))
+                                             for t in table["tasks"]))
+
+
+def _remedies(remedies: list | None) -> str:
+    if not remedies:
+        return "none"
+    return "; ".join(r["name"] + "".join(f" {k}={v}" for k, v in r["hparams"].items())
+                     for r in remedies)
 
 
 def _writable(path: Path) -> bool:

@@ -323,8 +323,9 @@ class EpochReport(Action):
 
     def __init__(self, *, epochs: int, steps_per_epoch: int, progress: Progress,
                  results: dict, writer, evaluate, test_set, test_every_epoch: bool,
-                 tracing_counts: Callable[[], dict], bar: bool, say):
+                 tracing_counts: Callable[[], dict], bar: bool, say, unit: str = "class"):
         super().__init__()
+        self._unit = unit  # what test/accuracy/UNIT_N measures: a class, or a task
         self._epochs, self._steps_per_epoch = epochs, steps_per_epoch
         self._progress, self._results, self._writer = progress, results, writer
         self._evaluate, self._test_set = evaluate, test_set
@@ -356,7 +357,7 @@ class EpochReport(Action):
                    "workings/epoch_seconds": seconds}
         if self.test:
             scalars.update(self.test.scalars("test"))
-            scalars.update({f"test/accuracy/class_{c}": a for c, a in
+            scalars.update({f"test/accuracy/{self._unit}_{c}": a for c, a in
                             enumerate(self.test.class_accuracy) if not np.isnan(a)})
         self._writer.write_scalars(step, scalars)
         traces = self._tracing_counts()

@@ -13,6 +13,7 @@ import tensorflow as tf
 from tapeloop.trainers import losses, optimizers
 
 cross_entropy = losses.logits_cross_entropy
+MASKED = -1e9  # the logit a masked output gets: no probability, no gradient
 
 
 class _InspectedMetrics(TypedDict, total=False):
@@ -61,7 +62,7 @@ def correct_predictions(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), labels), tf.float32)
 
 
-def split_batch(images: tf.Tensor, labels: tf.Tensor, parts: int) -> list:
+def split_batch(images: tf.Tensor, labels: tf.Tensor, parts: int, extra=()) -> list:
     """Cuts a batch into `parts` near-equal pieces: `(images, labels, size, weight)` each.
 
     A piece is never empty, since some kernels (a convolution's gradient among them)
@@ -69,7 +70,8 @@ def split_batch(images: tf.Tensor, labels: tf.Tensor, parts: int) -> list:
     of a short class block) gives its pieces past the last example one copy of that
     example, with `weight` 0 (1 for every real piece) and `size` 0, the number of
     real examples it holds. Callers scale the piece's sums by `weight` and keep its
-    first `size` rows; a full batch is cut exactly as by `tf.split`.
+    first `size` rows; a full batch is cut exactly as by `tf.split`. `extra`: more
+    per-example tensors (tasks, weights), cut alike and appended to each piece.
     """
     n = tf.size(labels)
     sizes = [(n + parts - 1 - i) // parts for i in range(parts)]
@@ -77,14 +79,15 @@ def split_batch(images: tf.Tensor, labels: tf.Tensor, parts: int) -> list:
     for size in sizes:
         rows = tf.minimum(start + tf.range(tf.maximum(size, 1)), n - 1)
         out.append((tf.gather(images, rows), tf.gather(labels, rows), size,
-                    tf.cast(size > 0, tf.float32)))
+                    tf.cast(size > 0, tf.float32), *(tf.gather(e, rows) for e in extra)))
         start += size
     return out
 
 
 def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimizer, *,
                     batch_splits: int = 1, distributed: bool = False, forward=None,
-                    objective: losses.Objective | None = None, penalty=None):
+                    objective: losses.Objective | None = None, penalty=None,
+                    output_mask=None, remedies=()):
     """Returns `train_step(batch) -> StepMetrics` that updates `model` once.
 
     Args:
@@ -98,6 +101,13 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
       penalty: `penalty() -> scalar` added to the loss (computed in the step, under the
         tape: e.g. an L2 pull toward reference weights); logged with `model.losses` as
         `regularization_loss`.
+      output_mask: (tasks, outputs) bool, a continual-learning scenario's (task-IL):
+        each example (its task in the batch's `task`) is scored on its task's outputs
+        only, the other logits set to `MASKED`. None: every output.
+      remedies: `trainers.remedies` objects, entering at their seams: `mix` makes the
+        batch trained on (which may carry per-example `weight`s summing to one: the
+        loss is then the weighted sum), `penalty` and `example_loss` add to the loss,
+        `transform_gradients` changes the update, `after_update` runs after it.
 
     Metrics (`StepMetrics`): `loss` and `accuracy` of this batch alone (not a running mean),
     computed with the weights before the update; `count` (batch size); `phase`;
@@ -130,21 +140,36 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
     apply_gradients = None if distributed else optimizers.apply_fn(optimizer, variables)
     forward = forward or model
     example_loss_fn = (objective or losses.LOGITS).example_loss
-    regularized = bool(model.losses) or penalty is not None
+    mask = None if output_mask is None else tf.constant(output_mask, tf.bool)
+    penalties = ([penalty] if penalty is not None else []) + [
+        r.penalty for r in remedies if r.penalty is not None]
+    extra_losses = [r.example_loss for r in remedies if r.example_loss is not None]
+    transforms = [r.transform_gradients for r in remedies if r.transform_gradients is not None]
+    after_update = [r.after_update for r in remedies if r.after_update is not None]
+    regularized = bool(model.losses) or bool(penalties)
+
+    def scored(outputs, tasks):
+        """The outputs an example is scored on: the others masked (task-IL)."""
+        return outputs if mask is None else tf.where(tf.gather(mask, tasks), outputs, MASKED)
 
     def regularization():
-        terms = list(model.losses) + ([penalty()] if penalty is not None else [])
+        terms = list(model.losses) + [p() for p in penalties]
         return tf.add_n([tf.cast(t, tf.float32) for t in terms])
 
-    def loss_and_grads(images, labels, total, first=True, weight=None):
+    def loss_and_grads(images, labels, total, first=True, weight=None, tasks=None,
+                       example_weight=None):
         """The part's loss and gradient; the first part also carries the regularization.
 
         `weight`: 0 for a padding piece (`split_batch`), whose loss and gradient are 0.
         """
         with tf.GradientTape() as tape:
-            logits = forward(images, training=True)
+            outputs = forward(images, training=True)
+            logits = scored(outputs, tasks)
             example_loss = example_loss_fn(labels, logits)
-            loss = tf.reduce_sum(example_loss) / total
+            for term in extra_losses:
+                example_loss += term(images, tasks, outputs)
+            loss = (tf.reduce_sum(example_loss) / total if example_weight is None
+                    else tf.reduce_sum(example_loss * example_weight))
             if weight is not None:
                 loss *= weight
             reg = tf.constant(0.0)
@@ -155,28 +180,51 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
                 loss += reg
         return logits, example_loss, loss, tape.gradient(loss, variables), reg
 
+    def gradient_of(images, labels, tasks):
+        """The gradient of these examples' mean loss (scored as in training; no penalty)."""
+        with tf.GradientTape() as tape:
+            example_loss = example_loss_fn(labels, scored(forward(images, training=True), tasks))
+            count = tf.maximum(tf.cast(tf.size(labels), tf.float32), 1.0)
+            loss = tf.reduce_sum(example_loss) / count
+        return [tf.zeros_like(v) if g is None else g
+                for g, v in zip(tape.gradient(loss, variables), variables)]
+
     def train_step(batch):
+        for remedy in remedies:
+            batch = remedy.mix(batch)
         images, labels = batch["image"], batch["label"]
+        extra = {k: batch[k] for k in ("task", "weight") if k in batch}
         count = tf.cast(tf.size(labels), tf.float32)
         total = (tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, count)
                  if distributed else count)
         if batch_splits == 1:
-            logits, example_loss, loss, grads, reg = loss_and_grads(images, labels, total)
+            logits, example_loss, loss, grads, reg = loss_and_grads(
+                images, labels, total, tasks=extra.get("task"),
+                example_weight=extra.get("weight"))
         else:
-            parts = [(size, loss_and_grads(x, y, total, first=i == 0, weight=weight))
-                     for i, (x, y, size, weight) in enumerate(
-                         split_batch(images, labels, batch_splits))]
+            keys = tuple(extra)
+            parts = []
+            for i, (x, y, size, weight, *more) in enumerate(split_batch(
+                    images, labels, batch_splits, tuple(extra[k] for k in keys))):
+                more = dict(zip(keys, more))
+                parts.append((size, loss_and_grads(x, y, total, first=i == 0, weight=weight,
+                                                   tasks=more.get("task"),
+                                                   example_weight=more.get("weight"))))
             logits = tf.concat([p[0][:size] for size, p in parts], axis=0)
             example_loss = tf.concat([p[1][:size] for size, p in parts], axis=0)
             loss = tf.add_n([p[2] for _, p in parts])
             grads = [tf.add_n(list(g)) for g in zip(*(p[3] for _, p in parts))]
             reg = parts[0][1][4]
+        for transform in transforms:
+            grads = transform(grads, gradient_of)
         if distributed:
             optimizer.apply_gradients(zip(grads, variables))
             grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM,
                                                                    grads)
         else:
             apply_gradients(grads)
+        for after in after_update:
+            after(grads)
         grad_norms = tf.stack([tf.norm(g) for g in grads])
         correct = correct_predictions(labels, logits)
         return {"loss": loss, "accuracy": tf.reduce_mean(correct), "correct": tf.reduce_sum(correct),

@@ -118,7 +118,7 @@ def point_config(point: dict[str, str]) -> config_lib.Config:
                     validator.verify(FLAGS)
                 except flags.ValidationError as e:
                     raise ValueError(f"--{name}={point[name]}: {e}") from None
-        return train.config_from_flags()
+        return train.config_from_flags(given=frozenset(point))
     finally:
         for name, value in saved.items():
             FLAGS[name].value = value
@@ -146,6 +146,38 @@ def finished(run_dir: Path, config: config_lib.Config) -> bool:
     except (OSError, ValueError):
         return False
     return not config.differences(saved) and results.get("epochs") == config.epochs
+
+
+def seed_summary(rows: list[tuple[dict, dict]]) -> str | None:
+    """Mean ± SEM over the `seed` axis of each other point: test accuracy, min-ACC,
+    WC-ACC, and seconds per run (relative to `remedy=none`'s when there is one).
+    None unless `seed` is swept."""
+    if not rows or "seed" not in rows[0][0]:
+        return None
+    groups: dict[str, list[dict]] = {}
+    for point, result in rows:
+        key = ",".join(f"{k}={v}" for k, v in point.items() if k != "seed") or "base"
+        groups.setdefault(key, []).append(result)
+
+    def mean_sem(values):
+        values = [v for v in values if v is not None and v == v]
+        if not values:
+            return "-"
+        mean = sum(values) / len(values)
+        if len(values) == 1:
+            return f"{100 * mean:.2f}"
+        var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+        return f"{100 * mean:.2f} ± {100 * (var / len(values)) ** 0.5:.2f}"
+
+    seconds = {k: sum(sum(r.get("epoch_seconds") or [0]) for r in g) / len(g)
+               for k, g in groups.items()}
+    base = next((v for k, v in seconds.items() if "remedy=none" in k.split(",")), None)
+    body = [[key, str(len(g)), mean_sem([r["test_accuracy"] for r in g]),
+             mean_sem([r.get("min_acc") for r in g]), mean_sem([r.get("wc_acc") for r in g]),
+             f"{seconds[key]:.0f}" + (f" ({seconds[key] / base:.2f}x)" if base else "")]
+            for key, g in groups.items()]
+    return tables.format_table(["point", "seeds", "test acc %", "min-ACC %", "WC-ACC %",
+                                "s/run"], body)
 
 
 def results_table(rows: list[tuple[str, dict]]) -> tuple[str, str]:
@@ -221,6 +253,11 @@ def main(argv):
         text, csv = results_table(done)
         (sweep_dir / "results.csv").write_text(csv)
         print(f"\n{text}\n\nsaved {sweep_dir / 'results.csv'}")
+        by_seed = seed_summary([(p, r) for p, n in zip(points, names) for m, r in done
+                                if m == n])
+        if by_seed:
+            (sweep_dir / "summary.txt").write_text(by_seed + "\n")
+            print(f"\nover seeds (mean ± SEM):\n{by_seed}\n\nsaved {sweep_dir / 'summary.txt'}")
     if failed:
         sys.exit(f"error: {len(failed)} of {total} points failed: {', '.join(failed)} (the "
                  f"reason is above and in {sweep_dir}/POINT.log; once it is fixed, the same "

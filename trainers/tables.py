@@ -5,13 +5,15 @@ from collections.abc import Mapping, Sequence
 
 
 def class_accuracy_table(columns: Mapping[str, tuple[float, Sequence[float]]],
-                         counts: Sequence[int] | None = None) -> str:
+                         counts: Sequence[int] | None = None, unit: str = "class") -> str:
     """Formats per-class accuracies, one column per run.
 
     Args:
       columns: `{name: (overall_accuracy, per_class_accuracies)}`; every run must
         have the same number of classes.
       counts: optional number of test examples per class, shown as a first column.
+      unit: what a row is: "class", or "task" (a scenario's; the "all" row is then the
+        mean over tasks).
 
     Returns:
       The table; a class a run never saw prints as "-".
@@ -21,7 +23,7 @@ def class_accuracy_table(columns: Mapping[str, tuple[float, Sequence[float]]],
     if len(num_classes) != 1:
         raise ValueError(f"runs disagree on the number of classes: {sorted(num_classes)}")
     width = max(8, *(len(n) + 2 for n in names))
-    head = f"{'class':<7}" + (f"{'examples':>10}" if counts is not None else "")
+    head = f"{unit:<7}" + (f"{'examples':>10}" if counts is not None else "")
     lines = [head + "".join(f"{n:>{width}}" for n in names)]
     for c in range(num_classes.pop()):
         row = f"{c:<7}" + (f"{int(counts[c]):>10}" if counts is not None else "")

@@ -124,9 +124,17 @@ function drawRun(main, run, view) {
   const card = html("div", {class: "card run", "data-run": run}, main);
   html("h3", {}, card, run);
   const f = view.final;
+  const unit = view.unit || "class";
   html("div", {class: "summary"}, card, `test accuracy ${fmt(f.test_accuracy)} · average ` +
        `forgetting ${fmt(f.average_forgetting)} · BWT ${fmt(f.bwt, true)} · ` +
-       `${view.classes.length} classes, ${view.matrix.steps.length} phase ends`);
+       (f.min_acc !== undefined ? `min-ACC ${fmt(f.min_acc)} · WC-ACC ${fmt(f.wc_acc)} · ` : "") +
+       `${view.classes.length} ${unit === "task" ? "tasks" : "classes"}, ` +
+       `${view.matrix.steps.length} phase ends`);
+  if (f.min_acc !== undefined) {
+    html("div", {class: "note"}, card, "min-ACC: the mean over tasks of the lowest probe accuracy " +
+         "a task fell to after it was learned (the stability gap); WC-ACC: 1/T · the last task's " +
+         "accuracy + (1 − 1/T) · min-ACC (De Lange, van de Ven & Tuytelaars, ICLR 2023).");
+  }
   if (view.thinned) {
     html("div", {class: "note"}, card, "TensorBoard thinned this run's points (it keeps " +
          "1,000 per tag): start it with --samples_per_plugin=scalars=1000000 to see every point.");
@@ -135,7 +143,7 @@ function drawRun(main, run, view) {
   view.classes.forEach((c, i) => {
     const item = html("span", {class: state.hidden.has(c) ? "off" : "", "data-class": c}, legend);
     html("span", {class: "swatch", style: `background: ${colour(i, view.classes.length)}`}, item);
-    item.appendChild(document.createTextNode(`class ${c}`));
+    item.appendChild(document.createTextNode(name(view, c)));
     item.onclick = () => { state.hidden.has(c) ? state.hidden.delete(c) : state.hidden.add(c); draw(); };
   });
   drawProbe(card, view);
@@ -187,7 +195,7 @@ function drawProbe(card, view) {
                   fill: "#555"}, svg, view.by_class ? String(label) : `epoch ${label + 1}`);
     }
   });
-  axes(svg, sc, WIDTH, HEIGHT, x0, x1, undefined, view.by_class ? "probe accuracy (top: class trained)" : "probe accuracy");
+  axes(svg, sc, WIDTH, HEIGHT, x0, x1, undefined, view.by_class ? `probe accuracy (top: ${view.unit || "class"} trained)` : "probe accuracy");
   view.classes.forEach((c, i) => {
     if (state.hidden.has(c)) return;
     const points = view.probe[c].filter(([s]) => s >= x0 && s <= x1);
@@ -248,7 +256,7 @@ function drawStrips(card, view) {
     const points = view.probe[c].filter(([s]) => s >= x0 && s <= x1);
     el("path", {d: points.map(([s, v], k) => `${k ? "L" : "M"}${x(s).toFixed(1)},${y(v).toFixed(1)}`).join(""),
                 fill: "none", stroke: col, "stroke-width": 1.1}, svg);
-    el("text", {x: 4, y: h / 2 + 4, "font-size": 11, fill: col}, svg, `class ${c}`);
+    el("text", {x: 4, y: h / 2 + 4, "font-size": 11, fill: col}, svg, name(view, c));
     el("text", {x: WIDTH - M.right + 2, y: 11, "font-size": 9, fill: "#777"}, svg, "1");
     el("text", {x: WIDTH - M.right + 2, y: h - 3, "font-size": 9, fill: "#777"}, svg, "0");
   });
@@ -266,6 +274,12 @@ function phaseAt(view, step) {
   for (const [first, end, label] of view.phases) if (first <= step && step < end) return label;
   const last = view.phases[view.phases.length - 1];
   return last && step === last[1] ? last[2] : null;
+}
+
+// A column's name: "class 3", or a scenario's "task 1 (2,3)" as the run recorded it.
+function name(view, c) {
+  const i = view.classes.indexOf(c);
+  return (view.labels && i >= 0) ? view.labels[i] : `${view.unit || "class"} ${c}`;
 }
 
 function hover(view, sc, x, yPx, ev, cursor) {
@@ -287,9 +301,9 @@ function hover(view, sc, x, yPx, ev, cursor) {
   }).filter(Boolean).join(" · ");
   const t = state.tooltip;
   t.innerHTML = "";
-  html("div", {}, t, `step ${s} · phase: ${phase === null ? "-" : view.by_class ? `training class ${phase}` : `epoch ${phase + 1}`}`);
+  html("div", {}, t, `step ${s} · phase: ${phase === null ? "-" : view.by_class ? `training ${name(view, phase)}` : `epoch ${phase + 1}`}`);
   const line = html("div", {style: `color: ${colour(best.i, view.classes.length)}; font-weight: bold`}, t,
-                    `class ${best.c}: accuracy ${v.toFixed(4)}`);
+                    `${name(view, best.c)}: accuracy ${v.toFixed(4)}`);
   line.id = "tooltip-main";
   html("div", {style: "color: #555"}, t, others);
   t.style.display = "block";
@@ -312,7 +326,7 @@ function drawMatrix(row, view) {
   view.classes.forEach((c, i) => el("text", {x: left + (i + 0.5) * cell, y: top - 5, "text-anchor": "middle",
                                              "font-size": 11}, svg, String(c)));
   el("text", {x: left + (k * cell) / 2, y: height - 4, "text-anchor": "middle", "font-size": 11}, svg,
-     "class measured");
+     `${view.unit || "class"} measured`);
   const every = Math.max(1, Math.ceil(14 / rowH));
   m.rows.forEach((_, r) => {
     if (r % every) return;
@@ -320,7 +334,7 @@ function drawMatrix(row, view) {
     el("text", {x: left - 4, y: top + (r + 0.5) * rowH + 4, "text-anchor": "end", "font-size": 10}, svg,
        `${r + 1}` + (label === null ? "" : view.by_class ? ` (${label})` : ` (ep ${label + 1})`));
   });
-  el("text", {x: 2, y: 10, "font-size": 10}, svg, view.by_class ? "phase (class)" : "phase");
+  el("text", {x: 2, y: 10, "font-size": 10}, svg, view.by_class ? `phase (${view.unit || "class"})` : "phase");
   // Colour bar.
   const barX = left + k * cell + 14, barH = Math.min(200, n * rowH);
   for (let i = 0; i < 50; i++) {
@@ -332,8 +346,8 @@ function drawMatrix(row, view) {
     if (!target.classList || !target.classList.contains("cell")) { state.tooltip.style.display = "none"; return; }
     const r = Number(target.dataset.row), label = m.labels[r], v = target.dataset.value;
     const t = state.tooltip;
-    t.textContent = `row ${r + 1}, after ${label === null ? "phase" : view.by_class ? `training class ${label}` :
-                     `epoch ${label + 1}`} (step ${m.steps[r]}) · class ${target.dataset.class}: ` +
+    t.textContent = `row ${r + 1}, after ${label === null ? "phase" : view.by_class ? `training ${name(view, label)}` :
+                     `epoch ${label + 1}`} (step ${m.steps[r]}) · ${name(view, Number(target.dataset.class))}: ` +
                     (v === "null" ? "-" : Number(v).toFixed(4));
     t.style.display = "block"; t.style.left = `${ev.clientX + 14}px`; t.style.top = `${ev.clientY + 10}px`;
   });
@@ -360,10 +374,11 @@ function drawForgetting(row, view) {
 
 function drawFinalTable(main) {
   const card = html("div", {class: "card"}, main);
-  html("h3", {}, card, "Final test accuracy per class");
+  const unit = state.runs.some((r) => state.views[r.run].unit === "task") ? "task" : "class";
+  html("h3", {}, card, `Final test accuracy per ${unit}`);
   const table = html("table", {class: "final"}, card);
   const head = html("tr", {}, table);
-  html("th", {}, head, "class");
+  html("th", {}, head, unit);
   for (const r of state.runs) html("th", {}, head, r.run);
   const classes = [...new Set(state.runs.flatMap((r) => state.views[r.run].classes))].sort((a, b) => a - b);
   for (const c of classes) {
