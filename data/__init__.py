@@ -4,8 +4,11 @@
 starts fast.
 """
 
-from tapeloop.data.mnist import DataError, Mnist, load_mnist
-from tapeloop.data.splits import Splits, holdout, mnist_splits, noise_splits
+# The tutorial's orders of presentation (`pipelines.make_pipeline`; the `--order` flag).
+ORDERS = ("shuffled", "sorted", "blocked", "replay")
 
-__all__ = ["DataError", "Mnist", "Splits", "holdout", "load_mnist", "mnist_splits",
+from tapeloop.data.mnist import DataError, Mnist, load_mnist  # noqa: E402
+from tapeloop.data.splits import Splits, holdout, mnist_splits, noise_splits  # noqa: E402
+
+__all__ = ["ORDERS", "DataError", "Mnist", "Splits", "holdout", "load_mnist", "mnist_splits",
            "noise_splits"]

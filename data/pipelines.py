@@ -22,7 +22,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-ORDERS = ("shuffled", "sorted", "blocked", "replay")
+from tapeloop.data import ORDERS
 
 
 @dataclasses.dataclass(frozen=True)

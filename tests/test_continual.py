@@ -22,6 +22,13 @@ def _data():
     return tapeloop.from_arrays(*m, validation_split=0.0, name="fake")
 
 
+def test_built_in_names_are_the_flags_choices():
+    from tapeloop.trainers import config
+    assert tuple(remedies.BUILT_IN) == config.REMEDIES
+    assert set(scenarios.FAMILIES) == set(config.SCENARIO_FAMILIES)
+    assert all(scenarios.make(n, steps_per_task=1).name == n for n in config.SCENARIOS)
+
+
 def test_split_tasks_targets_and_masks():
     data = _data()
     for kind, outputs in (("class", 10), ("task", 10), ("domain", 2)):
@@ -174,6 +181,10 @@ def test_remedies_as_objects_train_save_and_resume_bit_exactly(tmp_path):
     saved = json.loads((tmp_path / "whole" / "config.json").read_text())
     recorded = {r["name"]: r["hparams"] for r in saved["recorded"]["remedies"]}
     assert recorded["l2_anchor"] == {"strength": 0.5} and recorded["ewc"]["lambda"] == 10.0
+    from tapeloop.trainers import instruments
+    hparams = instruments.hparams_of(saved)  # what the HParams dashboard shows
+    assert hparams["remedies"] == "l2_anchor+replay+ewc+si+lwf+agem"
+    assert hparams["l2_anchor.strength"] == 0.5 and hparams["si.c"] == 1.0
     assert saved["recorded"]["scenario"]["kind"] == "class"
     assert [t["classes"] for t in saved["recorded"]["scenario"]["tasks"]][0] == [0, 1]
     with pytest.raises(tapeloop.SetupError, match="strength"):

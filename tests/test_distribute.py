@@ -173,3 +173,18 @@ def test_bad_distribution_settings_are_refused_before_anything_is_written(tmp_pa
                           "--run_name=bad", *args)
     assert proc.returncode == 1 and message in proc.stderr, proc.stderr[-1000:]
     assert not (tmp_path / "bad").exists()
+
+
+def test_mirrored_scenario_with_every_remedy_matches_default(tmp_path):
+    """Task masks, replay's weighted mix, EWC, SI's path integral, LwF's teacher and A-GEM's
+    projection of the global gradient: two replicas train what one device trains."""
+    args = ["--dataset=noise", "--noise_examples=400", "--noise_classes=4",
+            "--probe_per_class=10", "--scenario=split_mnist_task", "--steps_per_task=8",
+            "--batch_size=16", "--hidden_sizes=16", "--eval_every_steps=2",
+            "--remedy=replay,ewc,si,lwf,agem", "--replay_per_class=5", "--ewc_lambda=10",
+            "--si_c=1", "--deterministic", "--checkpoint_every_steps=0"]
+    for name, extra in (("default", []), ("mirrored", MIRRORED)):
+        proc = _run(extra)(*args, f"--logdir={tmp_path}", f"--run_name={name}", *extra)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "strategy mirrored: 2 replicas" in proc.stdout
+    _assert_close_weights(tmp_path / "default", tmp_path / "mirrored")

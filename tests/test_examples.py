@@ -91,3 +91,38 @@ def test_subclassed_model_on_tf_data_killed_and_resumed_bit_exactly(tmp_path, re
     assert a.files == b.files and len(a.files) == 4
     for key in a.files:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_users_own_remedy_killed_and_resumed_bit_exactly_strength_recorded(tmp_path):
+    """examples/mas_remedy.py: a remedy written as a user would, no edit to tapeloop.
+    (Another strength on resume is refused: tests/test_continual.py.)"""
+    from tests.conftest import fake_mnist
+    np.savez(tmp_path / "small.npz", **fake_mnist(n_train=400, n_test=60)._asdict())
+    args = ["--scenario=split_mnist_task", f"--data_dir={tmp_path / 'small.npz'}",
+            "--steps_per_task=30", "--batch_size=16", "--hidden_sizes=32",
+            "--probe_per_class=3", "--deterministic", "--checkpoint_every_steps=5",
+            "--mas_lambda=0.5", "--mas_samples=50"]
+    straight = _example("mas_remedy.py", tmp_path, "straight", *args)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    assert "mas (lambda 0.5, samples 50)" in straight.stdout and "min-ACC" in straight.stdout
+    command = [sys.executable, str(REPO / "examples" / "mas_remedy.py"),
+               f"--logdir={tmp_path}", "--run_name=killed", *args]
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=SCRIPT_ENV)
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        if (checkpoints.latest_step(tmp_path / "killed") or 0) >= 40:  # after task 0's end
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    resumed = _example("mas_remedy.py", tmp_path, "killed", *args)
+    assert resumed.returncode == 0 and "resuming" in resumed.stdout, resumed.stderr[-2000:]
+    a = np.load(tmp_path / "straight" / "weights" / "final.npz")
+    b = np.load(tmp_path / "killed" / "weights" / "final.npz")
+    for key in a.files:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    remedies = _recorded(tmp_path / "straight")["remedies"]
+    assert remedies == [{"name": "mas", "class": "mas_remedy.py:MAS",
+                         "hparams": {"lambda": 0.5, "samples": 50}}]

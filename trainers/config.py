@@ -7,8 +7,9 @@ never reads flags, so a notebook or a test builds a `Config` directly.
 import dataclasses
 import json
 
+from tapeloop.data import ORDERS  # noqa: F401 (the --order flag's choices)
+
 DATASETS = ("mnist", "noise")
-ORDERS = ("shuffled", "sorted", "blocked", "replay")
 OPTIMIZERS = ("sgd", "rmsprop", "adam")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu")
 VALIDATION_SCOPES = ("all_classes", "current_class")
@@ -17,9 +18,10 @@ RESUME_FREE = ("data_dir", "epochs", "steps_per_loop", "eval_batch_size", "log_e
                "test_every_epoch", "checkpoint_every_steps", "strategy")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 # Continual learning: the built-in scenarios and remedies (trainers/scenarios, trainers/remedies).
-SCENARIOS = tuple(f"{family}_{kind}" for family in ("split_mnist", "permuted_mnist")
-                  for kind in ("task", "domain", "class"))
-REMEDIES = ("none", "joint", "ewc", "online_ewc", "si", "lwf", "agem", "replay")
+SCENARIO_FAMILIES = ("split_mnist", "permuted_mnist")  # trainers/scenarios.FAMILIES
+SCENARIO_KINDS = ("task", "domain", "class")  # task-, domain-, class-incremental
+SCENARIOS = tuple(f"{family}_{kind}" for family in SCENARIO_FAMILIES for kind in SCENARIO_KINDS)
+REMEDIES = ("none", "joint", "ewc", "online_ewc", "si", "lwf", "agem", "replay")  # remedies.BUILT_IN
 MODELS = ("mlp", "cnn")  # built in; any package.module:function names the user's builder
 # Settings that choose and build tapeloop's own data or model: a script that passes its
 # own cannot apply them, so they are refused if set and recorded as None (`passed_in`).

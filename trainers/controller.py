@@ -326,6 +326,10 @@ def _bound_scenario(config: Config, scenario, data: splits.Splits):
         return None
     if scenario is not None and config.scenario is not None:
         raise SetupError(f"pass a scenario object or --scenario={config.scenario}, not both")
+    if config.validation_split:
+        raise SetupError(f"a scenario is scored on its probe and test split per task: "
+                         f"--validation_split={config.validation_split:g} would hold out "
+                         "examples it never uses (give 0)")
     if scenario is not None and config.epochs != 1:
         raise SetupError(f"a scenario trains its tasks once (epochs {config.epochs}): "
                          "its steps per task set its length")
@@ -471,7 +475,8 @@ def _build(run: _Run, writer: writers.MetricWriter):
             model=model, write_scalars=writer.write_scalars, evaluate=evaluate, data=data,
             run_dir=run.log_dir, say=run.say, forward=_task_forward(forward, mask),
             strategy=strategy, scenario=scenario, seed=config.seed,
-            batch_size=config.batch_size, train_x=_scenario_inputs(data, data.x_train),
+            batch_size=config.batch_size,
+            train_x=data.x_train if scenario is None else _scenario_inputs(data, data.x_train),
             forward_of=lambda other: model_lib.flat_forward(other, input_shape))
         for action in run.actions:  # their state, before the checkpoint is assembled
             if isinstance(action, remedies_lib.Remedy):

@@ -170,6 +170,11 @@ def hparams_of(saved: dict) -> dict:
         out["model"] = recorded["model"].get("builder")
     for name, value in (recorded.get("script_flags") or {}).items():
         out[name] = tuple(value) if isinstance(value, list) else value
+    remedies = recorded.get("remedies")
+    if remedies is not None:  # a scenario's run: its remedies, and each one's settings
+        out["remedies"] = "+".join(r["name"] for r in remedies) or "none"
+        for r in remedies:
+            out.update({f"{r['name']}.{k}": v for k, v in r["hparams"].items()})
     return out
 
 

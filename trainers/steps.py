@@ -215,13 +215,21 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
             loss = tf.add_n([p[2] for _, p in parts])
             grads = [tf.add_n(list(g)) for g in zip(*(p[3] for _, p in parts))]
             reg = parts[0][1][4]
-        for transform in transforms:
-            grads = transform(grads, gradient_of)
-        if distributed:
+        if distributed and transforms:  # a transform sees the global gradient
+            context = tf.distribute.get_replica_context()
+            grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+            for transform in transforms:
+                grads = transform(grads, gradient_of)
+            # Every replica holds the same global gradient; the update sums the replicas'.
+            share = 1.0 / context.num_replicas_in_sync
+            optimizer.apply_gradients(zip([g * share for g in grads], variables))
+        elif distributed:
             optimizer.apply_gradients(zip(grads, variables))
             grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM,
                                                                    grads)
         else:
+            for transform in transforms:
+                grads = transform(grads, gradient_of)
             apply_gradients(grads)
         for after in after_update:
             after(grads)

@@ -59,6 +59,7 @@ export async function render() {
     table.final {border-collapse: collapse; font-size: 13px;}
     table.final td, table.final th {border: 1px solid #ddd; padding: 2px 8px; text-align: right;}
     .controls {margin: 8px 0 16px; font-size: 13px;} .note {color: #a00; font-size: 13px;}
+    .definition {color: #555; font-size: 12px; margin: 2px 0 4px;}
     .row {display: flex; gap: 16px; flex-wrap: wrap;}`;
   const tooltip = html("div", {id: "tooltip"}, document.body);
   state.tooltip = tooltip;
@@ -131,7 +132,7 @@ function drawRun(main, run, view) {
        `${view.classes.length} ${unit === "task" ? "tasks" : "classes"}, ` +
        `${view.matrix.steps.length} phase ends`);
   if (f.min_acc !== undefined) {
-    html("div", {class: "note"}, card, "min-ACC: the mean over tasks of the lowest probe accuracy " +
+    html("div", {class: "definition"}, card, "min-ACC: the mean over tasks of the lowest probe accuracy " +
          "a task fell to after it was learned (the stability gap); WC-ACC: 1/T · the last task's " +
          "accuracy + (1 − 1/T) · min-ACC (De Lange, van de Ven & Tuytelaars, ICLR 2023).");
   }
@@ -239,7 +240,7 @@ function drawStrips(card, view) {
   const [x0, x1] = state.range || [0, state.maxStep], h = 44;
   const box = html("div", {class: "strips"}, card);
   html("div", {style: "font-size: 13px; margin: 6px 0 2px"}, box,
-       "Each class alone: shaded where its own block is trained");
+       `Each ${view.unit || "class"} alone: shaded where its own block is trained`);
   view.classes.forEach((c, i) => {
     if (state.hidden.has(c)) return;
     const svg = el("svg", {width: WIDTH, height: h, class: "strip", "data-class": c}, box);
@@ -314,7 +315,7 @@ function drawMatrix(row, view) {
   const m = view.matrix, n = m.rows.length, k = view.classes.length;
   const box = html("div", {class: "matrix"}, row);
   html("div", {style: "font-size: 13px; margin: 6px 0"}, box,
-       `Accuracy matrix: row i = the probe after phase i, column = class (${n} rows)`);
+       `Accuracy matrix: row i = the probe after phase i, column = ${view.unit || "class"} (${n} rows)`);
   if (!n) { html("div", {}, box, "no phase ends yet"); return; }
   const cell = Math.max(16, Math.min(36, 360 / k)), rowH = Math.max(1.5, Math.min(18, 540 / n));
   const left = 70, top = 18, width = left + k * cell + 70, height = top + n * rowH + 30;

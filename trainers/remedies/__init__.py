@@ -25,7 +25,7 @@ BUILT_IN = {
     "agem": lambda c: AGEM(c.replay_per_class, epsilon=c.agem_epsilon),
     "replay": lambda c: Replay(c.replay_per_class),
 }
-NAMES = tuple(BUILT_IN)
+NAMES = tuple(BUILT_IN)  # as config.REMEDIES lists them (the flag's choices; tested)
 
 
 def make(config) -> list[Remedy]:

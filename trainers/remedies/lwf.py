@@ -1,9 +1,10 @@
 """Learning without forgetting (Li & Hoiem 2017): distil the previous model on the new data.
 
 At each task's end the model is copied as a frozen teacher. Every later example adds
-the distillation loss T^2 * H(softmax(teacher / T), softmax(outputs / T)) on its own
-input, as in van de Ven's code: over all outputs (class-IL), times the number of
-tasks finished (domain-IL), or summed over the finished tasks' outputs (task-IL).
+the distillation loss H(softmax(teacher / T), softmax(outputs / T)) on its own input,
+as in van de Ven's code (`loss_fn_kd`, called without the T^2 factor of Hinton et
+al.): over all outputs (class-IL), times the number of tasks finished (domain-IL), or
+summed over the finished tasks' outputs (task-IL).
 """
 
 import tensorflow as tf
@@ -47,8 +48,8 @@ class LwF(Remedy):
             o, t = outputs, teacher
             if mask is not None:
                 o, t = (tf.where(mask, z, MASKED) for z in (o, t))
-            return -temp ** 2 * tf.reduce_sum(
-                tf.nn.softmax(t / temp) * tf.nn.log_softmax(o / temp), axis=1)
+            return -tf.reduce_sum(tf.nn.softmax(t / temp) * tf.nn.log_softmax(o / temp),
+                                  axis=1)
 
         done = self.finished.read_value()
         if scenario.kind != "task":

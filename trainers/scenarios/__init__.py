@@ -5,12 +5,12 @@ Built in: `split_mnist_{task,domain,class}` (`split.Split`) and
 a `base.Scenario` subclass passed to `train_and_evaluate(scenario=...)`.
 """
 
+from tapeloop.trainers.config import SCENARIO_FAMILIES, SCENARIOS as NAMES
 from tapeloop.trainers.scenarios.base import KINDS, Scenario, Task  # noqa: F401
 from tapeloop.trainers.scenarios.permuted import Permuted
 from tapeloop.trainers.scenarios.split import Split
 
-FAMILIES = {"split_mnist": Split, "permuted_mnist": Permuted}
-NAMES = tuple(f"{family}_{kind}" for family in FAMILIES for kind in KINDS)
+FAMILIES = dict(zip(SCENARIO_FAMILIES, (Split, Permuted)))
 
 
 # The reference protocol of each scenario family and kind, from van de Ven's code

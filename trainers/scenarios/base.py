@@ -25,10 +25,8 @@ import numpy as np
 import tensorflow as tf
 
 from tapeloop.data import pipelines
+from tapeloop.trainers.config import SCENARIO_KINDS as KINDS
 from tapeloop.trainers.steps import MASKED  # noqa: F401 (the masked outputs' logit)
-
-KINDS = ("task", "domain", "class")
-
 
 @dataclasses.dataclass(frozen=True)
 class Task:
