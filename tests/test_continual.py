@@ -168,7 +168,8 @@ def test_remedies_as_objects_train_save_and_resume_bit_exactly(tmp_path):
         made = [L2Anchor(strength), remedies.Replay(3), remedies.EWC(10.0), remedies.SI(1.0),
                 remedies.LwF(2.0), remedies.AGEM(3)]
         return tapeloop.train_and_evaluate(
-            config, run_dir, data=data, scenario=scenarios.Split("class", steps_per_task=5),
+            config, run_dir, data=data,
+            scenario=scenarios.Split("class", steps_per_task=5, classes_per_task=5),
             remedies=made, verbose=False, **kwargs)
 
     whole = run(tmp_path / "whole")
@@ -186,7 +187,8 @@ def test_remedies_as_objects_train_save_and_resume_bit_exactly(tmp_path):
     assert hparams["remedies"] == "l2_anchor+replay+ewc+si+lwf+agem"
     assert hparams["l2_anchor.strength"] == 0.5 and hparams["si.c"] == 1.0
     assert saved["recorded"]["scenario"]["kind"] == "class"
-    assert [t["classes"] for t in saved["recorded"]["scenario"]["tasks"]][0] == [0, 1]
+    assert [t["classes"] for t in saved["recorded"]["scenario"]["tasks"]] == [[0, 1, 2, 3, 4],
+                                                                             [5, 6, 7, 8, 9]]
     with pytest.raises(tapeloop.SetupError, match="strength"):
         run(tmp_path / "stopped", strength=0.7)  # another strength on resume: refused
 

@@ -174,8 +174,9 @@ def comparison(runs: list[RunSummary]) -> str:
                  (f"WF{window} (largest drop within {window} steps)",
                   [tables.number(r.stability.get(f"wf_{window}")) for r in runs])]
     unit = "task" if any(r.unit == "task" for r in runs) else "class"
-    rows = [(label.replace("classes", f"{unit}s").replace("class", unit), cells)
-            for label, cells in rows]
+    if unit == "task":  # a scenario's columns are its tasks
+        rows = [(label.replace("classes", "tasks").replace("class", "task"), cells)
+                for label, cells in rows]
     parts = [tables.side_by_side(names, rows)]
     parts += [f"{r.name} lacks: {', '.join(r.lacks)}" for r in runs if r.lacks]
     per_class = [
