@@ -23,6 +23,22 @@ def _example(name, tmp_path, run_name, *args, timeout=300):
                           text=True, timeout=timeout, env=SCRIPT_ENV)
 
 
+def _kill_at(name, tmp_path, args, *, step):
+    """Runs the example as run "killed" and SIGKILLs it once a checkpoint reaches `step`."""
+    command = [sys.executable, str(REPO / "examples" / name), f"--logdir={tmp_path}",
+               "--run_name=killed", *args]
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=SCRIPT_ENV)
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        if (checkpoints.latest_step(tmp_path / "killed") or 0) >= step:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+
+
 def _recorded(run_dir):
     return json.loads((run_dir / "config.json").read_text())["recorded"]
 
@@ -71,18 +87,7 @@ def test_subclassed_model_on_tf_data_killed_and_resumed_bit_exactly(tmp_path, re
     straight = _example("subclassed_tfdata.py", tmp_path, "straight", *args)
     assert straight.returncode == 0, straight.stderr[-2000:]
     assert _recorded(tmp_path / "straight")["data"]["name"] == "mnist via tf.data"
-    command = [sys.executable, str(REPO / "examples" / "subclassed_tfdata.py"),
-               f"--logdir={tmp_path}", "--run_name=killed", *args]
-    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=SCRIPT_ENV)
-    deadline = time.monotonic() + 240
-    while proc.poll() is None and time.monotonic() < deadline:
-        if (checkpoints.latest_step(tmp_path / "killed") or 0) >= 14:  # a fixed, early point
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    _kill_at("subclassed_tfdata.py", tmp_path, args, step=14)  # a fixed, early point
     resumed = _example("subclassed_tfdata.py", tmp_path, "killed", *args)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming" in resumed.stdout
@@ -105,18 +110,7 @@ def test_users_own_remedy_killed_and_resumed_bit_exactly_strength_recorded(tmp_p
     straight = _example("mas_remedy.py", tmp_path, "straight", *args)
     assert straight.returncode == 0, straight.stderr[-2000:]
     assert "mas (lambda 0.5, samples 50)" in straight.stdout and "min-ACC" in straight.stdout
-    command = [sys.executable, str(REPO / "examples" / "mas_remedy.py"),
-               f"--logdir={tmp_path}", "--run_name=killed", *args]
-    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=SCRIPT_ENV)
-    deadline = time.monotonic() + 240
-    while proc.poll() is None and time.monotonic() < deadline:
-        if (checkpoints.latest_step(tmp_path / "killed") or 0) >= 40:  # after task 0's end
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    _kill_at("mas_remedy.py", tmp_path, args, step=40)  # after task 0's end
     resumed = _example("mas_remedy.py", tmp_path, "killed", *args)
     assert resumed.returncode == 0 and "resuming" in resumed.stdout, resumed.stderr[-2000:]
     a = np.load(tmp_path / "straight" / "weights" / "final.npz")
