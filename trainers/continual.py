@@ -84,6 +84,6 @@ def _scored(forward, mask):
         return forward
 
     def scored(rows, training=False):
-        return tf.where(mask, forward(rows, training=training), steps.MASKED)
+        return steps.masked(forward(rows, training=training), mask)
 
     return scored

@@ -531,7 +531,7 @@ def _task_forward(forward, mask: np.ndarray | None):
         outputs = forward(rows, training=training)
         if mask is None or tasks is None:
             return outputs
-        return tf.where(tf.gather(mask, tasks), outputs, steps.MASKED)
+        return steps.masked(outputs, tf.gather(mask, tasks))
 
     return task_forward
 

@@ -16,6 +16,12 @@ cross_entropy = losses.logits_cross_entropy
 MASKED = -1e9  # the logit a masked output gets: no probability, no gradient
 
 
+def masked(outputs: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """`outputs` with every output where `mask` (bool, broadcast to them) is False at
+    `MASKED`: a task-IL scenario scores an example on its task's outputs only."""
+    return tf.where(mask, outputs, MASKED)
+
+
 class _InspectedMetrics(TypedDict, total=False):
     """For --inspect_steps only (a compiled loop that ignores them computes nothing extra)."""
 
@@ -150,7 +156,7 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
 
     def scored(outputs, tasks):
         """The outputs an example is scored on: the others masked (task-IL)."""
-        return outputs if mask is None else tf.where(tf.gather(mask, tasks), outputs, MASKED)
+        return outputs if mask is None else masked(outputs, tf.gather(mask, tasks))
 
     def regularization():
         terms = list(model.losses) + [p() for p in penalties]

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tapeloop.trainers.remedies.base import Remedy, state_variable
-from tapeloop.trainers.steps import MASKED
+from tapeloop.trainers.steps import masked
 
 
 class EWC(Remedy):
@@ -156,7 +156,7 @@ def _chain_fisher(chain, variables, outputs, mask):
                 a = layer.activation(z)
             slopes.append(tape.gradient(a, z))
         if mask is not None:
-            a = tf.where(mask, a, MASKED)
+            a = masked(a, mask)
         p = tf.nn.softmax(a)
         weight = tf.gather(p, labels, axis=1)  # (B, K): p(y|x) of each label y
         # (B, K, outputs): d log p(y|x) / d logits for each label y.

@@ -10,7 +10,7 @@ summed over the finished tasks' outputs (task-IL).
 import tensorflow as tf
 
 from tapeloop.trainers.remedies.base import Remedy, state_variable
-from tapeloop.trainers.scenarios.base import MASKED
+from tapeloop.trainers.steps import masked
 
 
 class LwF(Remedy):
@@ -47,7 +47,7 @@ class LwF(Remedy):
         def distil(mask=None):
             o, t = outputs, teacher
             if mask is not None:
-                o, t = (tf.where(mask, z, MASKED) for z in (o, t))
+                o, t = masked(o, mask), masked(t, mask)
             return -tf.reduce_sum(tf.nn.softmax(t / temp) * tf.nn.log_softmax(o / temp),
                                   axis=1)
 

@@ -26,7 +26,6 @@ import tensorflow as tf
 
 from tapeloop.data import pipelines
 from tapeloop.trainers.config import SCENARIO_KINDS as KINDS
-from tapeloop.trainers.steps import MASKED  # noqa: F401 (the masked outputs' logit)
 
 @dataclasses.dataclass(frozen=True)
 class Task:
