@@ -22,7 +22,11 @@ _EXPORTS = {
     "Action": "tapeloop.trainers.actions",
     "PeriodicEvaluation": "tapeloop.trainers.actions",
     "RunContext": "tapeloop.trainers.actions",
-    # Continual learning: a scenario's tasks, and remedies against forgetting.
+    # The order of the data: the tutorial's orders, a continual-learning scenario's tasks;
+    # remedies against forgetting.
+    "Shuffled": "tapeloop.trainers.scenarios.orders",
+    "Sorted": "tapeloop.trainers.scenarios.orders",
+    "Blocked": "tapeloop.trainers.scenarios.orders",
     "Scenario": "tapeloop.trainers.scenarios",
     "Task": "tapeloop.trainers.scenarios",
     "Split": "tapeloop.trainers.scenarios",

@@ -61,17 +61,17 @@ def test_permuted_pads_then_permutes_every_task():
 def test_stream_trains_each_task_in_turn_and_resumes_in_place():
     data = _data()
     s = scenarios.Split("task", steps_per_task=3).bind(data)
-    batches = list(s.pipeline(data.x_train, data.y_train, batch_size=8, seed=1).as_numpy_iterator())
+    batches = list(s.pipeline(data, data.x_train, batch_size=8, seed=1).as_numpy_iterator())
     assert len(batches) == 15 and [int(b["phase"]) for b in batches] == [0] * 3 + [1] * 3 + [
         2] * 3 + [3] * 3 + [4] * 3
     for b in batches:
         task = int(b["phase"])
         assert (b["task"] == task).all()
         assert set(b["label"].tolist()) <= set(s.tasks[task].outputs)
-    tail = list(s.pipeline(data.x_train, data.y_train, batch_size=8, seed=1,
+    tail = list(s.pipeline(data, data.x_train, batch_size=8, seed=1,
                            start_step=7).as_numpy_iterator())
     assert all(np.array_equal(a["image"], b["image"]) for a, b in zip(batches[7:], tail))
-    joint = list(s.pipeline(data.x_train, data.y_train, batch_size=8, seed=1,
+    joint = list(s.pipeline(data, data.x_train, batch_size=8, seed=1,
                             joint=True).as_numpy_iterator())
     assert len(joint) == 15 and len(set(np.concatenate([b["task"] for b in joint]))) == 5
 
@@ -191,6 +191,29 @@ def test_remedies_as_objects_train_save_and_resume_bit_exactly(tmp_path):
                                                                              [5, 6, 7, 8, 9]]
     with pytest.raises(tapeloop.SetupError, match="strength"):
         run(tmp_path / "stopped", strength=0.7)  # another strength on resume: refused
+
+
+def test_the_tutorial_orders_are_scenario_objects_and_replay_a_remedy(tmp_path):
+    """`Sorted()` with the reservoir remedy, passed as objects, is `--order=replay` bit for
+    bit; a remedy acting at task ends is refused with the shuffled order (no tasks)."""
+    flags = dict(SMALL, epochs=2, validation_split=0.1, replay_capacity=20, replay_fraction=0.25)
+    data = _data()
+    by_name = tapeloop.train_and_evaluate(tapeloop.Config(**flags, order="replay"),
+                                          tmp_path / "by_name", data=data, verbose=False)
+    by_object = tapeloop.train_and_evaluate(
+        tapeloop.Config(**flags, order="sorted"), tmp_path / "by_object", data=data,
+        scenario=scenarios.orders.Sorted(),
+        remedies=[remedies.ReservoirReplay(capacity=20, fraction=0.25)], verbose=False)
+    a, b = _final(tmp_path / "by_name"), _final(tmp_path / "by_object")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert by_name["test_accuracy"] == by_object["test_accuracy"]
+    assert len(by_name["test_class_accuracy"]) == 10  # scored per class, as the tutorial
+    saved = json.loads((tmp_path / "by_object" / "config.json").read_text())
+    assert saved["recorded"]["remedies"][0]["hparams"] == {"capacity": 20, "fraction": 0.25}
+    with pytest.raises(tapeloop.SetupError, match="acts at task ends: the shuffled order"):
+        tapeloop.train_and_evaluate(tapeloop.Config(**flags), None, data=data,
+                                    scenario=scenarios.orders.Shuffled(),
+                                    remedies=[remedies.EWC(1.0)], verbose=False)
 
 
 def test_scenario_flags_run_the_protocol_and_refuse_what_cannot_apply(tmp_path):

@@ -35,15 +35,18 @@ def _assert_close_weights(a_dir, b_dir):
         np.testing.assert_allclose(b[key], a[key], rtol=1e-4, atol=1e-5 * np.abs(a[key]).max())
 
 
-@pytest.mark.parametrize("order", ["shuffled", "sorted"])
+@pytest.mark.parametrize("order", [["--order=shuffled"], [
+    "--order=replay", "--replay_capacity=40"]], ids=["shuffled", "replay"])
 def test_mirrored_on_two_devices_matches_default(tmp_path, order):
+    """replay: sorted order, with the reservoir remedy's memory drawn alike on every
+    replica and filled with the global batch in its order."""
     for name, extra in (("default", []), ("mirrored", MIRRORED)):
-        proc = _run(extra)(*SMALL, f"--order={order}", f"--logdir={tmp_path}",
+        proc = _run(extra)(*SMALL, *order, f"--logdir={tmp_path}",
                            f"--run_name={name}", "--inspect_steps=2,10", *extra)
         assert proc.returncode == 0, proc.stderr[-2000:]
     assert "strategy mirrored: 2 replicas, 15 examples each per batch" in proc.stdout
     _assert_close_weights(tmp_path / "default", tmp_path / "mirrored")
-    for step in (2, 10):  # step 10 is a partial batch in sorted order: uneven shards
+    for step in (2, 10):  # step 10 is a partial batch in the replay order: uneven shards
         a, b = (step_dumps.load(tmp_path / name / "inspect" / f"step_{step}.npz")
                 for name in ("default", "mirrored"))
         np.testing.assert_array_equal(np.sort(a["label"]), np.sort(b["label"]))
@@ -146,20 +149,6 @@ def test_a_dead_worker_ends_the_other_with_an_error_not_a_hang(tmp_path):
     assert time.time() - killed < 60
 
 
-def test_mirrored_replay_matches_default_replay(tmp_path):
-    """The memory is filled with the global batch in its order, so nothing changes."""
-    replay_flags = ["--order=replay", "--replay_capacity=40", "--eval_every_steps=3"]
-    for name, extra in (("default", []), ("mirrored", MIRRORED)):
-        proc = _run(extra)(*SMALL, *replay_flags, f"--logdir={tmp_path}", f"--run_name={name}",
-                           *extra)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-    _assert_close_weights(tmp_path / "default", tmp_path / "mirrored")
-    a, b = read_events(tmp_path / "default"), read_events(tmp_path / "mirrored")
-    np.testing.assert_allclose([b["train/loss"][s] for s in sorted(b["train/loss"])],
-                               [a["train/loss"][s] for s in sorted(a["train/loss"])],
-                               rtol=1e-4, atol=1e-5)
-
-
 @pytest.mark.parametrize("args,message", [
     (["--strategy=multi_worker"], "needs the cluster in TF_CONFIG, or --worker_hosts"),
     (["--strategy=multi_worker", "--worker_hosts=a,b", "--task_index=0"], "'a' is not host:port"),
@@ -176,12 +165,14 @@ def test_bad_distribution_settings_are_refused_before_anything_is_written(tmp_pa
 
 
 def test_mirrored_scenario_with_every_remedy_matches_default(tmp_path):
-    """Task masks, replay's weighted mix, EWC, SI's path integral, LwF's teacher and A-GEM's
-    projection of the global gradient: two replicas train what one device trains."""
+    """Task masks, replay's weighted mix, the reservoir's memory, EWC, SI's path integral,
+    LwF's teacher and A-GEM's projection of the global gradient: two replicas train what
+    one device trains."""
     args = ["--dataset=noise", "--noise_examples=400", "--noise_classes=4",
             "--probe_per_class=10", "--scenario=split_mnist_task", "--steps_per_task=8",
             "--batch_size=16", "--hidden_sizes=16", "--eval_every_steps=2",
-            "--remedy=replay,ewc,si,lwf,agem", "--replay_per_class=5", "--ewc_lambda=10",
+            "--remedy=replay,ewc,si,lwf,agem,reservoir", "--replay_per_class=5",
+            "--replay_capacity=20", "--replay_fraction=0.25", "--ewc_lambda=10",
             "--si_c=1", "--deterministic", "--checkpoint_every_steps=0"]
     for name, extra in (("default", []), ("mirrored", MIRRORED)):
         proc = _run(extra)(*args, f"--logdir={tmp_path}", f"--run_name={name}", *extra)

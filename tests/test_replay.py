@@ -1,11 +1,13 @@
-"""The replay memory: reservoir sampling, mixed batches, and exact resume."""
+"""The reservoir remedy: reservoir sampling, mixed batches, and exact resume."""
+
+import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tests.conftest import run_train_here as run_train
-from tapeloop.trainers import replay
+from tapeloop.trainers.remedies import reservoir
 
 
 def _add_ids(memory, ids, batch=7):
@@ -15,7 +17,7 @@ def _add_ids(memory, ids, batch=7):
 
 
 def test_memory_fills_in_order_then_keeps_a_uniform_sample():
-    memory = replay.ReplayMemory(10, 1, seed=0)
+    memory = reservoir.ReservoirMemory(10, 1, seed=0)
     _add_ids(memory, list(range(10)))
     assert int(memory.seen) == 10
     np.testing.assert_array_equal(memory.labels.numpy(), np.arange(10))
@@ -24,7 +26,7 @@ def test_memory_fills_in_order_then_keeps_a_uniform_sample():
     n, c, runs = 100, 10, 120
     kept = np.zeros(n)
     for seed in range(runs):
-        memory = replay.ReplayMemory(c, 1, seed=seed)
+        memory = reservoir.ReservoirMemory(c, 1, seed=seed)
         _add_ids(memory, list(range(n)), batch=20)
         labels = memory.labels.numpy()
         assert len(set(labels)) == c  # no slot written twice with the same example
@@ -35,33 +37,34 @@ def test_memory_fills_in_order_then_keeps_a_uniform_sample():
         assert abs(part.mean() - expected) < 0.25 * expected, kept
 
 
-def test_replay_step_mixes_new_and_remembered_examples_then_remembers():
-    memory = replay.ReplayMemory(5, 1, seed=1)
+def test_the_remedy_mixes_new_and_remembered_examples_then_remembers():
+    remedy = reservoir.ReservoirReplay(capacity=5, fraction=3 / 7)
+    assert remedy.stream_batch_size(7) == 4
+    remedy.context = types.SimpleNamespace(batch_size=7, seed=1,
+                                           scenario=types.SimpleNamespace(input_dim=1))
+    remedy.build(model=None)
     seen_batches = []
-
-    def fake_step(batch):
-        seen_batches.append(batch["label"].numpy())
-        return {"count": tf.cast(tf.size(batch["label"]), tf.float32)}
-
-    step = memory.wrap(fake_step, replay_count=3)
     for first in (0, 100, 200):
         ids = np.arange(first, first + 4, dtype=np.int32)
-        step({"image": tf.constant(ids[:, None].astype(np.float32)), "label": tf.constant(ids),
-              "phase": tf.constant(0)})
+        mixed = remedy.mix({"image": tf.constant(ids[:, None].astype(np.float32)),
+                            "label": tf.constant(ids), "phase": tf.constant(0)})
+        seen_batches.append(mixed["label"].numpy())
+        np.testing.assert_array_equal(mixed["image"].numpy()[:, 0], seen_batches[-1])
     assert [len(b) for b in seen_batches] == [4, 7, 7]  # empty memory: nothing replayed
     np.testing.assert_array_equal(seen_batches[1][:4], [100, 101, 102, 103])
     assert set(seen_batches[1][4:]) <= {0, 1, 2, 3}  # replayed: only what was seen before
     assert set(seen_batches[2][4:]) <= {0, 1, 2, 3, 100, 101, 102, 103}
-    assert int(memory.seen) == 12
+    assert int(remedy.memory.seen) == 12
 
 
 def test_replay_count_and_bad_settings():
-    assert replay.replay_count(100, 0.5) == 50
-    assert replay.replay_count(2, 0.01) == 1 and replay.replay_count(2, 0.99) == 1
+    assert reservoir.ReservoirReplay(fraction=0.5).count(100) == 50
+    assert reservoir.ReservoirReplay(fraction=0.01).count(2) == 1
+    assert reservoir.ReservoirReplay(fraction=0.99).count(2) == 1
     with pytest.raises(ValueError, match="replay_fraction"):
-        replay.replay_count(100, 1.0)
+        reservoir.ReservoirReplay(fraction=1.0)
     with pytest.raises(ValueError, match="capacity"):
-        replay.ReplayMemory(0, 3, seed=0)
+        reservoir.ReservoirReplay(capacity=0)
 
 
 NOISE = ["--dataset=noise", "--noise_examples=300", "--hidden_sizes=16", "--batch_size=30",
@@ -72,7 +75,8 @@ NOISE = ["--dataset=noise", "--noise_examples=300", "--hidden_sizes=16", "--batc
 def test_replay_run_resumes_exactly_with_its_memory(tmp_path):
     straight = run_train(*NOISE, f"--logdir={tmp_path}", "--run_name=straight")
     assert straight.returncode == 0, straight.stderr[-2000:]
-    assert "(15 new + 15 from a 40-example reservoir memory)" in straight.stdout
+    assert "(15 new + 15 remembered)" in straight.stdout
+    assert "remedies: reservoir (capacity 40, fraction 0.5)" in straight.stdout
     stopped = run_train(*NOISE, f"--logdir={tmp_path}", "--run_name=resumed",
                         "--stop_after_steps=13")
     assert stopped.returncode == 0, stopped.stderr[-2000:]
@@ -87,7 +91,7 @@ def test_replay_run_resumes_exactly_with_its_memory(tmp_path):
     for name in ("straight", "resumed"):
         path = tf.train.latest_checkpoint(str(tmp_path / name / "checkpoints"))
         reader = tf.train.load_checkpoint(path)
-        keys = [k for k in reader.get_variable_to_shape_map() if k.startswith("replay/")]
+        keys = [k for k in reader.get_variable_to_shape_map() if "/memory/" in k]
         assert any("images" in k for k in keys) and any("seen" in k for k in keys)
         memories.append({k: reader.get_tensor(k) for k in keys})
     for k in memories[0]:

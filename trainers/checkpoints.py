@@ -3,8 +3,8 @@
 Saved: the model's and optimizer's variables, the global step, every Keras
 Dropout layer's `seed_generator.state` (which `tf.train.Checkpoint(model=...)`
 does not save: without it a resumed run draws other dropout masks), the drift
-reference weights, the replay memory (contents, examples seen), the current
-epoch's running sums, and the host-side state
+reference weights, the actions' and remedies' state (a replay memory: contents,
+examples seen), the current epoch's running sums, and the host-side state
 (accuracy matrix so far, last results) as a JSON string. The input position needs
 no state of its own: the order of every epoch is a function of (seed, epoch), so
 the pipeline restarts at the saved global step (`pipelines.make_pipeline(...,
@@ -33,7 +33,7 @@ class RunState:
     """The checkpointable state of one run, and its manager in `run_dir/checkpoints`."""
 
     def __init__(self, *, model: tf.keras.Model, optimizer, global_step: tf.Variable,
-                 drift=None, replay=None, run_dir: Path, restore_dir: Path | None = None,
+                 drift=None, run_dir: Path, restore_dir: Path | None = None,
                  max_to_keep: int = 3, extra: dict | None = None):
         self.epoch_sums = tf.Variable(tf.zeros([3], tf.float64), trainable=False,
                                       name="epoch_sums")  # loss_sum, correct, count
@@ -43,9 +43,7 @@ class RunState:
                       "host_state": self._host}
         if drift is not None:
             trackables["drift"] = drift
-        if replay is not None:
-            trackables["replay"] = replay
-        trackables.update(extra or {})  # the user's actions' state
+        trackables.update(extra or {})  # the actions' and remedies' state
         self.checkpoint = tf.train.Checkpoint(**trackables)
         self._dir, self._max_to_keep = Path(run_dir) / CHECKPOINT_DIR, max_to_keep
         self._manager = None  # made after a restore has mended the index file

@@ -21,7 +21,8 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 SCENARIO_FAMILIES = ("split_mnist", "permuted_mnist")  # trainers/scenarios.FAMILIES
 SCENARIO_KINDS = ("task", "domain", "class")  # task-, domain-, class-incremental
 SCENARIOS = tuple(f"{family}_{kind}" for family in SCENARIO_FAMILIES for kind in SCENARIO_KINDS)
-REMEDIES = ("none", "joint", "ewc", "online_ewc", "si", "lwf", "agem", "replay")  # remedies.BUILT_IN
+REMEDIES = ("none", "joint", "ewc", "online_ewc", "si", "lwf", "agem", "replay",
+            "reservoir")  # remedies.BUILT_IN
 MODELS = ("mlp", "cnn")  # built in; any package.module:function names the user's builder
 # Settings that choose and build tapeloop's own data or model: a script that passes its
 # own cannot apply them, so they are refused if set and recorded as None (`passed_in`).
@@ -86,11 +87,12 @@ class Config:
     block_steps: int = setting(0, "blocked order: batches per class block (1: the class "
                                "changes every batch; a class's whole data: the sorted "
                                "order).", lower=0)
-    replay_capacity: int = setting(1000, "replay order: examples the memory keeps, by "
-                                   "reservoir sampling over everything seen so far.", lower=1)
-    replay_fraction: float = setting(0.5, "replay order: fraction of every batch drawn from "
-                                     "the memory (the rest are new examples of the current "
-                                     "class), in (0, 1).")
+    replay_capacity: int = setting(1000, "reservoir remedy and replay order: examples the "
+                                   "memory keeps, by reservoir sampling over everything seen "
+                                   "so far.", lower=1)
+    replay_fraction: float = setting(0.5, "reservoir remedy and replay order: fraction of "
+                                     "every batch drawn from the memory (the rest are new "
+                                     "examples of the stream), in (0, 1).")
     # Continual learning.
     scenario: str | None = setting(
         None, "A continual-learning scenario instead of --order: the data cut into tasks "
@@ -103,7 +105,8 @@ class Config:
     remedy: tuple[str, ...] = setting(
         ("none",), "Remedies against forgetting, comma-separated, combined: none "
         "(fine-tuning), joint (all tasks at once, the upper bound), ewc, online_ewc, si, "
-        "lwf, agem, replay (class-balanced memory). Needs --scenario.", items=str)
+        "lwf, agem, replay (class-balanced memory), reservoir (a reservoir memory mixed "
+        "into every batch; --order=replay is sorted with it). Needs --scenario.", items=str)
     steps_per_task: int = setting(2000, "--scenario: training batches per task.", lower=1)
     ewc_lambda: float = setting(1e5, "ewc, online_ewc: strength lambda of the penalty "
                                 "lambda/2 * sum F (theta - theta*)^2.", lower=0.0)

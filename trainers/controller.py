@@ -21,7 +21,7 @@ from tapeloop.data import mnist, pipelines, splits
 from tapeloop.trainers import (actions as actions_lib, checkpoints, continual, distribute,
                                drift, evaluation, events, forgetting, instruments, loop, losses,
                                model as model_lib, optimizers, probe, remedies as remedies_lib,
-                               replay, run_dirs, scenarios as scenarios_lib, standard_actions,
+                               run_dirs, scenarios as scenarios_lib, standard_actions,
                                steps, stopping, tables, writers)
 from tapeloop.trainers import config as config_lib
 from tapeloop.trainers.config import Config
@@ -90,10 +90,12 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
         `steps.make_train_step` (whose arguments it receives).
       actions: `actions.Action` objects: the user's periodic work, run at their steps
         and at phase and epoch ends (see `trainers.actions`).
-      scenario: a continual-learning scenario (`trainers.scenarios.Scenario`) instead of
-        `config.scenario`: its tasks are trained one after another and scored per task.
+      scenario: the order of the data, a `trainers.scenarios.Scenario`, instead of
+        `config.scenario` or `config.order`: a continual-learning scenario's tasks are
+        trained one after another and scored per task; one of the tutorial's orders
+        (`scenarios.orders`) streams whole epochs, scored per class.
       remedies: `trainers.remedies.Remedy` objects against forgetting, besides the
-        built-in ones `config.remedy` names (a scenario's run only).
+        built-in ones `config.remedy` names.
       overwrite: replace whatever `run_dir` holds.
       resume: continue the checkpointed run `run_dir` holds (same settings), from its
         latest checkpoint; False refuses a `run_dir` that holds a run.
@@ -177,25 +179,14 @@ def _prepare(config: Config, run_dir: Path | None, *, chief: bool, lock, say, th
         raise SetupError(f"the training split is empty (validation {len(data.y_val)}, test "
                          f"{len(data.y_test)} examples): give more examples "
                          "(--max_train_examples) or a smaller --validation_split")
-    scenario = _bound_scenario(config, scenario, data)
-    probe_set = _probe_set(config, data) if scenario is None else None
-    replayed = (replay.replay_count(config.batch_size, config.replay_fraction)
-                if config.order == "replay" else 0)
-    if scenario is not None:
-        plan = scenario.plan()
-        joint = any(r.joint for r in remedies)
-        if joint:  # every task at once, as long as the whole sequence
-            plan = pipelines.EpochPlan(phases=(0,), steps=(plan.total_steps,))
-        epoch_plan = lambda epoch: plan  # noqa: E731 (one epoch: the task sequence)
-    else:
-        epoch_plan = functools.partial(  # the stream's (new) examples
-            pipelines.plan_epoch, data.y_train, order=config.order,
-            batch_size=config.batch_size - replayed, class_order=config.class_order,
-            block_steps=config.block_steps)
-    try:
-        steps_per_epoch = epoch_plan(epoch=0).total_steps
-    except ValueError as e:  # a class_order that does not fit the data
-        raise SetupError(str(e)) from None
+    scenario = _bound_scenario(config, scenario, remedies, data)
+    probe_set = _probe_set(config, data) if scenario.unit == "class" else None
+    stream_batch = config.batch_size  # the stream's part of a batch (the rest: a remedy's)
+    for remedy in remedies:
+        stream_batch = remedy.stream_batch_size(stream_batch)
+    epoch_plan = functools.partial(scenario.plan, batch_size=stream_batch,
+                                   joint=any(r.joint for r in remedies))
+    steps_per_epoch = epoch_plan(epoch=0).total_steps
     last_step = config.epochs * steps_per_epoch - 1
     if any(s > last_step for s in inspect_steps):
         raise SetupError(f"inspect_steps ({', '.join(map(str, sorted(inspect_steps)))}) must "
@@ -206,17 +197,17 @@ def _prepare(config: Config, run_dir: Path | None, *, chief: bool, lock, say, th
         check_recorded(run_dir, known)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    outputs = scenario.num_outputs if scenario is not None else data.num_classes
-    shape = scenario.example_shape(data) if scenario is not None else data.shape
-    built, objective = _make_model(config, data, strategy, model, loss, outputs, shape)
-    if scenario is not None and scenario.kind == "task" and objective.probabilities:
+    built, objective = _make_model(config, data, strategy, model, loss, scenario.num_outputs,
+                                   scenario.example_shape(data))
+    if scenario.kind == "task" and objective.probabilities:
         raise SetupError("a task-incremental scenario masks the other tasks' logits: the "
                          "model must output logits, not probabilities (drop its softmax)")
     recorded = {"model": model_lib.describe(built, _builder_name(config, model)),
                 "objective": objective.name,
                 "train_step": qualified_name(train_step or steps.make_train_step), **known}
-    if scenario is not None:
+    if scenario.unit == "task":  # the tutorial's orders: config.json's order and class_order
         recorded["scenario"] = {**scenario.table(), "class": qualified_name(type(scenario))}
+    if scenario.unit == "task" or remedies:
         recorded["remedies"] = [{"name": r.name, "class": qualified_name(type(r)),
                                  "hparams": r.hparams()} for r in remedies]
     if resuming and chief:
@@ -232,10 +223,11 @@ def _prepare(config: Config, run_dir: Path | None, *, chief: bool, lock, say, th
     # directory, and nothing else.
     own_dir = None if run_dir is None else distribute.worker_dir(run_dir, strategy)
     return _Run(config=config, data=data, probe_set=probe_set, model=built, scenario=scenario,
+                test_x=scenario.inputs(data, data.x_test),
                 remedies=tuple(remedies),
                objective=objective, recorded=recorded, strategy=strategy, run_dir=run_dir,
                own_dir=own_dir, log_dir=run_dir if chief else None, resuming=resuming,
-               say=say, verbose=verbose, replayed=replayed, epoch_plan=epoch_plan,
+               say=say, verbose=verbose, stream_batch=stream_batch, epoch_plan=epoch_plan,
                steps_per_epoch=steps_per_epoch, threads_note=threads_note, penalty=penalty,
                make_step=train_step, actions=tuple(actions) + tuple(remedies),
                stop_after_steps=stop_after_steps,
@@ -308,24 +300,39 @@ def _checked_remedies(config: Config, scenario, remedies, train_step) -> list:
     remedies = list(remedies)
     if any(not isinstance(r, remedies_lib.Remedy) for r in remedies):
         raise SetupError("remedies must be trainers.remedies.Remedy objects")
-    remedies = remedies_lib.make(config) + remedies
-    if remedies and scenario is None and config.scenario is None:
-        raise SetupError("remedies need a continual-learning scenario (--scenario, or "
-                         "scenario= in Python)")
-    if (scenario is not None or config.scenario is not None) and train_step is not None:
-        raise SetupError("a scenario trains with tapeloop's training step (its task masks "
-                         "and remedies enter there): leave out train_step")
-    if any(r.joint for r in remedies) and len(remedies) > 1:
-        raise SetupError("joint training is a bound: it takes no other remedy")
+    try:
+        remedies = remedies_lib.make(config) + remedies
+    except ValueError as e:
+        raise SetupError(str(e)) from None
+    continual = config.scenario is not None or (scenario is not None and scenario.unit == "task")
+    if train_step is not None and (continual or remedies):
+        raise SetupError(f"{'a scenario' if continual else 'a remedy'} trains with tapeloop's "
+                         "training step (task masks and remedies enter there): leave out "
+                         "train_step")
+    # A remedy that takes a share of the stream's batch (the reservoir) mixes first.
+    remedies.sort(key=lambda r: type(r).stream_batch_size is remedies_lib.Remedy.stream_batch_size)
+    if any(r.joint for r in remedies) and (len(remedies) > 1 or not continual):
+        raise SetupError("joint training is a bound of a scenario's tasks: it takes no other "
+                         "remedy, and no order of the tutorial's")
     return remedies
 
 
-def _bound_scenario(config: Config, scenario, data: splits.Splits):
-    """The run's scenario, cut from its data (None: the tutorial's orders)."""
-    if scenario is None and config.scenario is None:
-        return None
+def _bound_scenario(config: Config, scenario, remedies, data: splits.Splits):
+    """The run's scenario, cut from its data: the object passed, `config.scenario`, or
+    the tutorial's order `config.order` (`scenarios.orders`)."""
     if scenario is not None and config.scenario is not None:
         raise SetupError(f"pass a scenario object or --scenario={config.scenario}, not both")
+    if scenario is None and config.scenario is None:
+        scenario = scenarios_lib.orders.from_config(config)
+    if isinstance(scenario, scenarios_lib.orders.Shuffled):
+        acting = [r.name for r in remedies if type(r).on_phase_end is not
+                  actions_lib.Action.on_phase_end]
+        if acting:
+            raise SetupError(f"remedy {', '.join(acting)} acts at task ends: the shuffled order "
+                             "has none (its phases are epochs); give a sorted order or a "
+                             "scenario")
+    if scenario is not None and scenario.unit == "class":
+        return _bind(scenario, data)
     if config.validation_split:
         raise SetupError(f"a scenario is scored on its probe and test split per task: "
                          f"--validation_split={config.validation_split:g} would hold out "
@@ -333,11 +340,14 @@ def _bound_scenario(config: Config, scenario, data: splits.Splits):
     if scenario is not None and config.epochs != 1:
         raise SetupError(f"a scenario trains its tasks once (epochs {config.epochs}): "
                          "its steps per task set its length")
+    return _bind(scenario or scenarios_lib.make(config.scenario,
+                                                steps_per_task=config.steps_per_task), data)
+
+
+def _bind(scenario, data: splits.Splits):
     try:
-        scenario = scenario or scenarios_lib.make(config.scenario,
-                                                  steps_per_task=config.steps_per_task)
         return scenario.bind(data)
-    except ValueError as e:
+    except ValueError as e:  # e.g. a class order that does not fit the data
         raise SetupError(str(e)) from None
 
 
@@ -370,8 +380,9 @@ class _Run:
 
     config: Config
     data: splits.Splits
-    probe_set: tuple | None  # (rows, labels); None: the probe is off (or a scenario's)
-    scenario: object | None  # the continual-learning scenario, bound to the data
+    probe_set: tuple | None  # (rows, labels); None: the probe is off (or scored per task)
+    scenario: object  # the order of the data (`trainers.scenarios`), bound to it
+    test_x: np.ndarray  # the test split's rows as the scenario presents them
     model: tf.keras.Model
     objective: losses.Objective
     recorded: dict  # what config.json records of the model, objective and data
@@ -382,7 +393,7 @@ class _Run:
     resuming: bool
     say: Callable[..., None]
     verbose: bool
-    replayed: int  # remembered examples per batch (0: no replay)
+    stream_batch: int  # the stream's examples per batch (the others: a remedy's)
     epoch_plan: Callable[..., pipelines.EpochPlan]  # epoch_plan(epoch=e)
     steps_per_epoch: int
     threads_note: str | None
@@ -445,16 +456,15 @@ def _build(run: _Run, writer: writers.MetricWriter):
     batch statistics (`model.has_batch_statistics`), which a split would change.
     The actions' and remedies' state is built here, before the checkpoint is assembled.
     """
-    config, data, model, strategy, replayed = (run.config, run.data, run.model, run.strategy,
-                                               run.replayed)
+    config, data, model, strategy = run.config, run.data, run.model, run.strategy
     objective, scenario = run.objective, run.scenario
+    per_task = scenario.unit == "task"
     global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     splits_ok = not model_lib.has_batch_statistics(model)
     batch_splits = config.batch_splits if splits_ok else 1
     input_shape = model_lib.model_input_shape(model, _example_shape(run))
     forward = model_lib.flat_forward(model, input_shape)
-    mask = None if scenario is None else scenario.output_mask()
-    input_dim = data.input_dim if scenario is None else scenario.input_dim
+    mask, input_dim = scenario.output_mask(), scenario.input_dim
     with strategy.scope():
         compiled = getattr(model, "compiled", False) and getattr(model, "optimizer", None)
         optimizer = compiled or optimizers.make_optimizer(
@@ -462,13 +472,12 @@ def _build(run: _Run, writer: writers.MetricWriter):
             nesterov=config.nesterov)
         if not optimizer.built:  # its slots exist before any step (a user's too) is traced
             optimizer.build(model.trainable_variables)
-        evaluate = evaluation.make_evaluator(forward, num_classes=(
-            data.num_classes if scenario is None else scenario.num_outputs),
+        evaluate = evaluation.make_evaluator(forward, num_classes=scenario.num_outputs,
                                              input_dim=input_dim,
                                              batch_size=config.eval_batch_size,
                                              batch_splits=batch_splits, strategy=strategy,
                                              objective=objective)
-        test = evaluate if scenario is None else continual.task_evaluator(
+        test = evaluate if not per_task else continual.task_evaluator(
             scenario, forward, input_dim=input_dim, batch_size=config.eval_batch_size,
             batch_splits=batch_splits, strategy=strategy, objective=objective)
         context = actions_lib.RunContext(
@@ -476,38 +485,35 @@ def _build(run: _Run, writer: writers.MetricWriter):
             run_dir=run.log_dir, say=run.say, forward=_task_forward(forward, mask),
             strategy=strategy, scenario=scenario, seed=config.seed,
             batch_size=config.batch_size,
-            train_x=data.x_train if scenario is None else _scenario_inputs(data, data.x_train),
+            train_x=scenario.inputs(data, data.x_train),
             forward_of=lambda other: model_lib.flat_forward(other, input_shape))
         for action in run.actions:  # their state, before the checkpoint is assembled
             if isinstance(action, remedies_lib.Remedy):
                 action.context = context
             action.build(model)
-        probing = run.probe_set is not None or (scenario is not None and config.eval_every_steps)
+        probing = run.probe_set is not None or (per_task and config.eval_every_steps)
         task_probe = (continual.task_probe(
-            scenario, forward, _scenario_inputs(data, data.x_test), data.y_test,
+            scenario, forward, run.test_x, data.y_test,
             per_class=config.probe_per_class, batch_splits=batch_splits, strategy=strategy,
-            objective=objective) if scenario is not None and probing else None)
+            objective=objective) if per_task and probing else None)
         tools = (instruments.Instruments(model, run.probe_set, num_classes=data.num_classes,
                                          writer=writer, run_dir=run.log_dir,
                                          batch_splits=batch_splits, strategy=strategy,
                                          forward=forward, objective=objective,
                                          every_n_steps=config.eval_every_steps,
                                          task_probe=task_probe,
-                                         num_tasks=scenario.num_tasks if scenario else 0)
+                                         num_tasks=scenario.num_tasks if per_task else 0)
                  if probing else None)
-        continual_args = ({} if scenario is None else
+        continual_args = ({} if run.make_step is not None else  # a user's step: no remedies
                           {"output_mask": mask, "remedies": run.remedies})
         train_step = (run.make_step or steps.make_train_step)(
             model, optimizer, batch_splits=batch_splits,
             distributed=distribute.is_distributed(strategy), forward=forward,
             objective=objective, penalty=run.penalty, **continual_args)
-        memory = (replay.ReplayMemory(config.replay_capacity, data.input_dim, seed=config.seed)
-                  if replayed else None)
         train_loop = loop.make_train_loop(
-            distribute.run_train_step(strategy, train_step, memory, replayed,
-                                      config.batch_size - replayed), global_step,
-            inspect_step=distribute.run_train_step(strategy, train_step, memory, replayed,
-                                                   config.batch_size - replayed, details=True),
+            distribute.run_train_step(strategy, train_step), global_step,
+            inspect_step=distribute.run_train_step(strategy, train_step, details=True,
+                                                   max_rows=2 * config.batch_size),
             log_every_step=config.log_every_step, every_n_steps=config.eval_every_steps,
             periodic=tools.periodic if tools else None,
             before_periodic=tools.before_periodic if tools else None,
@@ -515,12 +521,12 @@ def _build(run: _Run, writer: writers.MetricWriter):
             lower_conditionals=(distribute.is_distributed(strategy)
                                 or run.check_numerics),
             log_regularization=bool(getattr(train_step, "regularized", True)))
-    return optimizer, global_step, tools, memory, train_loop, evaluate, test, context
+    return optimizer, global_step, tools, train_loop, evaluate, test, context
 
 
 def _example_shape(run: _Run) -> tuple[int, ...]:
     """One example's shape as the model sees it (a scenario may transform it)."""
-    return run.data.shape if run.scenario is None else run.scenario.example_shape(run.data)
+    return run.scenario.example_shape(run.data)
 
 
 def _task_forward(forward, mask: np.ndarray | None):
@@ -534,14 +540,6 @@ def _task_forward(forward, mask: np.ndarray | None):
         return steps.masked(outputs, tf.gather(mask, tasks))
 
     return task_forward
-
-
-def _scenario_inputs(data: splits.Splits, x: np.ndarray) -> np.ndarray:
-    """A scenario's inputs: MNIST's pixels / 255 as in the reference code (ToTensor), not
-    the tutorial's mean-subtracted ones; other data as they are."""
-    if data.pixel_mean is None:
-        return x
-    return (x + data.pixel_mean).astype(np.float32)
 
 
 class NonFiniteError(Exception):
@@ -643,13 +641,12 @@ def _train(run: _Run) -> dict:
     """Builds the run's pieces, resumes it if asked, runs the loop, returns the results."""
     config, model, data = run.config, run.model, run.data
     writer = writers.MetricWriter(run.log_dir)
-    optimizer, global_step, tools, memory, train_loop, evaluate, test, context = _build(run,
-                                                                                       writer)
+    optimizer, global_step, tools, train_loop, evaluate, test, context = _build(run, writer)
     extra = {f"action_{i}": actions_lib.checkpointed(a) for i, a in enumerate(run.actions)
              if a.checkpoint_items()}
     saved_items = {i: frozenset(a.checkpoint_items()) for i, a in enumerate(run.actions)}
     state = (checkpoints.RunState(model=model, optimizer=optimizer, global_step=global_step,
-                                  drift=tools.drift if tools else None, replay=memory,
+                                  drift=tools.drift if tools else None,
                                   run_dir=run.own_dir, restore_dir=run.run_dir, extra=extra)
              if run.run_dir is not None else None)
     if state is not None and not run.resuming:
@@ -666,18 +663,11 @@ def _train(run: _Run) -> dict:
         if finished is not None:
             writer.close()
             return finished
-    pixels = data.train_pixels is not None  # uint8 MNIST: a quarter of the memory
     scenario = run.scenario
-    stream = distribute.distribute_stream(run.strategy, lambda shard, shards: (
-        scenario.pipeline(context.train_x, data.y_train, batch_size=config.batch_size,
-                          seed=config.seed, start_step=int(global_step),
-                          joint=any(r.joint for r in run.remedies), shard=(shard, shards))
-        if scenario is not None else pipelines.make_pipeline(
-            config.order, data.train_pixels if pixels else data.x_train, data.y_train,
-            batch_size=config.batch_size - run.replayed, seed=config.seed,
-            epochs=config.epochs, class_order=config.class_order,
-            start_step=int(global_step), pixel_mean=data.pixel_mean if pixels else None,
-            block_steps=config.block_steps, shard=(shard, shards))))
+    stream = distribute.distribute_stream(run.strategy, lambda shard, shards: scenario.pipeline(
+        data, context.train_x, batch_size=run.stream_batch, seed=config.seed,
+        epochs=config.epochs, start_step=int(global_step),
+        joint=any(r.joint for r in run.remedies), shard=(shard, shards)))
     trainer = Trainer(train_loop, stream, global_step, checkpointing)
     _say_setup(run, optimizer, start_step=trainer.step)
     if not run.resuming and run.log_dir is not None:
@@ -685,10 +675,10 @@ def _train(run: _Run) -> dict:
     report = standard_actions.EpochReport(
         epochs=config.epochs, steps_per_epoch=run.steps_per_epoch, progress=progress,
         results=results, writer=writer, evaluate=test,
-        test_set=(_scenario_inputs(data, data.x_test) if scenario else data.x_test, data.y_test),
+        test_set=(run.test_x, data.y_test),
         test_every_epoch=config.test_every_epoch, bar=run.verbose and _tty(), say=run.say,
         tracing_counts=lambda: _tracing_counts(train_loop, evaluate, tools),
-        unit="class" if scenario is None else "task")
+        unit=scenario.unit)
     stop = stopping.StopRequests()
     every = _standard_actions(run, trainer=trainer, checkpointing=checkpointing, stop=stop,
                               report=report, tools=tools, progress=progress, writer=writer,
@@ -714,7 +704,7 @@ def _train(run: _Run) -> dict:
                                   + ": run the same command again to resume into a new "
                                   "event file") from None
             final = tools.summary() if tools else None
-            if final and scenario is not None and run.log_dir is not None:
+            if final and scenario.unit == "task" and run.log_dir is not None:
                 final.update(_stability(run.log_dir, tools, scenario))
             writer.write_scalars(trainer.step, {
                 "result/test_accuracy": report.test.accuracy,
@@ -774,21 +764,17 @@ def _resume(run: _Run, checkpointing, results: dict, tools) -> dict | None:
 def _standard_actions(run: _Run, *, trainer, checkpointing, stop, report, tools, progress,
                       writer, evaluate, results, saved_items) -> list:
     """The run's actions, in the order they act on one event (see `standard_actions`)."""
-    config = run.config
-    trained = tuple(sorted(set(int(c) for c in run.data.y_train)))
-    if run.scenario is not None:  # the phase is the task trained (joint: all of them)
-        trained = tuple(range(run.scenario.num_tasks))
-        task_of = (lambda phase: trained) if any(r.joint for r in run.remedies) else (
-            lambda phase: (phase,))
-        what = f"{run.scenario.name}, {'+'.join(r.name for r in run.remedies) or 'none'}"
+    scenario = run.scenario
+    task_of = functools.partial(scenario.trained_in, joint=any(r.joint for r in run.remedies))
+    if scenario.unit == "task":
+        what = f"{scenario.name}, {'+'.join(r.name for r in run.remedies) or 'none'}"
     else:
-        task_of = lambda phase: trained if config.order == "shuffled" else (phase,)  # noqa: E731
-        what = f"{config.order}, {run.data.name}"
+        what = f"{scenario.name}, {run.data.name}"
     sa = standard_actions
-    own = [sa.Validation(_validation_sets(config, run.data) if run.scenario is None else {},
+    own = [sa.Validation(_validation_sets(run) if scenario.unit == "class" else {},
                          evaluate=evaluate, writer=writer,
                          results=results, progress=progress,
-                         once_per_epoch=config.order == "blocked")]
+                         once_per_epoch=getattr(scenario, "validate_once_per_epoch", False))]
     if tools:
         own.append(sa.Instrumentation(tools, progress, task_of=task_of, title=(
             f"accuracy matrix: {run.run_dir.name if run.run_dir else 'run'} ({what})")))
@@ -823,22 +809,23 @@ def _say_disk_use(run: _Run, state: checkpoints.RunState) -> None:
 def _say_setup(run: _Run, optimizer, *, start_step: int) -> None:
     """Prints what the run trains on, with what, and where it writes."""
     say, config, data, model, strategy = run.say, run.config, run.data, run.model, run.strategy
-    replayed, run_dir, probe_set = run.replayed, run.run_dir, run.probe_set
+    run_dir, probe_set, per_task = run.run_dir, run.probe_set, run.scenario.unit == "task"
+    replayed = config.batch_size - run.stream_batch
     if run.threads_note:
         say(run.threads_note)
     say(f"data: {data.source}")
-    if run.scenario is not None:
+    if per_task:
         say(run.scenario.describe())
+    if per_task or run.remedies:
         say("remedies: " + (", ".join(
             f"{r.name}" + (" (" + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
                                             for k, v in r.hparams().items()) + ")"
                            if r.hparams() else "") for r in run.remedies) or "none (fine-tuning)"))
     say(f"train {len(data.y_train)}, validation {len(data.y_val)} "
         f"({config.validation_scope}), test {len(data.y_test)} examples; "
-        + (f"order {config.order}, " if run.scenario is None else "")
+        + (f"order {run.scenario.name}, " if not per_task else "")
         + f"batch {config.batch_size}"
-        + (f" ({config.batch_size - replayed} new + {replayed} from a {config.replay_capacity}"
-           "-example reservoir memory)" if replayed else "")
+        + (f" ({run.stream_batch} new + {replayed} remembered)" if replayed else "")
         + (f", class blocks of {config.block_steps} batches" if config.block_steps else ""))
     untested = np.flatnonzero(np.bincount(data.y_test, minlength=data.num_classes) == 0)
     if len(untested):
@@ -846,7 +833,7 @@ def _say_setup(run: _Run, optimizer, *, start_step: int) -> None:
             f"{', '.join(map(str, untested))} ha{'ve' if len(untested) > 1 else 's'} no test "
             "examples: trained, but not tested nor probed (test accuracy and forgetting cover "
             "the other classes)")
-    if run.scenario is not None:
+    if per_task:
         say(f"probe: {config.probe_per_class} test examples of every class of every task, "
             f"every {config.eval_every_steps} steps and at every task end"
             if config.eval_every_steps else "probe: off")
@@ -894,7 +881,7 @@ def _finish(run: _Run, results: dict, test, final: dict | None, *, step: int) ->
     if distribute.task_name(strategy):  # Workers in sync print the same fingerprint.
         print(f"{distribute.task_name(strategy)}: final weights fingerprint "
               f"{distribute.weights_fingerprint(model.trainable_variables)}", flush=True)
-    unit = "class" if run.scenario is None else "task"
+    unit = run.scenario.unit
     say(f"\ntest accuracy per {unit}" + ("" if unit == "class" else
                                         " (all: the mean over tasks)") + ":")
     say(tables.class_accuracy_table({"test": (test.accuracy, test.class_accuracy)},
@@ -940,17 +927,17 @@ def _tracing_counts(train_loop, evaluate, tools) -> dict[str, int]:
     return counts
 
 
-def _validation_sets(config: Config, data: splits.Splits) -> dict:
+def _validation_sets(run: _Run) -> dict:
     """Maps each phase after which validation runs to its (images, labels).
 
     `all_classes`: every phase validates on the whole held-out split.
     `current_class`: each class block validates on that class's held-out examples
     only, as `fit(validation_split=...)` did inside the tutorial's class loop.
     """
+    config, data = run.config, run.data
     if len(data.y_val) == 0:
         return {}
-    phases = (range(config.epochs) if config.order == "shuffled"
-              else sorted(set(int(c) for c in data.y_train)))
+    phases = sorted({p for e in range(config.epochs) for p in run.epoch_plan(epoch=e).phases})
     if config.validation_scope == "current_class":
         sets = {c: (data.x_val[data.y_val == c], data.y_val[data.y_val == c]) for c in phases}
         return {c: s for c, s in sets.items() if len(s[1])}

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from tapeloop.trainers import replay
 from tapeloop.trainers.config import STRATEGIES
 
 
@@ -161,8 +160,8 @@ def sum_over_replicas(strategy: tf.distribute.Strategy, sums_fn):
     return fn
 
 
-def run_train_step(strategy: tf.distribute.Strategy, train_step, memory=None,
-                   replay_count: int = 0, new_per_batch: int = 0, details: bool = False):
+def run_train_step(strategy: tf.distribute.Strategy, train_step, *, details: bool = False,
+                   max_rows: int = 0):
     """`train_step` (see `steps.make_train_step(distributed=...)`) run on every replica.
 
     Returns `step(per_replica_batch) -> metrics` in cross-replica context: the loss,
@@ -170,35 +169,17 @@ def run_train_step(strategy: tf.distribute.Strategy, train_step, memory=None,
     global mean), accuracy from those sums; phase and gradient norms (the same on
     every replica) from the first local replica.
 
-    With a replay `memory` (`replay.ReplayMemory`, mirrored), the memory is used in
-    cross-replica context, exactly as on one device: `replay_count` examples are
-    drawn, dealt out to the replicas like the stream's shards (i, i+n, ...), and after
-    the step the global batch's new examples (at most `new_per_batch`), gathered back
-    into their order, are offered to the reservoir. Without a strategy this is
-    `memory.wrap(train_step)`.
-
     `details` (for inspecting a step): the metrics also hold the whole global batch
     trained on (`image`, `label`), its `logits` and `example_loss`, gathered from
-    every replica (replica 0's rows first).
+    every replica (replica 0's rows first); `max_rows` bounds a replica's batch (a
+    remedy may add examples to the stream's).
     """
     if not is_distributed(strategy):
-        return memory.wrap(train_step, replay_count) if memory is not None else train_step
+        return train_step
     total = tf.distribute.ReduceOp.SUM
 
-    def mixed_step(batch, old):
-        return train_step(replay.mix(batch, *old))
-
     def step(batch):
-        if memory is None:
-            per_replica = strategy.run(train_step, args=(batch,))
-        else:
-            sample = memory.sample(replay_count)
-            old = strategy.experimental_distribute_values_from_function(
-                lambda context: _share(context, *sample))
-            per_replica = strategy.run(mixed_step, args=(batch, old))
-            shard_rows = -(-new_per_batch // strategy.num_replicas_in_sync)
-            memory.add(*_gather_rows(strategy, [batch["image"], batch["label"]], shard_rows,
-                                     strided=True))
+        per_replica = strategy.run(train_step, args=(batch,))
 
         def first(x):
             return strategy.experimental_local_results(x)[0]
@@ -213,9 +194,8 @@ def run_train_step(strategy: tf.distribute.Strategy, train_step, memory=None,
                    "grad_norm": first(per_replica["grad_norm"])}
         if details:
             keys = ("image", "label", "logits", "example_loss")
-            rows = new_per_batch + replay_count  # at most this many on any replica
             metrics.update(zip(keys, _gather_rows(strategy, [per_replica[k] for k in keys],
-                                                  rows)))
+                                                  max_rows)))
         return metrics
 
     return step
@@ -231,12 +211,8 @@ def _share(context, *tensors) -> tuple:
     return tuple(x[i::n] for x in tensors)
 
 
-def _gather_rows(strategy: tf.distribute.Strategy, per_replica: list, max_rows: int, *,
-                 strided: bool = False) -> list:
+def _gather_rows(strategy: tf.distribute.Strategy, per_replica: list, max_rows: int) -> list:
     """Every replica's rows of each tensor, concatenated (replica 0 first).
-
-    `strided`: the replicas hold shards i, i+n, i+2n, ... of one global batch (as the
-    stream deals them); the rows come back in that batch's order.
 
     Each replica pads to `max_rows` rows so that the gather keeps one shape: in the
     compiled loop a collective runs as one instance every step, and an instance
@@ -251,14 +227,7 @@ def _gather_rows(strategy: tf.distribute.Strategy, per_replica: list, max_rows: 
 
     gathered = [strategy.gather(x, axis=0) for x in strategy.run(pad, args=tuple(per_replica))]
     valid = gathered[-1] > 0
-    rows = [tf.boolean_mask(x, valid) for x in gathered[:-1]]
-    if not strided:
-        return rows
-    n = strategy.num_replicas_in_sync
-    position = tf.range(n * max_rows)
-    # Row k of replica r is example r + k*n of the global batch.
-    index = tf.boolean_mask(position // max_rows + (position % max_rows) * n, valid)[:, None]
-    return [tf.scatter_nd(index, x, tf.shape(x)) for x in rows]
+    return [tf.boolean_mask(x, valid) for x in gathered[:-1]]
 
 
 def task_name(strategy: tf.distribute.Strategy) -> str:

@@ -48,7 +48,8 @@ class RunSummary:
     lacks: list[str] = dataclasses.field(default_factory=list)  # what the events do not hold
     unit: str = "class"  # what a column is: a class, or a scenario's task
     labels: list[str] = dataclasses.field(default_factory=list)  # each column's name
-    stability: dict = dataclasses.field(default_factory=dict)  # min-ACC, WC-ACC, WF (tasks)
+    # min-ACC, WC-ACC, WF of a scenario's run, as the run computed them (result/* scalars)
+    stability: dict = dataclasses.field(default_factory=dict)
 
 
 # What the report reads, and how a run that lacks it is described.
@@ -114,7 +115,8 @@ def summarize(run_dir: Path) -> RunSummary:
         seconds_per_epoch=seconds[len(seconds) // 2] if seconds else float("nan"),
         curves=curves, lacks=lacks, phases=phases, epoch_ends=logged_ends,
         by_class=bool(table) or forgetting.phases_are_classes(phases, logged_ends), unit=unit,
-        labels=labels, stability=_stability(table, curves) if table else {})
+        labels=labels, stability={k: last(f"result/{k}") for k in forgetting.STABILITY_METRICS
+                                  if f"result/{k}" in scalars})
 
 
 def _task_table(run_dir: Path) -> dict | None:
@@ -125,17 +127,6 @@ def _task_table(run_dir: Path) -> dict | None:
         return None
     table = recorded.get("scenario")
     return table if isinstance(table, dict) and table.get("tasks") else None
-
-
-def _stability(table: dict, curves: dict) -> dict:
-    """min-ACC, WC-ACC and WF of a scenario's run, from its step-level probe curves."""
-    steps = sorted(curves)
-    per_task = table["steps_per_task"]
-    ends = [per_task * (t + 1) for t in range(len(table["tasks"]))]
-    if not steps or steps[-1] < ends[-1]:
-        return {}  # unfinished (or joint, one phase: the curves end elsewhere)
-    return forgetting.stability_metrics(np.array(steps), np.array([curves[s] for s in steps]),
-                                       ends)
 
 
 def comparison(runs: list[RunSummary]) -> str:

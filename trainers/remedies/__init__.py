@@ -1,7 +1,8 @@
 """Remedies against forgetting: objects passed in a list, chosen with `--remedy` or built by you.
 
 Built in: `none` (fine-tuning, the lower bound), `joint` (every task at once, the
-upper bound), `ewc`, `online_ewc`, `si`, `lwf`, `agem`, `replay`; they combine
+upper bound), `ewc`, `online_ewc`, `si`, `lwf`, `agem`, `replay`, `reservoir` (the tutorial's
+`--order=replay` is the sorted order with it); they combine
 (`--remedy=replay,ewc`). A remedy of your own is a `base.Remedy` subclass passed to
 `train_and_evaluate(remedies=[...])` or `cli.run_from_flags(remedies=[...])`.
 """
@@ -12,6 +13,7 @@ from tapeloop.trainers.remedies.ewc import EWC
 from tapeloop.trainers.remedies.joint import Joint
 from tapeloop.trainers.remedies.lwf import LwF
 from tapeloop.trainers.remedies.replay import Replay
+from tapeloop.trainers.remedies.reservoir import ReservoirReplay
 from tapeloop.trainers.remedies.si import SI
 
 BUILT_IN = {
@@ -24,11 +26,13 @@ BUILT_IN = {
     "lwf": lambda c: LwF(c.lwf_temperature),
     "agem": lambda c: AGEM(c.replay_per_class, epsilon=c.agem_epsilon),
     "replay": lambda c: Replay(c.replay_per_class),
+    "reservoir": lambda c: ReservoirReplay(c.replay_capacity, c.replay_fraction),
 }
 NAMES = tuple(BUILT_IN)  # as config.REMEDIES lists them (the flag's choices; tested)
 
 
 def make(config) -> list[Remedy]:
     """The built-in remedies `config.remedy` names, with their settings from `config`."""
-    made = [BUILT_IN[name](config) for name in config.remedy]
+    names = tuple(config.remedy) + (("reservoir",) if config.order == "replay" else ())
+    made = [BUILT_IN[name](config) for name in names]
     return [r for r in made if r is not None]

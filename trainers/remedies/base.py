@@ -7,7 +7,7 @@ as the phase) with four more seams into tapeloop's one training step:
 - `example_loss(images, tasks, outputs)`: a per-example term added to each example's
   loss (LwF: distillation from the previous model);
 - `mix(batch)`: the batch the step trains on (replay: remembered examples appended,
-  with per-example `weight`s);
+  with per-example `weight`s); `stream_batch_size` says how much of it the stream gives;
 - `transform_gradients(grads, gradient_of)`: the update's direction (A-GEM's
   projection); `gradient_of(images, labels, tasks)` is the gradient of those
   examples' mean loss, scored as the scenario scores them;
@@ -49,6 +49,11 @@ class Remedy(Action):
     def mix(self, batch: dict) -> dict:
         """The batch the step trains on (default: the stream's)."""
         return batch
+
+    def stream_batch_size(self, batch_size: int) -> int:
+        """How many of a step's `batch_size` examples the stream gives (the others: the
+        remedy's, added in `mix`)."""
+        return batch_size
 
 
 def state_variable(value, name: str, dtype=tf.float32) -> tf.Variable:

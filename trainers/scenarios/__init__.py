@@ -1,11 +1,13 @@
 """Continual-learning scenarios: a run's tasks, chosen with `--scenario` or passed in.
 
 Built in: `split_mnist_{task,domain,class}` (`split.Split`) and
-`permuted_mnist_{task,domain,class}` (`permuted.Permuted`). A scenario of your own is
-a `base.Scenario` subclass passed to `train_and_evaluate(scenario=...)`.
+`permuted_mnist_{task,domain,class}` (`permuted.Permuted`), and the tutorial's orders
+(`orders.Shuffled`, `orders.Sorted`, `orders.Blocked`, chosen with `--order`). A scenario
+of your own is a `base.Scenario` subclass passed to `train_and_evaluate(scenario=...)`.
 """
 
 from tapeloop.trainers.config import SCENARIO_FAMILIES, SCENARIOS as NAMES
+from tapeloop.trainers.scenarios import orders  # noqa: F401
 from tapeloop.trainers.scenarios.base import KINDS, Scenario, Task  # noqa: F401
 from tapeloop.trainers.scenarios.permuted import Permuted
 from tapeloop.trainers.scenarios.split import Split

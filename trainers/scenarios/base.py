@@ -50,6 +50,7 @@ class Scenario:
     """
 
     name = "scenario"
+    unit = "task"  # what the run scores and probes: tasks (the tutorial's orders: classes)
 
     def __init__(self, kind: str, *, steps_per_task: int):
         if kind not in KINDS:
@@ -75,7 +76,7 @@ class Scenario:
 
     # Everything else follows from the tasks.
     def bind(self, data) -> "Scenario":
-        """Cuts `data` into tasks; checks that every task has training and test examples.
+        """Cuts `data` into tasks and checks them (`check`).
 
         Raises:
           ValueError: a task without examples, or an output out of range.
@@ -84,13 +85,17 @@ class Scenario:
         if not self.tasks:
             raise ValueError(f"scenario {self.name}: the data gives no tasks")
         self.input_dim = self.transformed_dim(data)
+        self.check(data)
+        return self
+
+    def check(self, data) -> None:
+        """Every task has training and test examples."""
         for t, task in enumerate(self.tasks):
             for split, labels in (("training", data.y_train), ("test", data.y_test)):
                 if not np.isin(labels, task.classes).any():
                     raise ValueError(f"scenario {self.name}: task {t} (classes "
                                      f"{', '.join(map(str, task.classes))}) has no {split} "
                                      "examples")
-        return self
 
     @property
     def num_tasks(self) -> int:
@@ -149,10 +154,26 @@ class Scenario:
         padded = np.concatenate([rows, np.zeros((len(rows), 1), np.float32)], axis=1)
         return padded[:, perm]
 
-    def plan(self) -> pipelines.EpochPlan:
-        """The run's phases: one per task, `steps_per_task` batches each."""
+    def plan(self, epoch: int = 0, *, batch_size: int = 0,
+             joint: bool = False) -> pipelines.EpochPlan:
+        """The phases of epoch `epoch`: one per task, `steps_per_task` batches each
+        (`joint`: one phase as long as the whole sequence)."""
+        if joint:
+            return pipelines.EpochPlan(phases=(0,), steps=(self.num_tasks * self.steps_per_task,))
         return pipelines.EpochPlan(phases=tuple(range(self.num_tasks)),
                                    steps=(self.steps_per_task,) * self.num_tasks)
+
+    def trained_in(self, phase: int, joint: bool = False) -> tuple[int, ...]:
+        """The tasks phase `phase` trains (`joint`: all of them)."""
+        return tuple(range(self.num_tasks)) if joint else (phase,)
+
+    def inputs(self, data, x: np.ndarray) -> np.ndarray:
+        """The rows the scenario's tasks are cut from: MNIST's pixels / 255 as in the
+        reference code (ToTensor), not the tutorial's mean-subtracted ones; other data as
+        they are."""
+        if data.pixel_mean is None:
+            return x
+        return (x + data.pixel_mean).astype(np.float32)
 
     def describe(self) -> str:
         """One line: name, kind, tasks and their classes."""
@@ -189,11 +210,13 @@ class Scenario:
             task.append(np.full((self.steps_per_task, batch_size), i, np.int32))
         return np.concatenate(index), np.concatenate(task)
 
-    def pipeline(self, x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: int,
+    def pipeline(self, data, x: np.ndarray, *, batch_size: int, seed: int, epochs: int = 1,
                  start_step: int = 0, joint: bool = False,
                  shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
-        """The run's batches from `start_step` on: dicts of image (B, D'), label (B,) targets,
-        task (B,) and phase (the batch's task; 0 for `joint`)."""
+        """The run's batches from `start_step` on, cut from the rows `x` (`inputs`) of
+        `data`'s training split: dicts of image (B, D'), label (B,) targets, task (B,) and
+        phase (the batch's task; 0 for `joint`). The tasks are trained once (`epochs` 1)."""
+        y = data.y_train
         index, task = self.batch_indices(y, batch_size=batch_size, seed=seed, joint=joint)
         targets = np.zeros(index.shape, np.int32)
         for t in range(self.num_tasks):
