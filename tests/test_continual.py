@@ -208,8 +208,17 @@ def test_the_tutorial_orders_are_scenario_objects_and_replay_a_remedy(tmp_path):
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert by_name["test_accuracy"] == by_object["test_accuracy"]
     assert len(by_name["test_class_accuracy"]) == 10  # scored per class, as the tutorial
+    from tapeloop.trainers import instruments
     saved = json.loads((tmp_path / "by_object" / "config.json").read_text())
     assert saved["recorded"]["remedies"][0]["hparams"] == {"capacity": 20, "fraction": 0.25}
+    assert saved["recorded"]["order"] == "tapeloop.trainers.scenarios.orders:Sorted"
+    hparams = instruments.hparams_of(saved)  # the object's settings, not the unused flags'
+    assert hparams["reservoir.capacity"] == 20 and "replay_capacity" not in hparams
+    assert "ewc_lambda" not in hparams and hparams["order"] == "sorted"
+    with pytest.raises(tapeloop.SetupError, match="--order=blocked contradicts the order"):
+        tapeloop.train_and_evaluate(tapeloop.Config(**flags, order="blocked", block_steps=2),
+                                    None, data=data, scenario=scenarios.orders.Sorted(),
+                                    verbose=False)
     with pytest.raises(tapeloop.SetupError, match="acts at task ends: the shuffled order"):
         tapeloop.train_and_evaluate(tapeloop.Config(**flags), None, data=data,
                                     scenario=scenarios.orders.Shuffled(),

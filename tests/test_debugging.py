@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.conftest import REPO, SCRIPT_ENV, read_events, run_train, run_train_here
 from tapeloop.trainers import step_dumps
@@ -144,6 +145,7 @@ def test_bad_inspect_steps_are_refused_before_anything_is_written(tmp_path):
         assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_debugger_dump_dir_writes_debugger_v2_dumps_alongside_checkpoints(tmp_path):
     from tensorflow.python.debug.lib import debug_events_reader
 

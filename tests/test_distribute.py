@@ -104,6 +104,7 @@ def _finish(procs, timeout=240):
     return [p.communicate(timeout=timeout) + (p.returncode,) for p in procs]
 
 
+@pytest.mark.slow
 def test_two_workers_train_like_one_and_only_the_chief_writes(tmp_path):
     default = run_train_here(*SMALL, "--order=sorted", f"--logdir={tmp_path}",
                              "--run_name=default")
@@ -132,6 +133,7 @@ def test_two_workers_train_like_one_and_only_the_chief_writes(tmp_path):
     _assert_close_weights(tmp_path / "default", run_dir)
 
 
+@pytest.mark.slow
 def test_a_dead_worker_ends_the_other_with_an_error_not_a_hang(tmp_path):
     procs = _start_workers(tmp_path, "cluster", "--epochs=1000")
     chief, worker = procs

@@ -81,6 +81,7 @@ def test_l2_to_phase_start_example_pulls_and_logs_its_penalty(tmp_path, real_mni
     assert any("anchor_0" in k for k in reader.get_variable_to_shape_map())
 
 
+@pytest.mark.slow
 def test_subclassed_model_on_tf_data_killed_and_resumed_bit_exactly(tmp_path, real_mnist):
     args = ["--order=sorted", "--max_train_examples=2000", "--epochs=2", "--deterministic",
             "--checkpoint_every_steps=7", "--probe_per_class=10"]

@@ -247,6 +247,12 @@ def config_from_flags(*, own_model: bool = False,
     return config_lib.Config(**values)
 
 
+# What a script passes to `run_from_flags` (the rest of `train_and_evaluate`'s arguments
+# come from the flags).
+SCRIPT_ARGS = ("data", "model", "loss", "penalty", "train_step", "actions", "scenario",
+               "remedies")
+
+
 def run_from_flags(argv=(), **train_args) -> dict | None:
     """`main` for a user's script: `tapeloop.run_from_flags(argv, model=..., data=...)`."""
     return main(argv, **train_args)
@@ -257,8 +263,9 @@ def main(argv, **train_args) -> dict | None:
 
     Args:
       argv: what `app.run` passes (no positional arguments are allowed).
-      **train_args: passed on to `controller.train_and_evaluate` (model, data, loss,
-        penalty, train_step, actions): what the user's script brings. `data` may be a
+      **train_args: passed on to `controller.train_and_evaluate` (`SCRIPT_ARGS`: data,
+        model, loss, penalty, train_step, actions, scenario, remedies): what the user's
+        script brings. `data` may be a
         function that makes the `Splits`: called here, its `DataError` is one line.
 
     Returns:
@@ -266,6 +273,13 @@ def main(argv, **train_args) -> dict | None:
     """
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {argv[1:]} (flags start with --)")
+    unknown = sorted(set(train_args) - set(SCRIPT_ARGS))
+    if unknown:
+        sys.exit(f"error: run_from_flags takes {', '.join(SCRIPT_ARGS)}, not "
+                 f"{', '.join(unknown)}"
+                 + (" (the script's own flags are recorded as its script_flags already)"
+                    if "script_flags" in unknown else
+                    " (the run's control comes from the flags)"))
     try:
         config = config_from_flags(own_model=train_args.get("model") is not None)
         control = from_flags(RunControl)

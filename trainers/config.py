@@ -23,6 +23,13 @@ SCENARIO_KINDS = ("task", "domain", "class")  # task-, domain-, class-incrementa
 SCENARIOS = tuple(f"{family}_{kind}" for family in SCENARIO_FAMILIES for kind in SCENARIO_KINDS)
 REMEDIES = ("none", "joint", "ewc", "online_ewc", "si", "lwf", "agem", "replay",
             "reservoir")  # remedies.BUILT_IN
+# Each built-in remedy's settings (remedies.BUILT_IN reads them): a run's HParams show
+# them only when a remedy that uses them is chosen by the flags (`instruments.hparams_of`).
+REMEDY_SETTINGS = {"ewc_lambda": ("ewc", "online_ewc"), "fisher_samples": ("ewc", "online_ewc"),
+                   "online_ewc_gamma": ("online_ewc",), "si_c": ("si",), "si_epsilon": ("si",),
+                   "lwf_temperature": ("lwf",), "agem_epsilon": ("agem",),
+                   "replay_per_class": ("replay", "agem"), "replay_capacity": ("reservoir",),
+                   "replay_fraction": ("reservoir",)}
 MODELS = ("mlp", "cnn")  # built in; any package.module:function names the user's builder
 # Settings that choose and build tapeloop's own data or model: a script that passes its
 # own cannot apply them, so they are refused if set and recorded as None (`passed_in`).

@@ -169,6 +169,7 @@ def _prepare(config: Config, run_dir: Path | None, *, chief: bool, lock, say, th
     `lock`: the chief's `run_dirs.RunLock` (None on other workers, or without a run dir).
     """
     config, data = _passed_in(config, data, model)
+    config = _order_settings(config, scenario)
     resuming = False
     if run_dir is not None and chief:
         resuming = check_run_dir(run_dir, overwrite=overwrite, resume=resume, config=config)
@@ -207,6 +208,8 @@ def _prepare(config: Config, run_dir: Path | None, *, chief: bool, lock, say, th
                 "train_step": qualified_name(train_step or steps.make_train_step), **known}
     if scenario.unit == "task":  # the tutorial's orders: config.json's order and class_order
         recorded["scenario"] = {**scenario.table(), "class": qualified_name(type(scenario))}
+    else:  # and the order's class (a user's own subclass, passed in)
+        recorded["order"] = qualified_name(type(scenario))
     if scenario.unit == "task" or remedies:
         recorded["remedies"] = [{"name": r.name, "class": qualified_name(type(r)),
                                  "hparams": r.hparams()} for r in remedies]
@@ -268,6 +271,28 @@ def _passed_in(config: Config, data: splits.Splits | None, model) -> tuple:
     if changed:
         data = data.remake(**cut)
     return dataclasses.replace(config, **cut), data
+
+
+def _order_settings(config: Config, scenario) -> Config:
+    """The config of a run passed one of the tutorial's orders as an object: its order,
+    class order and block length, so that config.json records what trains.
+
+    Raises:
+      SetupError: a setting given (not its default) that the object contradicts.
+    """
+    if not isinstance(scenario, scenarios_lib.orders.Order):
+        return config
+    own = {"order": scenario.order, "class_order": scenario.class_order,
+           "block_steps": scenario.block_steps}
+    for name, value in own.items():
+        given = getattr(config, name)
+        if given != config_lib.DEFAULTS[name] and given != value:
+            raise SetupError(f"--{name}={given} contradicts the order passed in "
+                             f"({type(scenario).__name__}, {name} {value}): give one of them")
+    try:
+        return dataclasses.replace(config, **own)
+    except ValueError as e:
+        raise SetupError(str(e)) from None
 
 
 def _checked_control(run_dir, *, actions, stop_after_steps: int, profile_steps,

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tapeloop.trainers import drift, forgetting, plots, probe, run_dirs, writers
+from tapeloop.trainers import (config as config_lib, drift, forgetting, plots, probe, run_dirs,
+                               writers)
 
 HEATMAP_ROWS = 400
 # What HParams shows of a run with no sibling to differ from.
@@ -158,12 +159,16 @@ def describe_run(writer: writers.MetricWriter, config, *, instrumented: bool,
 
 
 def hparams_of(saved: dict) -> dict:
-    """A run's HParams from its config.json: the settings that applied, and what the
-    script passed in: its data's and model's names (for settings recorded as None)
-    and its own flags."""
+    """A run's HParams from its config.json: the settings that applied (a built-in
+    remedy's only when the flags chose it), and what the script passed in: its data's and
+    model's names (for settings recorded as None), its own flags, and each remedy's
+    settings as `name.setting`."""
     recorded = saved.get("recorded") or {}
+    chosen = set(saved.get("remedy") or ()) | ({"reservoir"} if saved.get("order") == "replay"
+                                               else set())
+    unused = {k for k, users in config_lib.REMEDY_SETTINGS.items() if not chosen & set(users)}
     out = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()
-           if k != "recorded" and v is not None}
+           if k != "recorded" and v is not None and k not in unused}
     if saved.get("dataset", "") is None and "data" in recorded:
         out["data"] = recorded["data"].get("name")
     if saved.get("model", "") is None and "model" in recorded:

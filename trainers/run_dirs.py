@@ -245,7 +245,7 @@ def check_recorded(run_dir: Path, recorded: dict) -> None:
             raise RunDirError(
                 f"{run_dir} was trained with other {part} ({what} was {was}, now {now}; "
                 f"{part} then: {source}, now: {now_source}), so it cannot be resumed: {way_out}")
-    for key, what in (("objective", "loss"), ("train_step", "train step")):
+    for key, what in (("objective", "loss"), ("train_step", "train step"), ("order", "order")):
         was, now = saved.get(key), recorded.get(key)
         if key in recorded and was is not None and was != now:
             raise RunDirError(f"{run_dir} was trained with another {what} ({was}, now {now}), "
