@@ -45,7 +45,8 @@ demo: data
 test: data
 	$(BIN)/python -m pytest -n 3 -m "not slow"
 
-# The slow tier: whole runs of minutes (the `slow` marker, setup.cfg). CI runs it after
+# The slow tier: processes killed, signalled or distributed, benches, Debugger V2 (the
+# `slow` marker, setup.cfg; BUILD.md, Tests). CI runs it after
 # `make test`; `make test-all` runs both tiers in one pytest.
 test-slow: data
 	$(BIN)/python -m pytest -n 3 -m slow

@@ -35,8 +35,9 @@ def _assert_close_weights(a_dir, b_dir):
         np.testing.assert_allclose(b[key], a[key], rtol=1e-4, atol=1e-5 * np.abs(a[key]).max())
 
 
-@pytest.mark.parametrize("order", [["--order=shuffled"], [
-    "--order=replay", "--replay_capacity=40"]], ids=["shuffled", "replay"])
+@pytest.mark.parametrize("order", [["--order=shuffled"], pytest.param(
+    ["--order=replay", "--replay_capacity=40"], marks=pytest.mark.slow)],
+    ids=["shuffled", "replay"])
 def test_mirrored_on_two_devices_matches_default(tmp_path, order):
     """replay: sorted order, with the reservoir remedy's memory drawn alike on every
     replica and filled with the global batch in its order."""
@@ -64,6 +65,7 @@ def test_mirrored_on_two_devices_matches_default(tmp_path, order):
                                    [a[tag][s] for s in sorted(a[tag])], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_mirrored_resumes_and_guards_non_finite_losses(tmp_path):
     # Compared with the single-device run, within the tolerance mirrored = default has.
     straight = run_train_here(*SMALL, f"--logdir={tmp_path}", "--run_name=straight")
@@ -166,6 +168,7 @@ def test_bad_distribution_settings_are_refused_before_anything_is_written(tmp_pa
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_mirrored_scenario_with_every_remedy_matches_default(tmp_path):
     """Task masks, replay's weighted mix, the reservoir's memory, EWC, SI's path integral,
     LwF's teacher and A-GEM's projection of the global gradient: two replicas train what

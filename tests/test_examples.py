@@ -99,6 +99,7 @@ def test_subclassed_model_on_tf_data_killed_and_resumed_bit_exactly(tmp_path, re
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+@pytest.mark.slow
 def test_users_own_remedy_killed_and_resumed_bit_exactly_strength_recorded(tmp_path):
     """examples/mas_remedy.py: a remedy written as a user would, no edit to tapeloop.
     (Another strength on resume is refused: tests/test_continual.py.)"""

@@ -74,6 +74,7 @@ def test_two_processes_on_one_run_dir_one_is_refused_naming_the_other(tmp_path):
     assert len(list(run.glob("events.out.tfevents.*"))) == 1  # one writer, one log
 
 
+@pytest.mark.slow
 def test_a_sweep_killed_with_sigkill_takes_its_points_down_and_the_rerun_finishes(tmp_path):
     sweep = [sys.executable, "-m", "tapeloop.trainers.sweep", *NOISE, "--epochs=5",
              "--order=sorted", "--sweep=learning_rate=1e-3,3e-3", "--parallel=2",

@@ -53,6 +53,7 @@ def _checkpoint_tensors(run_dir):
             and k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
 
 
+@pytest.mark.slow
 def test_sigkill_inside_a_block_then_resume_is_bit_identical(tmp_path, real_mnist):
     """Sorted order, so that the kill lands inside a class block; a resume inside a
     shuffled epoch is checked by test_debugging (stop_after_steps, bit-exact)."""
@@ -110,10 +111,12 @@ def test_sigkill_inside_a_block_then_resume_is_bit_identical(tmp_path, real_mnis
         assert counts and set(counts) == {1.0}, name
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_flushes_and_resumes(tmp_path):
     _stop_by_signal(tmp_path, signal.SIGTERM, *NOISE)
 
 
+@pytest.mark.slow
 def test_sighup_the_terminal_closing_is_handled_like_sigterm(tmp_path):
     _stop_by_signal(tmp_path, signal.SIGHUP, *NOISE, resume=False)  # resumed: SIGTERM's test
 
@@ -157,6 +160,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, real
                 assert np.all(np.isfinite(value)), key
 
 
+@pytest.mark.slow
 def test_kill_while_a_checkpoint_is_written_loses_nothing(tmp_path):
     """The test-only pause holds the process after a checkpoint's files are written and
     before the index names it; SIGKILL there leaves the index at the previous one, and
