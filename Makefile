@@ -66,7 +66,7 @@ scaling: data
 # (needs `make demo` first, and Chromium: apt-get install chromium chromium-driver).
 screenshots: data
 	TAPELOOP_DASHBOARD_LOGDIR=$(DEMO_LOGS) TAPELOOP_SCREENSHOTS=docs \
-		$(BIN)/python -m pytest tests/test_dashboard.py -k "sees or hparams or time_series" -p no:xdist -s
+		$(BIN)/python -m pytest tests/test_dashboard.py -k "sees or hparams or time_series or first_screen" -p no:xdist -s
 	$(BIN)/python -m tapeloop.trainers.report $(DEMO_LOGS)/shuffled $(DEMO_LOGS)/sorted \
 		--plot=docs/probe_curves.png > /dev/null
 	cp $(DEMO_LOGS)/sorted/accuracy_matrix.png docs/accuracy_matrix_sorted.png

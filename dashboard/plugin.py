@@ -57,8 +57,8 @@ class ForgettingPlugin(base_plugin.TBPlugin):
     @wrappers.Request.application
     def _index_js(self, request):
         del request
-        return wrappers.Response((STATIC / "index.js").read_bytes(),
-                                 content_type="text/javascript")
+        return _nosniff(wrappers.Response((STATIC / "index.js").read_bytes(),
+                                          content_type="text/javascript"))
 
     def _list(self, request, run_tag_filter=None):
         return self._provider.list_scalars(
@@ -178,8 +178,15 @@ def _label_before(phases):
 
 
 def _json(value, status: int = 200):
-    return wrappers.Response(json.dumps(_finite(value), allow_nan=False), status=status,
-                             content_type="application/json")
+    return _nosniff(wrappers.Response(json.dumps(_finite(value), allow_nan=False),
+                                      status=status, content_type="application/json"))
+
+
+def _nosniff(response):
+    """The response, with the header TensorBoard asks of every plugin response (it warns
+    on each one without it)."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def _finite(value):

@@ -307,3 +307,69 @@ def test_hparams_names_the_runs_and_puts_what_differs_first(tensorboard, logdir,
         browser.save_screenshot(str(shots / "hparams.png"))
     finally:
         browser.quit()
+
+
+def test_the_first_screen_compares_the_runs_and_follows_training(tensorboard, logdir, tmp_path):
+    """At 1280x800 a row per class and a line per run fit on the first screen; a point
+    appended to a run's events appears without reloading the page. (Last in the module:
+    it adds points to a run.)"""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with urllib.request.urlopen(f"{tensorboard}/data/plugin/forgetting/runs") as response:
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    runs = get_json(f"{tensorboard}/data/plugin/forgetting/runs")
+    views = {r["run"]: get_json(f"{tensorboard}/data/plugin/forgetting/data?"
+                                + urllib.parse.urlencode({"run": r["run"]})) for r in runs}
+    classes = sorted({c for v in views.values() for c in v["classes"]})
+    browser = _browser()
+    browser.set_window_size(1280, 800)
+    shots = Path(os.environ.get("TAPELOOP_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    try:
+        browser.get(f"{tensorboard}/?forceSVG=true#forgetting")
+        wait = WebDriverWait(browser, 60)
+        frame = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "iframe"))[0]
+        frame_top, frame_height = frame.rect["y"], frame.rect["height"]
+        viewport = browser.execute_script("return window.innerHeight")
+        browser.switch_to.frame(frame)
+        rows = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "svg.compare-row"))
+        assert [int(r.get_attribute("data-class")) for r in rows] == classes
+        for row in rows:  # a line per run, every probe point of the run's class drawn
+            lines = row.find_elements(By.CSS_SELECTOR, "path.compare-curve")
+            assert [x.get_attribute("data-run") for x in lines] == [r["run"] for r in runs]
+            c = row.get_attribute("data-class")
+            assert [int(x.get_attribute("data-points")) for x in lines] == [
+                len(views[r["run"]]["probe"].get(c, [])) for r in runs]
+        for i, r in enumerate(runs):  # a class-sorted run shades the first class's own blocks
+            own = rows[0].find_elements(By.CSS_SELECTOR, f"rect.compare-own[data-run='{r['run']}']")
+            view = views[r["run"]]
+            assert len(own) == (sum(1 for *_, label in view["phases"] if label == classes[0])
+                                if view["by_class"] else 0)
+        bottom = browser.execute_script(
+            "return document.querySelector('.compare-axis').getBoundingClientRect().bottom")
+        inner = browser.execute_script("return window.innerHeight")
+        print(f"first screen: {len(rows)} rows x {len(runs)} runs end at {frame_top + bottom:.0f}"
+              f" px of {viewport} (frame at {frame_top:.0f}, {frame_height:.0f} px high, "
+              f"inner {inner})")
+        assert frame_top + bottom <= viewport  # the whole comparison without scrolling
+        browser.switch_to.default_content()
+        browser.save_screenshot(str(shots / "dashboard_first_screen.png"))
+        if os.environ.get("TAPELOOP_DASHBOARD_LOGDIR"):
+            return  # the live check writes into the runs: only into those made here
+        browser.switch_to.frame(frame)
+        run, view = runs[0]["run"], views[runs[0]["run"]]
+        c = view["classes"][0]
+        import tensorflow as tf
+        writer = tf.summary.create_file_writer(str(logdir / run))
+        with writer.as_default():
+            for k in range(1, 4):
+                tf.summary.scalar(f"probe/accuracy/class_{c}", 0.5, step=runs[0]["last_step"] + k)
+        writer.close()
+        line = f"svg.compare-row[data-class='{c}'] path.compare-curve[data-run='{run}']"
+        before = len(view["probe"][str(c)])
+        WebDriverWait(browser, 90, poll_frequency=1).until(
+            lambda b: int(b.find_element(By.CSS_SELECTOR, line).get_attribute("data-points"))
+            == before + 3)
+    finally:
+        browser.quit()

@@ -1,13 +1,17 @@
-// The Forgetting tab: per-class probe accuracy with the phases shaded, the accuracy
-// matrix, average forgetting and BWT, the final per-class test table; for every run
-// with a probe, side by side on the same scales. Plain ES module and SVG: nothing is
-// fetched but this plugin's own routes.
+// The Forgetting tab. First screen: every class a row, every run a line in it, on each
+// run's own epochs (runs of any length line up), each class's own blocks shaded. Below,
+// each run in detail: per-class probe accuracy with the phases shaded, the accuracy
+// matrix, average forgetting and BWT; then the final per-class test table. It polls its
+// routes while runs train. Plain ES module and SVG: nothing is fetched but this plugin's
+// own routes.
 
 const SVG = "http://www.w3.org/2000/svg";
 // Ten clearly distinct colours (d3's category10); more classes get evenly spaced hues.
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
                  "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
-const WIDTH = 1100, HEIGHT = 310, M = {left: 48, right: 16, top: 34, bottom: 30};
+const HEIGHT = 310, M = {left: 48, right: 16, top: 34, bottom: 30};
+const POLL_MS = 10000;  // how often the tab asks for new points and new runs
+let WIDTH = 1100;  // the charts' width: the page's, set at every draw
 
 function colour(i, n) {
   return n <= PALETTE.length ? PALETTE[i] : `hsl(${(i * 360) / n}, 70%, 45%)`;
@@ -42,7 +46,19 @@ function html(name, attrs = {}, parent = null, text = null) {
 const fmt = (v, signed = false) => v === null || v === undefined ? "-" :
   (signed && v >= 0 ? "+" : "") + v.toFixed(4);
 
-const state = {runs: [], views: {}, range: null, hidden: new Set(), maxStep: 1};
+const state = {runs: [], views: {}, range: null, erange: null, hidden: new Set(), maxStep: 1};
+
+// Round tick values (1, 2 or 5 times a power of ten) covering [a, b], about n of them.
+function niceTicks(a, b, n = 8) {
+  if (!(b > a)) return [a];
+  const raw = (b - a) / n, mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((k) => k * mag).find((k) => k >= raw);
+  const ticks = [];
+  for (let t = Math.ceil(a / step) * step; t <= b + step * 1e-9; t += step) {
+    ticks.push(Number(t.toPrecision(12)));
+  }
+  return ticks;
+}
 
 export async function render() {
   document.body.style.fontFamily = "Roboto, Arial, sans-serif";
@@ -60,22 +76,36 @@ export async function render() {
     table.final td, table.final th {border: 1px solid #ddd; padding: 2px 8px; text-align: right;}
     .controls {margin: 8px 0 16px; font-size: 13px;} .note {color: #a00; font-size: 13px;}
     .definition {color: #555; font-size: 12px; margin: 2px 0 4px;}
-    .row {display: flex; gap: 16px; flex-wrap: wrap;}`;
+    .row {display: flex; gap: 16px; flex-wrap: wrap;} #compare svg {display: block;}`;
   const tooltip = html("div", {id: "tooltip"}, document.body);
   state.tooltip = tooltip;
   html("h2", {style: "margin: 0 0 4px; font-size: 18px"}, document.body,
        "Forgetting: per-class probe accuracy, phase by phase");
   const controls = html("div", {class: "controls", id: "controls"}, document.body);
-  const main = html("div", {id: "runs"}, document.body);
+  html("div", {id: "runs"}, document.body);
+  await refresh(controls);
+  setInterval(() => refresh(controls).catch(() => {}), POLL_MS);
+  window.addEventListener("resize", () => { if (state.runs.length) draw(); });
+}
+
+// Reads the runs and, when a run is new or has new points, its view; then redraws,
+// keeping the zoom (live while runs train).
+async function refresh(controls) {
   const runs = await (await fetch("./runs")).json();
+  const main = document.getElementById("runs");
   if (!runs.length) {
-    html("p", {id: "empty"}, main, "No run with a probe (probe/accuracy/class_C scalars) yet.");
+    if (!document.getElementById("empty")) {
+      html("p", {id: "empty"}, main, "No run with a probe (probe/accuracy/class_C scalars) yet.");
+    }
     return;
   }
-  state.runs = runs;
-  await Promise.all(runs.map(async (r) => {
+  const known = Object.fromEntries(state.runs.map((r) => [r.run, r.last_step]));
+  const stale = runs.filter((r) => known[r.run] !== r.last_step);
+  if (!stale.length && runs.length === state.runs.length) return;
+  await Promise.all(stale.map(async (r) => {
     state.views[r.run] = await (await fetch(`./data?run=${encodeURIComponent(r.run)}`)).json();
   }));
+  state.runs = runs;
   state.maxStep = Math.max(...runs.map((r) => r.last_step), 1);
   buildControls(controls);
   draw();
@@ -104,6 +134,7 @@ function buildControls(controls) {
     setRange(e ? ends[e - 1] : 0, ends[e]);
   };
   reset.onclick = () => setRange(null);
+  if (state.range) { from.value = state.range[0]; to.value = state.range[1]; }
 }
 
 function setRange(a, b) {
@@ -115,10 +146,108 @@ function setRange(a, b) {
 
 function draw() {
   state.tooltip.style.display = "none";
-  const main = document.getElementById("runs");
+  WIDTH = Math.max(880, Math.min(2400, document.body.clientWidth - 28));  // inside a card
+  const main = document.getElementById("runs"), controls = document.getElementById("controls");
+  controls.remove();  // kept across redraws: the step zoom of the detailed charts
   main.innerHTML = "";
+  drawCompare(main);
+  html("h3", {style: "margin: 8px 0"}, main, "Each run in detail");
+  main.appendChild(controls);
   for (const r of state.runs) drawRun(main, r.run, state.views[r.run]);
   drawFinalTable(main);
+}
+
+// Where step s of a run lies on its own epoch axis: epoch e + the fraction of it done.
+function epochOf(view, s) {
+  const ends = view.epoch_ends.length ? view.epoch_ends : [Math.max(lastStep(view), 1)];
+  let e = 0;
+  while (e < ends.length - 1 && s > ends[e]) e++;
+  const start = e ? ends[e - 1] : 0;
+  return e + (s - start) / Math.max(ends[e] - start, 1);
+}
+
+function lastStep(view) {
+  return Math.max(0, ...Object.values(view.probe).map((p) => (p.length ? p[p.length - 1][0] : 0)));
+}
+
+// The first screen: a row per class (or task), a line per run, on each run's own epochs;
+// shaded where that run trains the row's class; each run's final test accuracy at the end.
+function drawCompare(main) {
+  const names = state.runs.map((r) => r.run), views = names.map((r) => state.views[r]);
+  const keys = [...new Set(views.flatMap((v) => v.classes))].sort((a, b) => a - b);
+  const unit = views.some((v) => v.unit === "task") ? "task" : "class";
+  const box = html("div", {class: "card", id: "compare"}, main);
+  html("h3", {}, box, `Every ${unit}, every run: probe accuracy over each run's own ` +
+       (unit === "task" ? "tasks" : "epochs"));
+  const legend = html("div", {class: "legend runs"}, box);
+  names.forEach((run, i) => {
+    const f = views[i].final, item = html("span", {"data-run": run}, legend);
+    html("span", {class: "swatch", style: `background: ${colour(i, names.length)}; height: 6px`}, item);
+    item.appendChild(document.createTextNode(`${run}: test ${fmt(f.test_accuracy)}, forgetting ` +
+                                             `${fmt(f.average_forgetting)}` +
+                                             (f.min_acc !== undefined ? `, min-ACC ${fmt(f.min_acc)}` : "")));
+  });
+  html("div", {class: "definition"}, box, `A line per run; shaded in a run's colour: where that ` +
+       `run trains the row's ${unit} (its own block). Rising in its block and falling after it ` +
+       `is forgetting. Right: each run's final test accuracy. Drag to zoom, double-click for ` +
+       `the whole runs.`);
+  // A scenario's run is one pass over its tasks: its axis counts tasks, not epochs.
+  const perTask = unit === "task", scale = perTask ? keys.length : 1;
+  const at = (v, s) => epochOf(v, s) * scale;
+  // Each run's epochs, and past its last epoch end while it trains.
+  const maxE = scale * Math.max(1, ...views.map((v) => Math.max(v.epoch_ends.length || 1,
+                                                                  epochOf(v, lastStep(v)))));
+  const [e0, e1] = state.erange || [0, maxE];
+  // Rows share the height left on the screen (at least 18 px each, at most 44).
+  const room = window.innerHeight - (box.getBoundingClientRect().bottom + window.scrollY) - 40;
+  const right = 14 + 48 * names.length, rowH = Math.max(18, Math.min(44, room / keys.length));
+  const x = (e) => 90 + ((e - e0) / (e1 - e0)) * (WIDTH - 90 - right);
+  const ePx = (px) => e0 + ((px - 90) / (WIDTH - 90 - right)) * (e1 - e0);
+  for (const c of keys) {
+    const svg = el("svg", {width: WIDTH, height: rowH, class: "compare-row", "data-class": c}, box);
+    const y = (v) => rowH - 3 - v * (rowH - 6);
+    el("rect", {x: 90, y: 1, width: WIDTH - 90 - right, height: rowH - 2, fill: "var(--plot, #fafafa)"}, svg);
+    views.forEach((v, i) => {
+      if (!v.by_class) return;
+      for (const [first, end, label] of v.phases) {
+        if (label !== c) continue;
+        const a = Math.max(at(v, first), e0), b = Math.min(at(v, end), e1);
+        if (b <= a) continue;
+        el("rect", {class: "compare-own", x: x(a), y: 1, width: Math.max(x(b) - x(a), 0.8), height: rowH - 2,
+                    fill: colour(i, names.length), "fill-opacity": 0.16, "data-run": names[i]}, svg);
+      }
+    });
+    views.forEach((v, i) => {
+      const points = (v.probe[c] || []).map(([s, a]) => [at(v, s), a]).filter(([e]) => e >= e0 && e <= e1);
+      el("path", {class: "compare-curve", d: points.map(([e, a], k) => `${k ? "L" : "M"}${x(e).toFixed(1)},${y(a).toFixed(1)}`).join(""),
+                  fill: "none", stroke: colour(i, names.length), "stroke-width": 1.2, "data-run": names[i],
+                  "data-points": points.length}, svg);
+      const k = v.classes.indexOf(c), final = k < 0 ? null : v.final.class_accuracy[k];
+      el("text", {x: WIDTH - right + 10 + 48 * i, y: rowH / 2 + 4, "font-size": 11, fill: colour(i, names.length),
+                  class: "compare-final"}, svg, final === null || final === undefined ? "-" : final.toFixed(3));
+    });
+    const i = views.findIndex((v) => v.classes.includes(c));
+    el("text", {x: 4, y: rowH / 2 + 4, "font-size": 11}, svg, name(views[i], c));
+    dragZoom(svg, ePx, (a, b) => { state.erange = b > a ? [a, b] : null; draw(); });
+  }
+  const axis = el("svg", {width: WIDTH, height: 22, class: "compare-axis"}, box);
+  for (const t of niceTicks(e0, e1, 10)) {
+    el("text", {x: x(t), y: 12, "text-anchor": "middle", "font-size": 11}, axis, String(t));
+  }
+  el("text", {x: WIDTH - right + 10, y: 12, "font-size": 11}, axis, perTask ? "task" : "epoch");
+}
+
+// Drag across `svg` to choose a range (pixels to data by `toData`), double-click to reset.
+function dragZoom(svg, toData, choose) {
+  let from = null;
+  const px = (ev) => ev.clientX - svg.getBoundingClientRect().left;
+  svg.addEventListener("mousedown", (ev) => { from = px(ev); ev.preventDefault(); });
+  svg.addEventListener("mouseup", (ev) => {
+    const to = px(ev);
+    if (from !== null && Math.abs(to - from) > 3) choose(toData(Math.min(from, to)), toData(Math.max(from, to)));
+    from = null;
+  });
+  svg.addEventListener("dblclick", () => choose(0, 0));
 }
 
 function drawRun(main, run, view) {
@@ -169,8 +298,7 @@ function axes(svg, sc, width, height, x0, x1, yTicks = [0, 0.25, 0.5, 0.75, 1], 
     el("line", {x1: M.left - 4, x2: width - M.right, y1: sc.y(t), y2: sc.y(t), stroke: "#eee"}, g);
     el("text", {x: M.left - 6, y: sc.y(t) + 4, "text-anchor": "end", "font-size": 11}, g, String(t));
   }
-  for (let i = 0; i <= 8; i++) {
-    const s = Math.round(x0 + (i * (x1 - x0)) / 8);
+  for (const s of niceTicks(x0, x1, Math.max(3, Math.round((width - M.left - M.right) / 110)))) {
     el("text", {x: sc.x(s), y: height - M.bottom + 14, "text-anchor": "middle", "font-size": 11}, g, String(s));
   }
   el("text", {x: width - M.right, y: height - 2, "text-anchor": "end", "font-size": 11}, g, "step");
@@ -210,7 +338,7 @@ function drawProbe(card, view) {
                            visibility: "hidden"}, svg);
   let dragFrom = null;
   const px = (ev) => ev.clientX - svg.getBoundingClientRect().left;
-  svg.addEventListener("mousedown", (ev) => { dragFrom = px(ev); });
+  svg.addEventListener("mousedown", (ev) => { dragFrom = px(ev); ev.preventDefault(); });
   svg.addEventListener("mousemove", (ev) => {
     const x = px(ev), yPx = ev.clientY - svg.getBoundingClientRect().top;
     if (dragFrom !== null && Math.abs(x - dragFrom) > 3) {
@@ -364,7 +492,7 @@ function drawForgetting(row, view) {
   const lo = Math.min(0, ...all), hi = Math.max(0.1, ...all);
   const sc = scales(width, height, x0, x1, lo, hi);
   const svg = el("svg", {width, height, class: "forgetting-chart"}, box);
-  const ticks = [lo, 0, hi].filter((v, i, a) => a.indexOf(v) === i).map((v) => Number(v.toFixed(2)));
+  const ticks = niceTicks(lo, hi, 4);
   axes(svg, sc, width, height, x0, x1, ticks);
   for (const [key, c] of [["average", "#1f77b4"], ["bwt", "#d62728"]]) {
     const pts = view.forgetting[key].filter(([s, v]) => s >= x0 && s <= x1 && v !== null);
