@@ -126,18 +126,31 @@ def _browser():
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
+def _shots(tmp_path) -> Path:
+    """Where screenshots go: `TAPELOOP_SCREENSHOTS`, or the test's temporary directory."""
+    shots = Path(os.environ.get("TAPELOOP_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    return shots
+
+
+def _open_tab(browser, tensorboard):
+    """Opens the Forgetting tab; returns a 60-second wait and the tab's iframe."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{tensorboard}/?forceSVG=true#forgetting")
+    wait = WebDriverWait(browser, 60)
+    return wait, wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "iframe"))[0]
+
+
 def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import Select
 
-    browser = _browser()
-    shots = Path(os.environ.get("TAPELOOP_SCREENSHOTS") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
+    browser, shots = _browser(), _shots(tmp_path)
     try:
-        browser.get(f"{tensorboard}/?forceSVG=true#forgetting")
-        wait = WebDriverWait(browser, 60)
-        frame = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "iframe"))[0]
+        wait, frame = _open_tab(browser, tensorboard)
         browser.switch_to.frame(frame)
         cards = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".card.run"))
         runs = get_json(f"{tensorboard}/data/plugin/forgetting/runs")
@@ -322,14 +335,10 @@ def test_the_first_screen_compares_the_runs_and_follows_training(tensorboard, lo
     views = {r["run"]: get_json(f"{tensorboard}/data/plugin/forgetting/data?"
                                 + urllib.parse.urlencode({"run": r["run"]})) for r in runs}
     classes = sorted({c for v in views.values() for c in v["classes"]})
-    browser = _browser()
+    browser, shots = _browser(), _shots(tmp_path)
     browser.set_window_size(1280, 800)
-    shots = Path(os.environ.get("TAPELOOP_SCREENSHOTS") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
     try:
-        browser.get(f"{tensorboard}/?forceSVG=true#forgetting")
-        wait = WebDriverWait(browser, 60)
-        frame = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "iframe"))[0]
+        wait, frame = _open_tab(browser, tensorboard)
         frame_top, frame_height = frame.rect["y"], frame.rect["height"]
         viewport = browser.execute_script("return window.innerHeight")
         browser.switch_to.frame(frame)
