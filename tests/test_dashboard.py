@@ -178,12 +178,14 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
             print(f"{listed['run']}: class {first_class}: {curves[0].get_attribute('data-points')}"
                   f" points drawn, {len(in_events)} in the event file")
             cells = card.find_elements(By.CSS_SELECTOR, "svg.heatmap rect.cell")
-            assert len(cells) == len(view["matrix"]["rows"]) * len(view["classes"])
+            rows = len(view["matrix"]["rows"])  # over 40 phases: a row per epoch
+            shown = rows if rows <= 40 or len(view["epoch_ends"]) < 2 else len(view["epoch_ends"])
+            assert len(cells) == shown * len(view["classes"])
             # Its axes: a column label per class, the axis titles, the first row's label.
             texts = [x.text for x in card.find_elements(By.CSS_SELECTOR, "svg.heatmap text")]
             assert [str(k) for k in view["classes"]] == texts[:len(view["classes"])]
             assert "class measured" in texts and ("phase (class)" in texts or "phase" in texts)
-            assert any(x.startswith("1 (") for x in texts)
+            assert any(x.startswith("0 (") or x == "epoch 1" for x in texts)  # phases from 0
         # The hover names the step, the phase, the class and its value.
         first = cards[0].find_element(By.CSS_SELECTOR, "svg.probe")
         ActionChains(browser).move_to_element_with_offset(first, 100, 0).perform()
@@ -217,10 +219,22 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
         cell = browser.find_elements(By.CSS_SELECTOR, "svg.heatmap rect.cell")[0]
         ActionChains(browser).move_to_element(cell).perform()
         text = browser.find_element(By.ID, "tooltip").text
-        assert text.startswith("row 1, after ")
+        assert text.startswith("phase ") and ", after " in text
         row_step, c, value = re.search(r"\(step (\d+)\) · class (\d+): ([\d.]+)$", text).groups()
         row = read_events(logdir / runs[0]["run"])[f"forgetting/row/class_{c}"][int(row_step)]
         assert float(value) == pytest.approx(row, abs=5e-5)  # the event file's matrix row
+        # A click zooms to that phase and shows that class alone, in every run.
+        phase = int(cell.get_attribute("data-row"))
+        steps = get_json(f"{tensorboard}/data/plugin/forgetting/data?" + urllib.parse.urlencode(
+            {"run": runs[0]["run"]}))["matrix"]["steps"]
+        cell.click()
+        wait.until(lambda b: b.find_element(By.ID, "to").get_attribute("value") == str(steps[phase]))
+        assert browser.find_element(By.ID, "from").get_attribute("value") == str(
+            steps[phase - 1] if phase else 0)
+        for card in browser.find_elements(By.CSS_SELECTOR, ".card.run"):
+            curves = card.find_elements(By.CSS_SELECTOR, "svg.probe path.curve")
+            assert [x.get_attribute("data-class") for x in curves] == [c]
+        browser.find_element(By.ID, "all-classes").click()
         table = browser.find_element(By.CSS_SELECTOR, "table.final")
         assert len(table.find_elements(By.CSS_SELECTOR, "tr")) == 2 + max(
             r["classes"] for r in runs)

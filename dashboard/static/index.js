@@ -125,6 +125,8 @@ function buildControls(controls) {
   const ends = state.views[longest.run].epoch_ends || [];
   ends.forEach((end, e) => html("option", {value: e}, epochs, `epoch ${e + 1} (steps ${e ? ends[e - 1] : 0}-${end})`));
   const reset = html("button", {id: "reset"}, controls, "Whole run");
+  const all = html("button", {id: "all-classes"}, controls, "All classes");
+  all.onclick = () => { state.hidden.clear(); draw(); };
   html("span", {style: "margin-left: 12px; color: #555"}, controls,
        "Drag across a chart to zoom; double-click to see the whole run.");
   apply.onclick = () => setRange(Number(from.value), Number(to.value));
@@ -439,31 +441,58 @@ function hover(view, sc, x, yPx, ev, cursor) {
   t.style.left = `${ev.clientX + 14}px`; t.style.top = `${ev.clientY + 10}px`;
 }
 
+// The rows of the matrix to draw: those whose phase ends inside the zoom; over more than
+// MATRIX_ROWS phases, one row per epoch (the probe at the epoch's last phase end).
+const MATRIX_ROWS = 40;
+function matrixRows(view) {
+  const m = view.matrix, [x0, x1] = state.range || [0, Infinity];
+  // A row belongs to the phase that ends at its step: one ending at the zoom's start is
+  // the phase before it.
+  const rows = m.steps.map((_, r) => r).filter((r) => m.steps[r] > x0 && m.steps[r] <= x1);
+  if (rows.length <= MATRIX_ROWS || view.epoch_ends.length < 2) return {rows, byEpoch: false};
+  const epochs = [];
+  view.epoch_ends.forEach((end, e) => {
+    const last = rows.filter((r) => m.steps[r] <= end).pop();
+    if (last !== undefined && !epochs.some(([, r]) => r === last)) epochs.push([e, last]);
+  });
+  return {rows: epochs.map(([, r]) => r), epochs: epochs.map(([e]) => e), byEpoch: true};
+}
+
 function drawMatrix(row, view) {
-  const m = view.matrix, n = m.rows.length, k = view.classes.length;
+  const m = view.matrix, k = view.classes.length, shown = matrixRows(view), n = shown.rows.length;
   const box = html("div", {class: "matrix"}, row);
   html("div", {style: "font-size: 13px; margin: 6px 0"}, box,
-       `Accuracy matrix: row i = the probe after phase i, column = ${view.unit || "class"} (${n} rows)`);
+       `Accuracy matrix: row = the probe after ${shown.byEpoch ? "an epoch (its last phase)" : "a phase"}, ` +
+       `column = ${view.unit || "class"} (${n} of ${m.rows.length} rows${state.range ? ", in the zoom" : ""}); ` +
+       "click a cell to zoom to it");
   if (!n) { html("div", {}, box, "no phase ends yet"); return; }
   const cell = Math.max(16, Math.min(36, 360 / k)), rowH = Math.max(1.5, Math.min(18, 540 / n));
-  const left = 70, top = 18, width = left + k * cell + 70, height = top + n * rowH + 30;
+  const left = 96, top = 18, width = left + k * cell + 70, height = top + n * rowH + 30;
   const svg = el("svg", {width, height, class: "heatmap"}, box);
-  m.rows.forEach((values, r) => values.forEach((v, c) => {
-    el("rect", {class: "cell", x: left + c * cell, y: top + r * rowH, width: cell, height: rowH + 0.3,
-                fill: heat(v), "data-row": r, "data-class": view.classes[c], "data-value": v}, svg);
+  shown.rows.forEach((r, i) => m.rows[r].forEach((v, c) => {
+    el("rect", {class: "cell", x: left + c * cell, y: top + i * rowH, width: cell, height: rowH + 0.3,
+                fill: heat(v), "data-row": r, "data-class": view.classes[c], "data-value": v,
+                style: "cursor: pointer"}, svg);
   }));
   view.classes.forEach((c, i) => el("text", {x: left + (i + 0.5) * cell, y: top - 5, "text-anchor": "middle",
                                              "font-size": 11}, svg, String(c)));
   el("text", {x: left + (k * cell) / 2, y: height - 4, "text-anchor": "middle", "font-size": 11}, svg,
      `${view.unit || "class"} measured`);
   const every = Math.max(1, Math.ceil(14 / rowH));
-  m.rows.forEach((_, r) => {
-    if (r % every) return;
+  // Rows are labelled as everywhere else: phases from 0 (as accuracy_matrix.csv and the
+  // report), epochs from 1 (as the progress lines).
+  const rowLabel = (r, i) => {
+    if (shown.byEpoch) return `epoch ${shown.epochs[i] + 1}`;
     const label = m.labels[r];
-    el("text", {x: left - 4, y: top + (r + 0.5) * rowH + 4, "text-anchor": "end", "font-size": 10}, svg,
-       `${r + 1}` + (label === null ? "" : view.by_class ? ` (${label})` : ` (ep ${label + 1})`));
+    return `${r}` + (label === null ? "" : view.by_class ? ` (${label})` : ` (ep ${label + 1})`);
+  };
+  shown.rows.forEach((r, i) => {
+    if (i % every) return;
+    el("text", {x: left - 4, y: top + (i + 0.5) * rowH + 4, "text-anchor": "end", "font-size": 10}, svg,
+       rowLabel(r, i));
   });
-  el("text", {x: 2, y: 10, "font-size": 10}, svg, view.by_class ? `phase (${view.unit || "class"})` : "phase");
+  el("text", {x: 2, y: 10, "font-size": 10}, svg,
+     shown.byEpoch ? "epoch" : view.by_class ? `phase (${view.unit || "class"})` : "phase");
   // Colour bar.
   const barX = left + k * cell + 14, barH = Math.min(200, n * rowH);
   for (let i = 0; i < 50; i++) {
@@ -475,12 +504,25 @@ function drawMatrix(row, view) {
     if (!target.classList || !target.classList.contains("cell")) { state.tooltip.style.display = "none"; return; }
     const r = Number(target.dataset.row), label = m.labels[r], v = target.dataset.value;
     const t = state.tooltip;
-    t.textContent = `row ${r + 1}, after ${label === null ? "phase" : view.by_class ? `training ${name(view, label)}` :
+    t.textContent = `phase ${r}, after ${label === null ? "it" : view.by_class ? `training ${name(view, label)}` :
                      `epoch ${label + 1}`} (step ${m.steps[r]}) · ${name(view, Number(target.dataset.class))}: ` +
                     (v === "null" ? "-" : Number(v).toFixed(4));
     t.style.display = "block"; t.style.left = `${ev.clientX + 14}px`; t.style.top = `${ev.clientY + 10}px`;
   });
   svg.addEventListener("mouseleave", () => { state.tooltip.style.display = "none"; });
+  // A click zooms every chart to the cell's phase (or epoch) and shows its class alone.
+  svg.addEventListener("click", (ev) => {
+    const target = ev.target;
+    if (!target.classList || !target.classList.contains("cell")) return;
+    const r = Number(target.dataset.row), c = Number(target.dataset.class), end = m.steps[r];
+    let first = r ? m.steps[r - 1] : 0;
+    if (shown.byEpoch) {
+      const e = shown.epochs[shown.rows.indexOf(r)];
+      first = e ? view.epoch_ends[e - 1] : 0;
+    }
+    state.hidden = new Set(view.classes.filter((x) => x !== c));
+    setRange(first, end);
+  });
 }
 
 function drawForgetting(row, view) {
