@@ -164,7 +164,7 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
             assert len({c.get_attribute("stroke") for c in curves}) == len(curves)
             assert [int(c.get_attribute("data-points")) for c in curves] == [
                 len(view["probe"][str(k)]) for k in view["classes"]]
-            legend = card.find_elements(By.CSS_SELECTOR, ".legend > span")
+            legend = card.find_elements(By.CSS_SELECTOR, ".legend.classes > span")
             assert [x.text for x in legend] == [f"class {k}" for k in view["classes"]]
             assert len(card.find_elements(By.CSS_SELECTOR, "rect.phase")) == len(view["phases"])
             strips = card.find_elements(By.CSS_SELECTOR, "svg.strip")
@@ -235,6 +235,13 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
             curves = card.find_elements(By.CSS_SELECTOR, "svg.probe path.curve")
             assert [x.get_attribute("data-class") for x in curves] == [c]
         browser.find_element(By.ID, "all-classes").click()
+        # The forgetting chart names its two series, defines them, and its hover gives both.
+        chart = browser.find_elements(By.CSS_SELECTOR, "svg.forgetting-chart")[0]
+        legend = chart.find_element(By.XPATH, "..").find_elements(By.CSS_SELECTOR, ".legend > span")
+        assert [x.text for x in legend] == ["average forgetting", "BWT"]
+        ActionChains(browser).move_to_element(chart).perform()
+        text = browser.find_element(By.ID, "tooltip").text
+        assert re.fullmatch(r"step \d+ · average forgetting [-\d.]+ · BWT [-+\d.]+", text), text
         table = browser.find_element(By.CSS_SELECTOR, "table.final")
         assert len(table.find_elements(By.CSS_SELECTOR, "tr")) == 2 + max(
             r["classes"] for r in runs)

@@ -271,7 +271,7 @@ function drawRun(main, run, view) {
     html("div", {class: "note"}, card, "TensorBoard thinned this run's points (it keeps " +
          "1,000 per tag): start it with --samples_per_plugin=scalars=1000000 to see every point.");
   }
-  const legend = html("div", {class: "legend"}, card);
+  const legend = html("div", {class: "legend classes"}, card);
   view.classes.forEach((c, i) => {
     const item = html("span", {class: state.hidden.has(c) ? "off" : "", "data-class": c}, legend);
     html("span", {class: "swatch", style: `background: ${colour(i, view.classes.length)}`}, item);
@@ -525,22 +525,52 @@ function drawMatrix(row, view) {
   });
 }
 
+const SERIES = [
+  ["average", "#1f77b4", "average forgetting",
+   "the mean, over the classes trained so far, of the best probe accuracy so far minus the current one"],
+  ["bwt", "#d62728", "BWT",
+   "backward transfer: the mean, over earlier phases, of their task's accuracy now minus right " +
+   "after the phase (Lopez-Paz & Ranzato 2017); negative: later phases hurt earlier ones"]];
+
 function drawForgetting(row, view) {
   const box = html("div", {class: "forgetting"}, row);
-  html("div", {style: "font-size: 13px; margin: 6px 0"}, box,
-       "Average forgetting (blue) and BWT (red) after each phase");
-  const width = 520, height = 260, [x0, x1] = state.range || [0, state.maxStep];
+  html("div", {style: "font-size: 13px; margin: 6px 0"}, box, "Average forgetting and BWT after each phase");
+  const legend = html("div", {class: "legend"}, box);
+  for (const [key, c, label, definition] of SERIES) {
+    const item = html("span", {title: definition, "data-series": key}, legend);
+    html("span", {class: "swatch", style: `background: ${c}`}, item);
+    item.appendChild(document.createTextNode(label));
+  }
+  for (const [, , label, definition] of SERIES) {
+    html("div", {class: "definition", style: "max-width: 520px"}, box, `${label}: ${definition}.`);
+  }
+  const width = 520, height = 240, [x0, x1] = state.range || [0, state.maxStep];
   const all = [...view.forgetting.average, ...view.forgetting.bwt].map(([, v]) => v).filter((v) => v !== null);
+  if (view.matrix.steps.length < 2 || !all.length) {  // nothing to forget yet, nothing earlier
+    html("div", {class: "note", id: "no-forgetting"}, box,
+         "Needs two phase ends or more: this run has " + `${view.matrix.steps.length}.`);
+    return;
+  }
   const lo = Math.min(0, ...all), hi = Math.max(0.1, ...all);
   const sc = scales(width, height, x0, x1, lo, hi);
   const svg = el("svg", {width, height, class: "forgetting-chart"}, box);
   const ticks = niceTicks(lo, hi, 4);
   axes(svg, sc, width, height, x0, x1, ticks);
-  for (const [key, c] of [["average", "#1f77b4"], ["bwt", "#d62728"]]) {
+  for (const [key, c] of SERIES) {
     const pts = view.forgetting[key].filter(([s, v]) => s >= x0 && s <= x1 && v !== null);
     const d = pts.map(([s, v], k) => `${k ? "L" : "M"}${sc.x(s).toFixed(1)},${sc.y(v).toFixed(1)}`).join("");
     el("path", {d, fill: "none", stroke: c, "stroke-width": 1.5, class: `series-${key}`}, svg);
   }
+  svg.addEventListener("mousemove", (ev) => {  // both values at the nearest phase end
+    const step = sc.step(ev.clientX - svg.getBoundingClientRect().left);
+    const at = SERIES.map(([key, , label]) => [label, nearest(view.forgetting[key].filter(([, v]) => v !== null), step)]);
+    const p = at.find(([, q]) => q);
+    if (!p) return;
+    const t = state.tooltip;
+    t.textContent = `step ${p[1][0]} · ` + at.map(([label, q]) => `${label} ${q ? fmt(q[1], label === "BWT") : "-"}`).join(" · ");
+    t.style.display = "block"; t.style.left = `${ev.clientX + 14}px`; t.style.top = `${ev.clientY + 10}px`;
+  });
+  svg.addEventListener("mouseleave", () => { state.tooltip.style.display = "none"; });
 }
 
 function drawFinalTable(main) {
