@@ -385,6 +385,16 @@ def test_the_first_screen_compares_the_runs_and_follows_training(tensorboard, lo
         assert frame_top + bottom <= viewport  # the whole comparison without scrolling
         browser.switch_to.default_content()
         browser.save_screenshot(str(shots / "dashboard_first_screen.png"))
+        # TensorBoard's dark theme (its page's body gets "dark-mode"): the tab follows it.
+        browser.execute_script("document.body.classList.add('dark-mode')")
+        browser.switch_to.frame(frame)
+        wait.until(lambda b: "dark" in b.find_element(By.TAG_NAME, "body").get_attribute("class"))
+        background = browser.execute_script(
+            "return getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(32, 33, 36)", background
+        browser.switch_to.default_content()
+        browser.save_screenshot(str(shots / "dashboard_dark.png"))
+        browser.execute_script("document.body.classList.remove('dark-mode')")
         if os.environ.get("TAPELOOP_DASHBOARD_LOGDIR"):
             return  # the live check writes into the runs: only into those made here
         browser.switch_to.frame(frame)

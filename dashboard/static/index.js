@@ -48,6 +48,20 @@ const fmt = (v, signed = false) => v === null || v === undefined ? "-" :
 
 const state = {runs: [], views: {}, range: null, erange: null, hidden: new Set(), maxStep: 1};
 
+// TensorBoard's dark theme: it marks its own page's body "dark-mode"; the tab (in an
+// iframe of the same origin) follows it, and follows it when it changes.
+function followTheme() {
+  const apply = () => {
+    let dark = false;
+    try { dark = window.parent.document.body.classList.contains("dark-mode"); } catch (e) { /* not framed */ }
+    document.body.classList.toggle("dark", dark);
+  };
+  apply();
+  try {
+    new MutationObserver(apply).observe(window.parent.document.body, {attributes: true, attributeFilter: ["class"]});
+  } catch (e) { /* not framed by TensorBoard */ }
+}
+
 // Round tick values (1, 2 or 5 times a power of ten) covering [a, b], about n of them.
 function niceTicks(a, b, n = 8) {
   if (!(b > a)) return [a];
@@ -76,7 +90,18 @@ export async function render() {
     table.final td, table.final th {border: 1px solid #ddd; padding: 2px 8px; text-align: right;}
     .controls {margin: 8px 0 16px; font-size: 13px;} .note {color: #a00; font-size: 13px;}
     .definition {color: #555; font-size: 12px; margin: 2px 0 4px;}
-    .row {display: flex; gap: 16px; flex-wrap: wrap;} #compare svg {display: block;}`;
+    .row {display: flex; gap: 16px; flex-wrap: wrap;} #compare svg {display: block;}
+    body.dark {background: #202124; color: #e8eaed;} body.dark .card {border-color: #4a4d51;}
+    body.dark .summary, body.dark .definition {color: #bdc1c6;} body.dark .note {color: #f28b82;}
+    body.dark svg text:not([fill]) {fill: #e8eaed;}
+    body.dark line[stroke="#333"] {stroke: #9aa0a6;} body.dark line[stroke="#eee"] {stroke: #3c4043;}
+    body.dark rect[fill="#fafafa"], body.dark rect[fill="var(--plot, #fafafa)"] {fill: #2b2c2f;}
+    body.dark rect[fill="#f0f0f0"] {fill: #35373b;} body.dark rect[fill="#eee"] {fill: #3c4043;}
+    body.dark #tooltip {background: rgba(48,49,52,0.96); color: #e8eaed; border-color: #5f6368;}
+    body.dark table.final td, body.dark table.final th {border-color: #4a4d51;}
+    body.dark input, body.dark select, body.dark button {background: #303134; color: #e8eaed;
+      border: 1px solid #5f6368;}`;
+  followTheme();
   const tooltip = html("div", {id: "tooltip"}, document.body);
   state.tooltip = tooltip;
   html("h2", {style: "margin: 0 0 4px; font-size: 18px"}, document.body,
