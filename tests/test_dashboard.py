@@ -235,6 +235,17 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
             curves = card.find_elements(By.CSS_SELECTOR, "svg.probe path.curve")
             assert [x.get_attribute("data-class") for x in curves] == [c]
         browser.find_element(By.ID, "all-classes").click()
+        # A typed range given backwards is taken the right way round; "Whole run" clears
+        # the epoch menu, so the same epoch can be chosen again.
+        for box, value in (("from", "50"), ("to", "10")):
+            browser.find_element(By.ID, box).clear()
+            browser.find_element(By.ID, box).send_keys(value)
+        browser.find_element(By.ID, "apply").click()
+        assert [browser.find_element(By.ID, x).get_attribute("value") for x in ("from", "to")] == [
+            "10", "50"]
+        browser.find_element(By.ID, "reset").click()
+        assert Select(browser.find_element(By.ID, "epoch")).first_selected_option.get_attribute(
+            "value") == ""
         # The forgetting chart names its two series, defines them, and its hover gives both.
         chart = browser.find_elements(By.CSS_SELECTOR, "svg.forgetting-chart")[0]
         legend = chart.find_element(By.XPATH, "..").find_elements(By.CSS_SELECTOR, ".legend > span")

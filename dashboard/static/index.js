@@ -148,6 +148,7 @@ function buildControls(controls) {
   // The epochs of the longest run (runs share one step axis).
   const longest = state.runs.reduce((a, b) => (b.last_step > a.last_step ? b : a));
   const ends = state.views[longest.run].epoch_ends || [];
+  epochs.dataset.ends = JSON.stringify(ends);
   ends.forEach((end, e) => html("option", {value: e}, epochs, `epoch ${e + 1} (steps ${e ? ends[e - 1] : 0}-${end})`));
   const reset = html("button", {id: "reset"}, controls, "Whole run");
   const all = html("button", {id: "all-classes"}, controls, "All classes");
@@ -164,8 +165,26 @@ function buildControls(controls) {
   if (state.range) { from.value = state.range[0]; to.value = state.range[1]; }
 }
 
+// Shows the tooltip beside the pointer, on its left near the right edge (below it, above).
+function place(t, ev) {
+  t.style.display = "block";
+  const w = t.offsetWidth, h = t.offsetHeight;
+  const left = ev.clientX + 14 + w > window.innerWidth ? ev.clientX - 14 - w : ev.clientX + 14;
+  const top = ev.clientY + 10 + h > window.innerHeight ? ev.clientY - 10 - h : ev.clientY + 10;
+  t.style.left = `${Math.max(0, left)}px`; t.style.top = `${Math.max(0, top)}px`;
+}
+
+// Zooms every detailed chart to steps [a, b] (a typed range may come reversed); null:
+// the whole run. The epoch menu shows an epoch only while its range is the zoom.
 function setRange(a, b) {
+  if (a !== null && b < a) [a, b] = [b, a];
   state.range = a === null || !(b > a) ? null : [a, b];
+  const menu = document.getElementById("epoch");
+  if (menu && menu.value !== "") {
+    const e = Number(menu.value), ends = menu.dataset.ends ? JSON.parse(menu.dataset.ends) : [];
+    const chosen = [e ? ends[e - 1] : 0, ends[e]];
+    if (!state.range || state.range[0] !== chosen[0] || state.range[1] !== chosen[1]) menu.value = "";
+  }
   document.getElementById("from").value = state.range ? state.range[0] : "";
   document.getElementById("to").value = state.range ? state.range[1] : "";
   draw();
@@ -462,8 +481,7 @@ function hover(view, sc, x, yPx, ev, cursor) {
                     `${name(view, best.c)}: accuracy ${v.toFixed(4)}`);
   line.id = "tooltip-main";
   html("div", {style: "color: #555"}, t, others);
-  t.style.display = "block";
-  t.style.left = `${ev.clientX + 14}px`; t.style.top = `${ev.clientY + 10}px`;
+  place(t, ev);
 }
 
 // The rows of the matrix to draw: those whose phase ends inside the zoom; over more than
@@ -532,7 +550,7 @@ function drawMatrix(row, view) {
     t.textContent = `phase ${r}, after ${label === null ? "it" : view.by_class ? `training ${name(view, label)}` :
                      `epoch ${label + 1}`} (step ${m.steps[r]}) · ${name(view, Number(target.dataset.class))}: ` +
                     (v === "null" ? "-" : Number(v).toFixed(4));
-    t.style.display = "block"; t.style.left = `${ev.clientX + 14}px`; t.style.top = `${ev.clientY + 10}px`;
+    place(t, ev);
   });
   svg.addEventListener("mouseleave", () => { state.tooltip.style.display = "none"; });
   // A click zooms every chart to the cell's phase (or epoch) and shows its class alone.
@@ -593,7 +611,7 @@ function drawForgetting(row, view) {
     if (!p) return;
     const t = state.tooltip;
     t.textContent = `step ${p[1][0]} · ` + at.map(([label, q]) => `${label} ${q ? fmt(q[1], label === "BWT") : "-"}`).join(" · ");
-    t.style.display = "block"; t.style.left = `${ev.clientX + 14}px`; t.style.top = `${ev.clientY + 10}px`;
+    place(t, ev);
   });
   svg.addEventListener("mouseleave", () => { state.tooltip.style.display = "none"; });
 }
