@@ -29,6 +29,23 @@ def test_scalar_protos_parse_as_tensorboard_scalars():
             assert math.copysign(1, got) == math.copysign(1, expected)
 
 
+def test_forgetting_metrics_carry_their_definition_for_tensorboard():
+    """TensorBoard shows a summary's description in its own tabs: the forgetting metrics
+    say what they are; other tags carry none (their bytes are as before)."""
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+    from tapeloop.trainers import forgetting
+
+    tags = ["forgetting/average", "forgetting/bwt", "result/min_acc", "train/loss"]
+    proto = writers.ScalarProtos(tags)(tf.constant([0.1, -0.2, 0.5, 1.0])).numpy()
+    summary = summary_pb2.Summary.FromString(proto)
+    described = {v.tag: v.metadata.summary_description for v in summary.value}
+    assert described["forgetting/average"].startswith("Average forgetting: the mean")
+    assert described["forgetting/bwt"].startswith("Backward transfer")
+    assert described["result/min_acc"] == forgetting.DESCRIPTIONS["result/min_acc"]
+    assert described["train/loss"] == ""
+
+
 def test_rows_and_scalars_land_at_their_steps(tmp_path):
     import tensorflow as tf
 

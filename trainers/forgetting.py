@@ -233,6 +233,25 @@ def drift_growth(drift: dict[int, float], phase_of_step: dict[int, int]) -> dict
 WINDOW_STEPS = 100  # WF^w's window, in training steps
 STABILITY_METRICS = ("min_acc", "wc_acc", f"wf_{WINDOW_STEPS}")  # result/* scalars
 
+# What each forgetting metric is, in one sentence: the `description` of its summaries,
+# which TensorBoard's own tabs show (writers.ScalarProtos).
+_AVERAGE = ("Average forgetting: the mean, over the classes (or tasks) trained so far, of "
+            "the best probe accuracy so far minus the current one.")
+_BWT = ("Backward transfer (Lopez-Paz & Ranzato 2017): the mean, over earlier phases, of "
+        "their task's probe accuracy now minus right after the phase; negative: later "
+        "phases hurt earlier ones.")
+DESCRIPTIONS = {
+    "forgetting/average": _AVERAGE, "result/average_forgetting": _AVERAGE + " At the end.",
+    "forgetting/bwt": _BWT, "result/bwt": _BWT + " At the end.",
+    "result/min_acc": "min-ACC (De Lange et al. 2023): the mean over tasks of the lowest probe "
+                      "accuracy a task fell to after it was learned (the stability gap).",
+    "result/wc_acc": "WC-ACC (De Lange et al. 2023): 1/T x the last task's accuracy + "
+                     "(1 - 1/T) x min-ACC, a worst-case accuracy.",
+    f"result/wf_{WINDOW_STEPS}": f"WF{WINDOW_STEPS} (De Lange et al. 2023): the mean over "
+                                 f"tasks of the largest drop of a task's probe accuracy within "
+                                 f"{WINDOW_STEPS} steps.",
+}
+
 
 def stability_metrics(probe_steps: np.ndarray, accuracy: np.ndarray, task_ends: list[int], *,
                       window: int = WINDOW_STEPS) -> dict:

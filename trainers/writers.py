@@ -27,6 +27,8 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.hparams import plugin_data_pb2 as hparams_plugin_data_pb2
 from tensorboard.plugins.image import metadata as image_metadata
 
+from tapeloop.trainers import forgetting
+
 
 # TensorFlow's default writer flushes every 10 events, and each flush syncs the file:
 # with four scalars per step that is a disk sync every few steps, which measured up
@@ -192,13 +194,14 @@ class ScalarProtos:
                 raise ValueError(f"tag ({tag!r}) must have a group, like 'train/loss'")
         if len(set(self.tags)) != len(self.tags):
             raise ValueError(f"tags repeat: {self.tags}")
-        metadata = scalar_metadata.create_summary_metadata(
-            display_name=None, description=None).SerializeToString()
         # Summary.value (1) { tag (1), metadata (9), tensor (8) { _TENSOR_HEAD + f32 } }:
-        # everything before the TensorProto is constant per tag.
+        # everything before the TensorProto is constant per tag. A forgetting metric's
+        # metadata carries its definition (TensorBoard's tabs show it).
         tensor_size = len(_TENSOR_HEAD) + 4
         self._prefixes = []
         for tag in self.tags:
+            metadata = scalar_metadata.create_summary_metadata(
+                display_name=None, description=forgetting.DESCRIPTIONS.get(tag)).SerializeToString()
             head = _field(1, tag.encode()) + _field(9, metadata) + b"\x42" + _varint(tensor_size)
             self._prefixes.append(b"\x0a" + _varint(len(head) + tensor_size) + head)
 
