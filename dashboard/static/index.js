@@ -216,6 +216,8 @@ function lastStep(view) {
   return Math.max(0, ...Object.values(view.probe).map((p) => (p.length ? p[p.length - 1][0] : 0)));
 }
 
+const MANY_RUNS = 4;  // beyond this, the first screen gives no per-run numbers (the table does)
+
 // The first screen: a row per class (or task), a line per run, on each run's own epochs;
 // shaded where that run trains the row's class; each run's final test accuracy at the end.
 function drawCompare(main) {
@@ -229,14 +231,16 @@ function drawCompare(main) {
   names.forEach((run, i) => {
     const f = views[i].final, item = html("span", {"data-run": run}, legend);
     html("span", {class: "swatch", style: `background: ${colour(i, names.length)}; height: 6px`}, item);
-    item.appendChild(document.createTextNode(`${run}: test ${fmt(f.test_accuracy)}, forgetting ` +
-                                             `${fmt(f.average_forgetting)}` +
-                                             (f.min_acc !== undefined ? `, min-ACC ${fmt(f.min_acc)}` : "")));
+    // Many runs: their names only (the final table below holds their numbers).
+    item.appendChild(document.createTextNode(names.length > MANY_RUNS ? run :
+      `${run}: test ${fmt(f.test_accuracy)}, forgetting ${fmt(f.average_forgetting)}` +
+      (f.min_acc !== undefined ? `, min-ACC ${fmt(f.min_acc)}` : "")));
   });
   html("div", {class: "definition"}, box, `A line per run; shaded in a run's colour: where that ` +
        `run trains the row's ${unit} (its own block). Rising in its block and falling after it ` +
-       `is forgetting. Right: each run's final test accuracy. Drag to zoom, double-click for ` +
-       `the whole runs.`);
+       `is forgetting. ` + (names.length <= MANY_RUNS ? "Right: each run's final test accuracy. " :
+       "Each run's final test accuracy: the table at the end. ") +
+       `Drag to zoom, double-click for the whole runs.`);
   // A scenario's run is one pass over its tasks: its axis counts tasks, not epochs.
   const perTask = unit === "task", scale = perTask ? keys.length : 1;
   const at = (v, s) => epochOf(v, s) * scale;
@@ -246,7 +250,7 @@ function drawCompare(main) {
   const [e0, e1] = state.erange || [0, maxE];
   // Rows share the height left on the screen (at least 18 px each, at most 44).
   const room = window.innerHeight - (box.getBoundingClientRect().bottom + window.scrollY) - 40;
-  const right = 14 + 48 * names.length, rowH = Math.max(18, Math.min(44, room / keys.length));
+  const finals = names.length <= MANY_RUNS, right = finals ? 14 + 48 * names.length : 60, rowH = Math.max(18, Math.min(44, room / keys.length));
   const x = (e) => 90 + ((e - e0) / (e1 - e0)) * (WIDTH - 90 - right);
   const ePx = (px) => e0 + ((px - 90) / (WIDTH - 90 - right)) * (e1 - e0);
   for (const c of keys) {
@@ -268,6 +272,7 @@ function drawCompare(main) {
       el("path", {class: "compare-curve", d: points.map(([e, a], k) => `${k ? "L" : "M"}${x(e).toFixed(1)},${y(a).toFixed(1)}`).join(""),
                   fill: "none", stroke: colour(i, names.length), "stroke-width": 1.2, "data-run": names[i],
                   "data-points": points.length}, svg);
+      if (!finals) return;
       const k = v.classes.indexOf(c), final = k < 0 ? null : v.final.class_accuracy[k];
       el("text", {x: WIDTH - right + 10 + 48 * i, y: rowH / 2 + 4, "font-size": 11, fill: colour(i, names.length),
                   class: "compare-final"}, svg, final === null || final === undefined ? "-" : final.toFixed(3));
