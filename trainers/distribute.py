@@ -150,7 +150,7 @@ def sum_over_replicas(strategy: tf.distribute.Strategy, sums_fn):
         return sums_fn
 
     def replica_fn(images, labels):
-        return sums_fn(*_share(tf.distribute.get_replica_context(), images, labels))
+        return sums_fn(*replica_share(images, labels))
 
     def fn(images, labels):
         per_replica = strategy.run(replica_fn, args=(images, labels))
@@ -201,12 +201,12 @@ def run_train_step(strategy: tf.distribute.Strategy, train_step, *, details: boo
     return step
 
 
-def _share(context, *tensors) -> tuple:
-    """This replica's rows i, i+n, i+2n, ... of each tensor (as the stream deals batches).
-
-    `context`: a `tf.distribute.ReplicaContext`, or the value context that
-    `experimental_distribute_values_from_function` passes (both know the replica).
-    """
+def replica_share(*tensors) -> tuple:
+    """This replica's rows i, i+n, i+2n, ... of each tensor (as the stream deals batches);
+    all of them on one device or outside a replica context."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return tensors
     i, n = context.replica_id_in_sync_group, context.num_replicas_in_sync
     return tuple(x[i::n] for x in tensors)
 

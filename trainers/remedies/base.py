@@ -62,15 +62,6 @@ def state_variable(value, name: str, dtype=tf.float32) -> tf.Variable:
                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
 
-def replica_share(*tensors) -> tuple:
-    """This replica's rows i, i+n, ... of each tensor (all of them on one device)."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return tensors
-    i, n = context.replica_id_in_sync_group, context.num_replicas_in_sync
-    return tuple(x[i::n] for x in tensors)
-
-
 class ClassBalancedMemory(tf.Module):
     """`per_class` examples of every class of every finished task, chosen at random.
 

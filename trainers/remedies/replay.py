@@ -8,7 +8,8 @@ weighs them as van de Ven's code does: (1/t) * mean loss of the new examples +
 
 import tensorflow as tf
 
-from tapeloop.trainers.remedies.base import ClassBalancedMemory, Remedy, replica_share
+from tapeloop.trainers.distribute import replica_share
+from tapeloop.trainers.remedies.base import ClassBalancedMemory, Remedy
 
 
 class Replay(Remedy):

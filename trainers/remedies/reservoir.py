@@ -17,7 +17,8 @@ a resumed run replays exactly what the uninterrupted run would have.
 
 import tensorflow as tf
 
-from tapeloop.trainers.remedies.base import Remedy, replica_share
+from tapeloop.trainers.distribute import replica_share
+from tapeloop.trainers.remedies.base import Remedy
 
 
 class ReservoirReplay(Remedy):
