@@ -200,21 +200,46 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
         print(f"hover: {tip.text.splitlines()[0]}; {main}; event file {expected:.6f}")
         assert float(value) == pytest.approx(expected, abs=5e-5)
         browser.save_screenshot(str(shots / "dashboard_runs.png"))
-        # Zoom to the last epoch: the curves keep only that epoch's points.
+        # On the epoch axis (the default: each run's own epochs), the last epoch is that
+        # epoch of every run: each run's curves keep exactly its own last epoch's points.
+        assert Select(browser.find_element(By.ID, "axis")).first_selected_option.get_attribute(
+            "value") == "epoch"
         epochs = Select(browser.find_element(By.ID, "epoch"))
         epochs.select_by_index(len(epochs.options) - 1)
         wait.until(lambda b: b.find_element(By.ID, "to").get_attribute("value"))
-        start = int(browser.find_element(By.ID, "from").get_attribute("value"))
-        end = int(browser.find_element(By.ID, "to").get_attribute("value"))
-        longest = max(range(len(runs)), key=lambda i: runs[i]["last_step"])  # its epochs
-        view = get_json(f"{tensorboard}/data/plugin/forgetting/data?"
-                        + urllib.parse.urlencode({"run": runs[longest]["run"]}))
-        curve = browser.find_elements(By.CSS_SELECTOR, ".card.run")[longest].find_element(
-            By.CSS_SELECTOR, "svg.probe path.curve")
-        assert (start, end) == tuple(([0] + view["epoch_ends"])[-2:])
-        assert int(curve.get_attribute("data-points")) == len(
-            [s for s, _ in view["probe"][str(view["classes"][0])] if start <= s <= end])
+        last = len(epochs.options) - 1
+        assert [browser.find_element(By.ID, x).get_attribute("value") for x in ("from", "to")] == [
+            str(last - 1), str(last)]
+        for card, listed in zip(browser.find_elements(By.CSS_SELECTOR, ".card.run"), runs):
+            view = get_json(f"{tensorboard}/data/plugin/forgetting/data?"
+                            + urllib.parse.urlencode({"run": listed["run"]}))
+            start, end = ([0] + view["epoch_ends"])[-2:]
+            curve = card.find_element(By.CSS_SELECTOR, "svg.probe path.curve")
+            assert int(curve.get_attribute("data-points")) == len(
+                [s for s, _ in view["probe"][str(view["classes"][0])] if start <= s <= end])
         browser.save_screenshot(str(shots / "dashboard_epoch.png"))
+        # The zoom and the axis are kept in TensorBoard's URL: a reload opens the same view.
+        browser.switch_to.default_content()
+        assert f"p.forgetting.zoom={last - 1}%2C{last}" in browser.current_url.replace(",", "%2C")
+        browser.refresh()
+        browser.switch_to.frame(wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "iframe"))[0])
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".card.run"))
+        assert [browser.find_element(By.ID, x).get_attribute("value") for x in ("from", "to")] == [
+            str(last - 1), str(last)]
+        # On steps the zoom is in steps; the rest of this test reads steps.
+        Select(browser.find_element(By.ID, "axis")).select_by_value("step")
+        wait.until(lambda b: b.find_element(By.ID, "to").get_attribute("value") == "")
+        # "only": one click shows one class alone in that run; the other runs keep theirs.
+        first_card = browser.find_elements(By.CSS_SELECTOR, ".card.run")[0]
+        first_card.find_elements(By.CSS_SELECTOR, ".legend.classes a.only")[1].click()
+        cards = browser.find_elements(By.CSS_SELECTOR, ".card.run")
+        shown = [[x.get_attribute("data-class") for x in card.find_elements(
+            By.CSS_SELECTOR, "svg.probe path.curve")] for card in cards]
+        assert shown[0] == [str(get_json(f"{tensorboard}/data/plugin/forgetting/data?"
+                                         + urllib.parse.urlencode({"run": runs[0]["run"]}))
+                                ["classes"][1])]
+        assert all(len(x) == r["classes"] for x, r in zip(shown[1:], runs[1:]))
+        browser.find_element(By.ID, "all-classes").click()
         # The heatmap's hover names the row, the phase and the class.
         cell = browser.find_elements(By.CSS_SELECTOR, "svg.heatmap rect.cell")[0]
         ActionChains(browser).move_to_element(cell).perform()
@@ -417,6 +442,12 @@ def test_the_first_screen_compares_the_runs_and_follows_training(tensorboard, lo
             for k in range(1, 4):
                 tf.summary.scalar(f"probe/accuracy/class_{c}", 0.5, step=runs[0]["last_step"] + k)
         writer.close()
+        # TensorBoard's reload button tells the tab (its plugin messages), which reads again.
+        browser.switch_to.default_content()
+        browser.find_element(By.CSS_SELECTOR, "button.reload-button").click()
+        browser.switch_to.frame(frame)
+        wait.until(lambda b: int(b.find_element(By.TAG_NAME, "body").get_attribute(
+            "data-reloads") or 0) >= 1)
         line = f"svg.compare-row[data-class='{c}'] path.compare-curve[data-run='{run}']"
         before = len(view["probe"][str(c)])
         WebDriverWait(browser, 90, poll_frequency=1).until(

@@ -46,7 +46,11 @@ function html(name, attrs = {}, parent = null, text = null) {
 const fmt = (v, signed = false) => v === null || v === undefined ? "-" :
   (signed && v >= 0 ? "+" : "") + v.toFixed(4);
 
-const state = {runs: [], views: {}, range: null, erange: null, hidden: new Set(), maxStep: 1};
+// `axis`: "epoch", "phase" or "step"; `range`: the zoom, in the axis's units, shared by
+// every chart; `hidden`: per run, the classes it does not draw.
+const state = {runs: [], views: {}, axis: null, range: null, hidden: new Map()};
+const hiddenIn = (run) => state.hidden.get(run) || state.hidden.set(run, new Set()).get(run);
+const AXES = {epoch: "epoch", phase: "phase", step: "step"};
 
 // TensorBoard's dark theme: it marks its own page's body "dark-mode"; the tab (in an
 // iframe of the same origin) follows it, and follows it when it changes.
@@ -82,7 +86,8 @@ export async function render() {
     .card {border: 1px solid #ddd; border-radius: 4px; padding: 8px 12px; margin: 0 0 16px;}
     .card h3 {margin: 4px 0; font-size: 15px;} .summary {color: #444; font-size: 13px;}
     .legend span {display: inline-block; margin-right: 12px; cursor: pointer; font-size: 13px;}
-    .legend span.off {opacity: 0.3;} .swatch {display: inline-block; width: 14px; height: 4px;
+    .legend span.off {opacity: 0.3;} .legend a.only {font-size: 11px; color: #888; margin: 0 12px 0 -8px;
+      cursor: pointer; text-decoration: underline dotted;} .swatch {display: inline-block; width: 14px; height: 4px;
       margin-right: 4px; vertical-align: middle;}
     #tooltip {position: fixed; pointer-events: none; background: rgba(255,255,255,0.96);
       border: 1px solid #999; padding: 4px 8px; font-size: 12px; display: none; z-index: 9;}
@@ -108,13 +113,38 @@ export async function render() {
        "Forgetting: per-class probe accuracy, phase by phase");
   const controls = html("div", {class: "controls", id: "controls"}, document.body);
   html("div", {id: "runs"}, document.body);
+  const saved = urlState();
+  if (AXES[saved["p.forgetting.axis"]]) state.axis = saved["p.forgetting.axis"];
+  const zoom = (saved["p.forgetting.zoom"] || "").split(",").map(Number);
+  if (zoom.length === 2 && zoom[1] > zoom[0]) state.range = zoom;
   await refresh(controls);
   setInterval(() => refresh(controls).catch(() => {}), POLL_MS);
+  listenToTensorBoard(() => refresh(controls).catch(() => {}));
   window.addEventListener("resize", () => { if (state.runs.length) draw(); });
 }
 
+// TensorBoard's plugin messages (its experimental plugin API: a MessageChannel opened by
+// "experimental.bootstrap"): `onReload` runs when TensorBoard reloads its data (its reload
+// button, its auto-reload) and when its run list changes; each message is answered.
+function listenToTensorBoard(onReload) {
+  if (window.parent === window) return;
+  const channel = new MessageChannel();
+  channel.port1.onmessage = (ev) => {
+    let message;
+    try { message = JSON.parse(ev.data); } catch (e) { return; }
+    if (message.isReply) return;
+    if (message.type === "experimental.DataReloaded" || message.type === "experimental.RunsChanged") {
+      document.body.dataset.reloads = Number(document.body.dataset.reloads || 0) + 1;
+      onReload();
+    }
+    channel.port1.postMessage(JSON.stringify({type: message.type, id: message.id, payload: null,
+                                              error: null, isReply: true}));
+  };
+  window.parent.postMessage("experimental.bootstrap", "*", [channel.port2]);
+}
+
 // Reads the runs and, when a run is new or has new points, its view; then redraws,
-// keeping the zoom (live while runs train).
+// keeping the zoom (live while runs train). Each run draws as soon as its view arrives.
 async function refresh(controls) {
   const runs = await (await fetch("./runs")).json();
   const main = document.getElementById("runs");
@@ -126,43 +156,74 @@ async function refresh(controls) {
   }
   const known = Object.fromEntries(state.runs.map((r) => [r.run, r.last_step]));
   const stale = runs.filter((r) => known[r.run] !== r.last_step);
-  if (!stale.length && runs.length === state.runs.length) return;
+  const order = runs.map((r) => r.run);
+  if (!stale.length && state.runs.every((r) => order.includes(r.run))) return;
+  let queued = false;
+  const show = (arrived) => {
+    state.runs = [...state.runs.filter((r) => r.run !== arrived?.run && order.includes(r.run)),
+                  ...(arrived ? [arrived] : [])].sort((a, b) => order.indexOf(a.run) - order.indexOf(b.run));
+    if (!state.axis) state.axis = Object.values(state.views).some((v) => v.unit === "task") ? "phase" : "epoch";
+    if (queued) return;
+    queued = true;
+    setTimeout(() => { queued = false; buildControls(controls); draw(); }, 0);
+  };
+  if (!stale.length) show(null);  // a run went away
   await Promise.all(stale.map(async (r) => {
     state.views[r.run] = await (await fetch(`./data?run=${encodeURIComponent(r.run)}`)).json();
+    show(r);  // each run draws as soon as its view arrives
   }));
-  state.runs = runs;
-  state.maxStep = Math.max(...runs.map((r) => r.last_step), 1);
-  buildControls(controls);
-  draw();
 }
 
 function buildControls(controls) {
   controls.innerHTML = "";
-  html("span", {}, controls, "Steps ");
-  const from = html("input", {id: "from", type: "number", min: 0, style: "width: 80px"}, controls);
+  html("span", {}, controls, "x-axis ");
+  const axis = html("select", {id: "axis", title: "epochs and phases are each run's own: runs of " +
+                               "different lengths line up"}, controls);
+  for (const [value, label] of [["epoch", "epochs (each run's own)"], ["phase", "phases / tasks (each run's own)"],
+                                ["step", "steps"]]) {
+    html("option", {value}, axis, label).selected = value === state.axis;
+  }
+  axis.onchange = () => { state.axis = axis.value; state.range = null; buildControls(controls); setRange(null); };
+  html("span", {style: "margin-left: 12px"}, controls, "from ");
+  const from = html("input", {id: "from", type: "number", min: 0, step: "any", style: "width: 80px"}, controls);
   html("span", {}, controls, " to ");
-  const to = html("input", {id: "to", type: "number", min: 0, style: "width: 80px"}, controls);
+  const to = html("input", {id: "to", type: "number", min: 0, step: "any", style: "width: 80px"}, controls);
   const apply = html("button", {id: "apply"}, controls, "Zoom");
   const epochs = html("select", {id: "epoch"}, controls);
   html("option", {value: ""}, epochs, "Zoom to an epoch...");
-  // The epochs of the longest run (runs share one step axis).
+  // An epoch of the longest run (on the epoch axis: that epoch of every run).
   const longest = state.runs.reduce((a, b) => (b.last_step > a.last_step ? b : a));
-  const ends = state.views[longest.run].epoch_ends || [];
-  epochs.dataset.ends = JSON.stringify(ends);
+  const ref = state.views[longest.run], ends = ref.epoch_ends || [];
+  const spans = ends.map((end, e) => [along(ref, e ? ends[e - 1] : 0), along(ref, end)]);
+  epochs.dataset.spans = JSON.stringify(spans);
   ends.forEach((end, e) => html("option", {value: e}, epochs, `epoch ${e + 1} (steps ${e ? ends[e - 1] : 0}-${end})`));
   const reset = html("button", {id: "reset"}, controls, "Whole run");
   const all = html("button", {id: "all-classes"}, controls, "All classes");
   all.onclick = () => { state.hidden.clear(); draw(); };
-  html("span", {style: "margin-left: 12px; color: #555"}, controls,
-       "Drag across a chart to zoom; double-click to see the whole run.");
+  html("span", {style: "margin-left: 12px; color: #888"}, controls,
+       "Drag across a chart to zoom (every chart follows); double-click: the whole run.");
   apply.onclick = () => setRange(Number(from.value), Number(to.value));
-  epochs.onchange = () => {
-    if (epochs.value === "") return;
-    const e = Number(epochs.value);
-    setRange(e ? ends[e - 1] : 0, ends[e]);
-  };
+  epochs.onchange = () => { if (epochs.value !== "") setRange(...spans[Number(epochs.value)]); };
   reset.onclick = () => setRange(null);
-  if (state.range) { from.value = state.range[0]; to.value = state.range[1]; }
+  if (state.range) { from.value = round(state.range[0]); to.value = round(state.range[1]); }
+}
+
+const round = (v) => Number(v.toPrecision(6));
+
+// The zoom and the axis live in TensorBoard's URL (`p.forgetting.axis`, `p.forgetting.zoom`),
+// so a reload or a shared link opens the same view.
+function urlState() {
+  let hash = "";
+  try { hash = window.parent.location.hash.slice(1); } catch (e) { /* not framed */ }
+  return Object.fromEntries(hash.split("&").map((kv) => kv.split("=").map(decodeURIComponent))
+                            .filter((kv) => kv.length === 2));
+}
+function saveUrlState() {
+  try {
+    const store = window.parent.tensorboard.tf_storage;
+    store.setString("p.forgetting.axis", state.axis);
+    store.setString("p.forgetting.zoom", state.range ? state.range.map(round).join(",") : "");
+  } catch (e) { /* not framed by TensorBoard */ }
 }
 
 // Shows the tooltip beside the pointer, on its left near the right edge (below it, above).
@@ -174,19 +235,19 @@ function place(t, ev) {
   t.style.left = `${Math.max(0, left)}px`; t.style.top = `${Math.max(0, top)}px`;
 }
 
-// Zooms every detailed chart to steps [a, b] (a typed range may come reversed); null:
-// the whole run. The epoch menu shows an epoch only while its range is the zoom.
+// Zooms every chart to [a, b] on the axis (a typed range may come reversed); null: the
+// whole run. The epoch menu shows an epoch only while its range is the zoom.
 function setRange(a, b) {
   if (a !== null && b < a) [a, b] = [b, a];
-  state.range = a === null || !(b > a) ? null : [a, b];
+  state.range = a === null || !(b > a) ? null : [Math.max(0, a), b];
   const menu = document.getElementById("epoch");
   if (menu && menu.value !== "") {
-    const e = Number(menu.value), ends = menu.dataset.ends ? JSON.parse(menu.dataset.ends) : [];
-    const chosen = [e ? ends[e - 1] : 0, ends[e]];
+    const chosen = JSON.parse(menu.dataset.spans)[Number(menu.value)];
     if (!state.range || state.range[0] !== chosen[0] || state.range[1] !== chosen[1]) menu.value = "";
   }
-  document.getElementById("from").value = state.range ? state.range[0] : "";
-  document.getElementById("to").value = state.range ? state.range[1] : "";
+  document.getElementById("from").value = state.range ? round(state.range[0]) : "";
+  document.getElementById("to").value = state.range ? round(state.range[1]) : "";
+  saveUrlState();
   draw();
 }
 
@@ -203,18 +264,49 @@ function draw() {
   drawFinalTable(main);
 }
 
-// Where step s of a run lies on its own epoch axis: epoch e + the fraction of it done.
-function epochOf(view, s) {
-  const ends = view.epoch_ends.length ? view.epoch_ends : [Math.max(lastStep(view), 1)];
-  let e = 0;
-  while (e < ends.length - 1 && s > ends[e]) e++;
-  const start = e ? ends[e - 1] : 0;
-  return e + (s - start) / Math.max(ends[e] - start, 1);
+// Where step s of a run lies on `axis`: the step itself, or the run's own epochs or
+// phases (a scenario's tasks), fractional: epoch e + the part of it done. Runs of any
+// length line up on epochs and phases.
+function along(view, s, axis = state.axis) {
+  if (axis === "step") return s;
+  const ends = axis === "epoch" ? view.epoch_ends : (view.phase_ends ||= view.phases.map((p) => p[1]));
+  if (!ends.length) return s / Math.max(lastStep(view), 1);
+  let lo = 0, hi = ends.length - 1;  // the first end at or after s (the last past it)
+  while (lo < hi) { const mid = (lo + hi) >> 1; if (ends[mid] < s) lo = mid + 1; else hi = mid; }
+  const start = lo ? ends[lo - 1] : 0;
+  return lo + (s - start) / Math.max(ends[lo] - start, 1);
 }
 
 function lastStep(view) {
-  return Math.max(0, ...Object.values(view.probe).map((p) => (p.length ? p[p.length - 1][0] : 0)));
+  return view.last_step ??= Math.max(0, ...Object.values(view.probe).map((p) => (p.length ? p[p.length - 1][0] : 0)));
 }
+
+// A run's points placed on the current axis (cached per view and axis): probe curves as
+// [x, accuracy, step], phases as [x0, x1, label], the matrix's rows and forgetting.
+function placed(view) {
+  if (view.placed && view.placed.axis === state.axis) return view.placed;
+  const x = (s) => along(view, s);
+  const pts = (series) => series.map(([s, v]) => [x(s), v, s]);
+  view.placed = {
+    axis: state.axis,
+    probe: Object.fromEntries(view.classes.map((c) => [c, pts(view.probe[c])])),
+    phases: view.phases.map(([a, b, label]) => [x(a), x(b), label]),
+    rows: view.matrix.steps.map(x),
+    forgetting: {average: pts(view.forgetting.average), bwt: pts(view.forgetting.bwt)},
+  };
+  return view.placed;
+}
+
+// The axis's extent over every run: [0, the furthest any run has come].
+function extent() {
+  return [0, Math.max(1e-9, ...state.runs.map((r) => {
+    const v = state.views[r.run];
+    return state.axis === "epoch" ? Math.max(v.epoch_ends.length, along(v, lastStep(v))) : along(v, lastStep(v));
+  }))];
+}
+
+const axisTitle = () => state.axis === "phase" && state.runs.some((r) => state.views[r.run].unit === "task")
+  ? "task" : state.axis;
 
 const MANY_RUNS = 4;  // beyond this, the first screen gives no per-run numbers (the table does)
 
@@ -225,8 +317,8 @@ function drawCompare(main) {
   const keys = [...new Set(views.flatMap((v) => v.classes))].sort((a, b) => a - b);
   const unit = views.some((v) => v.unit === "task") ? "task" : "class";
   const box = html("div", {class: "card", id: "compare"}, main);
-  html("h3", {}, box, `Every ${unit}, every run: probe accuracy over each run's own ` +
-       (unit === "task" ? "tasks" : "epochs"));
+  html("h3", {}, box, `Every ${unit}, every run: probe accuracy` + (state.axis === "step" ? " by step" :
+       ` over each run's own ${axisTitle()}s`));
   const legend = html("div", {class: "legend runs"}, box);
   names.forEach((run, i) => {
     const f = views[i].final, item = html("span", {"data-run": run}, legend);
@@ -241,13 +333,7 @@ function drawCompare(main) {
        `is forgetting. ` + (names.length <= MANY_RUNS ? "Right: each run's final test accuracy. " :
        "Each run's final test accuracy: the table at the end. ") +
        `Drag to zoom, double-click for the whole runs.`);
-  // A scenario's run is one pass over its tasks: its axis counts tasks, not epochs.
-  const perTask = unit === "task", scale = perTask ? keys.length : 1;
-  const at = (v, s) => epochOf(v, s) * scale;
-  // Each run's epochs, and past its last epoch end while it trains.
-  const maxE = scale * Math.max(1, ...views.map((v) => Math.max(v.epoch_ends.length || 1,
-                                                                  epochOf(v, lastStep(v)))));
-  const [e0, e1] = state.erange || [0, maxE];
+  const [e0, e1] = state.range || extent();
   // Rows share the height left on the screen (at least 18 px each, at most 44).
   const room = window.innerHeight - (box.getBoundingClientRect().bottom + window.scrollY) - 40;
   const finals = names.length <= MANY_RUNS, right = finals ? 14 + 48 * names.length : 60, rowH = Math.max(18, Math.min(44, room / keys.length));
@@ -261,14 +347,14 @@ function drawCompare(main) {
       if (!v.by_class) return;
       for (const [first, end, label] of v.phases) {
         if (label !== c) continue;
-        const a = Math.max(at(v, first), e0), b = Math.min(at(v, end), e1);
+        const a = Math.max(along(v, first), e0), b = Math.min(along(v, end), e1);
         if (b <= a) continue;
         el("rect", {class: "compare-own", x: x(a), y: 1, width: Math.max(x(b) - x(a), 0.8), height: rowH - 2,
                     fill: colour(i, names.length), "fill-opacity": 0.16, "data-run": names[i]}, svg);
       }
     });
     views.forEach((v, i) => {
-      const points = (v.probe[c] || []).map(([s, a]) => [at(v, s), a]).filter(([e]) => e >= e0 && e <= e1);
+      const points = (placed(v).probe[c] || []).filter(([e]) => e >= e0 && e <= e1);
       el("path", {class: "compare-curve", d: points.map(([e, a], k) => `${k ? "L" : "M"}${x(e).toFixed(1)},${y(a).toFixed(1)}`).join(""),
                   fill: "none", stroke: colour(i, names.length), "stroke-width": 1.2, "data-run": names[i],
                   "data-points": points.length}, svg);
@@ -279,13 +365,13 @@ function drawCompare(main) {
     });
     const i = views.findIndex((v) => v.classes.includes(c));
     el("text", {x: 4, y: rowH / 2 + 4, "font-size": 11}, svg, name(views[i], c));
-    dragZoom(svg, ePx, (a, b) => { state.erange = b > a ? [a, b] : null; draw(); });
+    dragZoom(svg, ePx, (a, b) => setRange(b > a ? a : null, b));
   }
   const axis = el("svg", {width: WIDTH, height: 22, class: "compare-axis"}, box);
   for (const t of niceTicks(e0, e1, 10)) {
     el("text", {x: x(t), y: 12, "text-anchor": "middle", "font-size": 11}, axis, String(t));
   }
-  el("text", {x: WIDTH - right + 10, y: 12, "font-size": 11}, axis, perTask ? "task" : "epoch");
+  el("text", {x: WIDTH - right + 10, y: 12, "font-size": 11}, axis, axisTitle());
 }
 
 // Drag across `svg` to choose a range (pixels to data by `toData`), double-click to reset.
@@ -320,15 +406,19 @@ function drawRun(main, run, view) {
     html("div", {class: "note"}, card, "TensorBoard thinned this run's points (it keeps " +
          "1,000 per tag): start it with --samples_per_plugin=scalars=1000000 to see every point.");
   }
-  const legend = html("div", {class: "legend classes"}, card);
+  // This run's classes: a click shows or hides one, "only" shows it alone (other runs keep theirs).
+  const legend = html("div", {class: "legend classes"}, card), hidden = hiddenIn(run);
   view.classes.forEach((c, i) => {
-    const item = html("span", {class: state.hidden.has(c) ? "off" : "", "data-class": c}, legend);
+    const item = html("span", {class: hidden.has(c) ? "off" : "", "data-class": c,
+                               title: "click: show or hide in this run"}, legend);
     html("span", {class: "swatch", style: `background: ${colour(i, view.classes.length)}`}, item);
     item.appendChild(document.createTextNode(name(view, c)));
-    item.onclick = () => { state.hidden.has(c) ? state.hidden.delete(c) : state.hidden.add(c); draw(); };
+    item.onclick = () => { hidden.has(c) ? hidden.delete(c) : hidden.add(c); draw(); };
+    const only = html("a", {class: "only", "data-class": c, title: `only ${name(view, c)} in this run`}, legend, "only");
+    only.onclick = () => { state.hidden.set(run, new Set(view.classes.filter((x) => x !== c))); draw(); };
   });
-  drawProbe(card, view);
-  if (view.by_class) drawStrips(card, view);
+  drawProbe(card, run, view);
+  if (view.by_class) drawStrips(card, run, view);
   const row = html("div", {class: "row"}, card);
   drawMatrix(row, view);
   drawForgetting(row, view);
@@ -352,12 +442,12 @@ function axes(svg, sc, width, height, x0, x1, yTicks = [0, 0.25, 0.5, 0.75, 1], 
   for (const s of niceTicks(x0, x1, Math.max(3, Math.round((width - M.left - M.right) / 110)))) {
     el("text", {x: sc.x(s), y: height - M.bottom + 14, "text-anchor": "middle", "font-size": 11}, g, String(s));
   }
-  el("text", {x: width - M.right, y: height - 2, "text-anchor": "end", "font-size": 11}, g, "step");
+  el("text", {x: width - M.right, y: height - 2, "text-anchor": "end", "font-size": 11}, g, axisTitle());
   if (yLabel) el("text", {x: 4, y: 11, "font-size": 11}, g, yLabel);
 }
 
-function drawProbe(card, view) {
-  const [x0, x1] = state.range || [0, state.maxStep];
+function drawProbe(card, run, view) {
+  const [x0, x1] = state.range || extent(), at = placed(view), hidden = hiddenIn(run);
   const svg = el("svg", {width: WIDTH, height: HEIGHT, class: "probe"}, card);
   const sc = scales(WIDTH, HEIGHT, x0, x1);
   const clip = `clip-${Math.random().toString(36).slice(2)}`;
@@ -365,7 +455,7 @@ function drawProbe(card, view) {
      el("clipPath", {id: clip}, el("defs", {}, svg)));
   const plot = el("g", {"clip-path": `url(#${clip})`}, svg);
   // Phase blocks, shaded in turn, labelled with what they train where there is room.
-  view.phases.forEach(([first, end, label], i) => {
+  at.phases.forEach(([first, end, label], i) => {
     if (end < x0 || first > x1) return;
     const a = sc.x(first), b = sc.x(end);
     el("rect", {class: "phase", x: a, y: M.top, width: Math.max(b - a, 0.5), height: HEIGHT - M.top - M.bottom,
@@ -377,8 +467,8 @@ function drawProbe(card, view) {
   });
   axes(svg, sc, WIDTH, HEIGHT, x0, x1, undefined, view.by_class ? `probe accuracy (top: ${view.unit || "class"} trained)` : "probe accuracy");
   view.classes.forEach((c, i) => {
-    if (state.hidden.has(c)) return;
-    const points = view.probe[c].filter(([s]) => s >= x0 && s <= x1);
+    if (hidden.has(c)) return;
+    const points = at.probe[c].filter(([s]) => s >= x0 && s <= x1);
     const d = points.map(([s, v], k) => `${k ? "L" : "M"}${sc.x(s).toFixed(1)},${sc.y(v).toFixed(1)}`).join("");
     el("path", {class: "curve", d, fill: "none", stroke: colour(i, view.classes.length), "stroke-width": 1.3,
                 "data-class": c, "data-points": points.length}, plot);
@@ -396,14 +486,14 @@ function drawProbe(card, view) {
       band.setAttribute("x", Math.min(x, dragFrom)); band.setAttribute("width", Math.abs(x - dragFrom));
       band.setAttribute("visibility", "visible");
     }
-    hover(view, sc, x, yPx, ev, cursor);
+    hover(view, hidden, sc, x, yPx, ev, cursor);
   });
   svg.addEventListener("mouseup", (ev) => {
     const x = px(ev);
     if (dragFrom !== null && Math.abs(x - dragFrom) > 3) {
-      const a = Math.round(sc.step(Math.min(x, dragFrom))), b = Math.round(sc.step(Math.max(x, dragFrom)));
+      const a = sc.step(Math.min(x, dragFrom)), b = sc.step(Math.max(x, dragFrom));
       dragFrom = null;
-      setRange(Math.max(0, a), b);
+      setRange(...(state.axis === "step" ? [Math.round(a), Math.round(b)] : [a, b]));
       return;
     }
     dragFrom = null;
@@ -415,25 +505,25 @@ function drawProbe(card, view) {
 // One strip per class: its curve alone, with the blocks that train it shaded in its
 // colour, so each class's sawtooth (up in its own block, down after) reads at a glance
 // over the whole run, however many blocks there are.
-function drawStrips(card, view) {
-  const [x0, x1] = state.range || [0, state.maxStep], h = 44;
+function drawStrips(card, run, view) {
+  const [x0, x1] = state.range || extent(), h = 44, at = placed(view), hidden = hiddenIn(run);
   const box = html("div", {class: "strips"}, card);
   html("div", {style: "font-size: 13px; margin: 6px 0 2px"}, box,
        `Each ${view.unit || "class"} alone: shaded where its own block is trained`);
   view.classes.forEach((c, i) => {
-    if (state.hidden.has(c)) return;
+    if (hidden.has(c)) return;
     const svg = el("svg", {width: WIDTH, height: h, class: "strip", "data-class": c}, box);
     const x = (s) => M.left + ((s - x0) / (x1 - x0 || 1)) * (WIDTH - M.left - M.right);
     const y = (v) => h - 3 - v * (h - 6);
     const col = colour(i, view.classes.length);
     el("rect", {x: M.left, y: 2, width: WIDTH - M.left - M.right, height: h - 4, fill: "#fafafa"}, svg);
-    for (const [first, end, label] of view.phases) {
+    for (const [first, end, label] of at.phases) {
       if (label !== c || end < x0 || first > x1) continue;
       el("rect", {class: "own-block", x: x(Math.max(first, x0)), y: 2,
                   width: Math.max(x(Math.min(end, x1)) - x(Math.max(first, x0)), 0.8), height: h - 4,
                   fill: col, "fill-opacity": 0.18}, svg);
     }
-    const points = view.probe[c].filter(([s]) => s >= x0 && s <= x1);
+    const points = at.probe[c].filter(([s]) => s >= x0 && s <= x1);
     el("path", {d: points.map(([s, v], k) => `${k ? "L" : "M"}${x(s).toFixed(1)},${y(v).toFixed(1)}`).join(""),
                 fill: "none", stroke: col, "stroke-width": 1.1}, svg);
     el("text", {x: 4, y: h / 2 + 4, "font-size": 11, fill: col}, svg, name(view, c));
@@ -462,26 +552,27 @@ function name(view, c) {
   return (view.labels && i >= 0) ? view.labels[i] : `${view.unit || "class"} ${c}`;
 }
 
-function hover(view, sc, x, yPx, ev, cursor) {
-  const step = sc.step(x);
+function hover(view, hidden, sc, x, yPx, ev, cursor) {
+  const at = placed(view), pos = sc.step(x);
   let best = null;
   view.classes.forEach((c, i) => {
-    if (state.hidden.has(c)) return;
-    const p = nearest(view.probe[c], step);
+    if (hidden.has(c)) return;
+    const p = nearest(at.probe[c], pos);
     if (!p) return;
     const dist = Math.abs(sc.x(p[0]) - x) + Math.abs(sc.y(p[1]) - yPx);
     if (!best || dist < best.dist) best = {c, i, p, dist};
   });
   if (!best) return;
-  const [s, v] = best.p, phase = phaseAt(view, Math.max(s - 1, 0));
-  cursor.setAttribute("x1", sc.x(s)); cursor.setAttribute("x2", sc.x(s)); cursor.setAttribute("visibility", "visible");
-  const others = view.classes.filter((c) => !state.hidden.has(c)).map((c) => {
-    const q = nearest(view.probe[c], s);
-    return q && q[0] === s ? `${c}: ${q[1].toFixed(3)}` : null;
+  const [px, v, s] = best.p, phase = phaseAt(view, Math.max(s - 1, 0));
+  cursor.setAttribute("x1", sc.x(px)); cursor.setAttribute("x2", sc.x(px)); cursor.setAttribute("visibility", "visible");
+  const others = view.classes.filter((c) => !hidden.has(c)).map((c) => {
+    const q = nearest(at.probe[c], px);
+    return q && q[2] === s ? `${c}: ${q[1].toFixed(3)}` : null;
   }).filter(Boolean).join(" · ");
   const t = state.tooltip;
   t.innerHTML = "";
-  html("div", {}, t, `step ${s} · phase: ${phase === null ? "-" : view.by_class ? `training ${name(view, phase)}` : `epoch ${phase + 1}`}`);
+  html("div", {}, t, `step ${s}` + (state.axis === "step" ? "" : ` (${axisTitle()} ${px.toFixed(2)})`) +
+       ` · phase: ${phase === null ? "-" : view.by_class ? `training ${name(view, phase)}` : `epoch ${phase + 1}`}`);
   const line = html("div", {style: `color: ${colour(best.i, view.classes.length)}; font-weight: bold`}, t,
                     `${name(view, best.c)}: accuracy ${v.toFixed(4)}`);
   line.id = "tooltip-main";
@@ -493,17 +584,18 @@ function hover(view, sc, x, yPx, ev, cursor) {
 // MATRIX_ROWS phases, one row per epoch (the probe at the epoch's last phase end).
 const MATRIX_ROWS = 40;
 function matrixRows(view) {
-  const m = view.matrix, [x0, x1] = state.range || [0, Infinity];
+  const m = view.matrix, xs = placed(view).rows, [x0, x1] = state.range || [-Infinity, Infinity];
   // A row belongs to the phase that ends at its step: one ending at the zoom's start is
   // the phase before it.
-  const rows = m.steps.map((_, r) => r).filter((r) => m.steps[r] > x0 && m.steps[r] <= x1);
+  const rows = xs.map((_, r) => r).filter((r) => xs[r] > x0 + 1e-9 && xs[r] <= x1 + 1e-9);
   if (rows.length <= MATRIX_ROWS || view.epoch_ends.length < 2) return {rows, byEpoch: false};
-  const epochs = [];
-  view.epoch_ends.forEach((end, e) => {
-    const last = rows.filter((r) => m.steps[r] <= end).pop();
-    if (last !== undefined && !epochs.some(([, r]) => r === last)) epochs.push([e, last]);
-  });
-  return {rows: epochs.map(([, r]) => r), epochs: epochs.map(([e]) => e), byEpoch: true};
+  const last = new Map();  // epoch -> its last row in the zoom
+  let e = 0;
+  for (const r of rows) {
+    while (e < view.epoch_ends.length - 1 && m.steps[r] > view.epoch_ends[e]) e++;
+    last.set(e, r);
+  }
+  return {rows: [...last.values()], epochs: [...last.keys()], byEpoch: true};
 }
 
 function drawMatrix(row, view) {
@@ -558,7 +650,8 @@ function drawMatrix(row, view) {
     place(t, ev);
   });
   svg.addEventListener("mouseleave", () => { state.tooltip.style.display = "none"; });
-  // A click zooms every chart to the cell's phase (or epoch) and shows its class alone.
+  // A click zooms every chart to the cell's phase (or epoch) and shows its class alone, in
+  // every run.
   svg.addEventListener("click", (ev) => {
     const target = ev.target;
     if (!target.classList || !target.classList.contains("cell")) return;
@@ -568,8 +661,11 @@ function drawMatrix(row, view) {
       const e = shown.epochs[shown.rows.indexOf(r)];
       first = e ? view.epoch_ends[e - 1] : 0;
     }
-    state.hidden = new Set(view.classes.filter((x) => x !== c));
-    setRange(first, end);
+    for (const r of state.runs) {
+      state.hidden.set(r.run, new Set(state.views[r.run].classes.filter((x) => x !== c)));
+    }
+    const [a, b] = [along(view, first), along(view, end)];
+    setRange(a, b);
   });
 }
 
@@ -592,7 +688,7 @@ function drawForgetting(row, view) {
   for (const [, , label, definition] of SERIES) {
     html("div", {class: "definition", style: "max-width: 520px"}, box, `${label}: ${definition}.`);
   }
-  const width = 520, height = 240, [x0, x1] = state.range || [0, state.maxStep];
+  const width = 520, height = 240, [x0, x1] = state.range || extent(), at = placed(view);
   const all = [...view.forgetting.average, ...view.forgetting.bwt].map(([, v]) => v).filter((v) => v !== null);
   if (view.matrix.steps.length < 2 || !all.length) {  // nothing to forget yet, nothing earlier
     html("div", {class: "note", id: "no-forgetting"}, box,
@@ -605,17 +701,17 @@ function drawForgetting(row, view) {
   const ticks = niceTicks(lo, hi, 4);
   axes(svg, sc, width, height, x0, x1, ticks);
   for (const [key, c] of SERIES) {
-    const pts = view.forgetting[key].filter(([s, v]) => s >= x0 && s <= x1 && v !== null);
+    const pts = at.forgetting[key].filter(([s, v]) => s >= x0 && s <= x1 && v !== null);
     const d = pts.map(([s, v], k) => `${k ? "L" : "M"}${sc.x(s).toFixed(1)},${sc.y(v).toFixed(1)}`).join("");
     el("path", {d, fill: "none", stroke: c, "stroke-width": 1.5, class: `series-${key}`}, svg);
   }
   svg.addEventListener("mousemove", (ev) => {  // both values at the nearest phase end
-    const step = sc.step(ev.clientX - svg.getBoundingClientRect().left);
-    const at = SERIES.map(([key, , label]) => [label, nearest(view.forgetting[key].filter(([, v]) => v !== null), step)]);
-    const p = at.find(([, q]) => q);
+    const pos = sc.step(ev.clientX - svg.getBoundingClientRect().left);
+    const near = SERIES.map(([key, , label]) => [label, nearest(at.forgetting[key].filter(([, v]) => v !== null), pos)]);
+    const p = near.find(([, q]) => q);
     if (!p) return;
     const t = state.tooltip;
-    t.textContent = `step ${p[1][0]} · ` + at.map(([label, q]) => `${label} ${q ? fmt(q[1], label === "BWT") : "-"}`).join(" · ");
+    t.textContent = `step ${p[1][2]} · ` + near.map(([label, q]) => `${label} ${q ? fmt(q[1], label === "BWT") : "-"}`).join(" · ");
     place(t, ev);
   });
   svg.addEventListener("mouseleave", () => { state.tooltip.style.display = "none"; });
