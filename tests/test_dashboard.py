@@ -285,6 +285,78 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
         browser.quit()
 
 
+def test_two_runs_side_by_side_and_every_export(tensorboard, logdir, tmp_path):
+    """The difference view holds each run's probe at its own epoch ends (or phase ends)
+    and the final test accuracies; a run's curves and matrix export as CSV, its charts as
+    SVG and PNG files."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    runs = get_json(f"{tensorboard}/data/plugin/forgetting/runs")
+    views = [get_json(f"{tensorboard}/data/plugin/forgetting/data?"
+                      + urllib.parse.urlencode({"run": r["run"]})) for r in runs[:2]]
+    browser, downloads = _browser(), tmp_path / "downloads"
+    downloads.mkdir()
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior",
+                            {"behavior": "allow", "downloadPath": str(downloads)})
+    try:
+        wait, frame = _open_tab(browser, tensorboard)
+        browser.switch_to.frame(frame)
+        cells = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "svg.difference rect.diff-cell"))
+        a, b = views
+        classes = sorted(set(a["classes"]) | set(b["classes"]))
+        same = a["matrix"]["steps"] == b["matrix"]["steps"] and len(a["matrix"]["steps"]) <= 40
+        rows = len(a["matrix"]["steps"]) if same else min(len(a["epoch_ends"]), len(b["epoch_ends"]))
+        assert len(cells) == (rows + 1) * len(classes)
+
+        def probe_at(view, c, step):  # the probe point nearest the step, as the tab takes it
+            return min(view["probe"][str(c)], key=lambda p: (abs(p[0] - step), -p[0]))[1]
+
+        for cell in cells[:len(classes)] + cells[-len(classes):]:
+            r, c = int(cell.get_attribute("data-row")), int(cell.get_attribute("data-class"))
+            got = [float(cell.get_attribute(x)) for x in ("data-a", "data-b")]
+            if r == rows:  # the final test accuracies
+                want = [v["final"]["class_accuracy"][v["classes"].index(c)] for v in views]
+            elif same:
+                want = [v["matrix"]["rows"][r][v["classes"].index(c)] for v in views]
+            else:
+                want = [probe_at(v, c, v["epoch_ends"][r]) for v in views]
+            assert got == pytest.approx(want, abs=1e-6), (r, c)
+        ActionChains(browser).move_to_element(cells[0]).perform()
+        tip = browser.find_element(By.ID, "tooltip").text
+        assert re.fullmatch(rf"\S+ \d+ · class \d+: {re.escape(runs[0]['run'])} [\d.]+ − "
+                            rf"{re.escape(runs[1]['run'])} [\d.]+ = [-+][\d.]+", tip), tip
+        # Exports of the first run.
+        card = browser.find_elements(By.CSS_SELECTOR, ".card.run")[0]
+        for what in ("curves", "matrix", "probe-svg", "probe-png"):
+            card.find_element(By.CSS_SELECTOR, f"a.export-link[data-what='{what}']").click()
+        run = runs[0]["run"]
+        files = [downloads / f"{run}_{x}" for x in ("curves.csv", "matrix.csv", "probe.svg", "probe.png")]
+        deadline = time.monotonic() + 30
+        while not all(f.exists() and f.stat().st_size for f in files):
+            assert time.monotonic() < deadline, sorted(p.name for p in downloads.iterdir())
+            time.sleep(0.2)
+        events = read_events(logdir / run)
+        lines = files[0].read_text().splitlines()
+        assert lines[0].split(",")[:3] == ["step", "epoch", "phase"]
+        c0 = a["classes"][0]
+        col = lines[0].split(",").index(f"class {c0}")
+        exported = {int(x.split(",")[0]): float(x.split(",")[col]) for x in lines[1:]
+                    if x.split(",")[col]}
+        assert exported == pytest.approx(events[f"probe/accuracy/class_{c0}"])
+        matrix = [x.split(",") for x in files[1].read_text().splitlines()]
+        assert len(matrix) == 1 + len(a["matrix"]["rows"])
+        assert [float(v) for v in matrix[1][3:]] == pytest.approx(a["matrix"]["rows"][0])
+        import xml.etree.ElementTree as ElementTree
+        svg = ElementTree.parse(files[2]).getroot()
+        assert svg.tag.endswith("svg") and len(svg.findall(".//{*}path[@class='curve']")) == len(
+            a["classes"])
+        assert files[3].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        print("exported:", ", ".join(f"{f.name} ({f.stat().st_size} bytes)" for f in files))
+    finally:
+        browser.quit()
+
+
 # What `make demo` prints after the Time Series address (Makefile): no smoothing, the
 # per-class probe cards.
 PROBE_CARDS_QUERY = "smoothing=0&tagFilter=probe%2Faccuracy%2Fclass_"

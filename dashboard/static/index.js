@@ -95,6 +95,7 @@ export async function render() {
     table.final td, table.final th {border: 1px solid #ddd; padding: 2px 8px; text-align: right;}
     .controls {margin: 8px 0 16px; font-size: 13px;} .note {color: #a00; font-size: 13px;}
     .definition {color: #555; font-size: 12px; margin: 2px 0 4px;}
+    .export {font-size: 12px; color: #777; margin: 6px 0 0;} .export a {margin-right: 10px; color: #1a73e8;}
     .row {display: flex; gap: 16px; flex-wrap: wrap;} #compare svg {display: block;}
     body.dark {background: #202124; color: #e8eaed;} body.dark .card {border-color: #4a4d51;}
     body.dark .summary, body.dark .definition {color: #bdc1c6;} body.dark .note {color: #f28b82;}
@@ -258,6 +259,7 @@ function draw() {
   controls.remove();  // kept across redraws: the step zoom of the detailed charts
   main.innerHTML = "";
   drawCompare(main);
+  if (state.runs.length > 1) drawDifference(main);
   html("h3", {style: "margin: 8px 0"}, main, "Each run in detail");
   main.appendChild(controls);
   for (const r of state.runs) drawRun(main, r.run, state.views[r.run]);
@@ -374,6 +376,80 @@ function drawCompare(main) {
   el("text", {x: WIDTH - right + 10, y: 12, "font-size": 11}, axis, axisTitle());
 }
 
+// Two runs side by side, per class and phase: A's probe accuracy minus B's, after each of
+// their phases where the runs have the same phases, else at each epoch's end (each run's
+// own epochs), and their final test accuracy. Blue: A is higher; red: B is.
+function drawDifference(main) {
+  const names = state.runs.map((r) => r.run);
+  state.pair = (state.pair || []).filter((r) => names.includes(r));
+  if (state.pair.length < 2) state.pair = names.slice(0, 2);
+  const box = html("div", {class: "card", id: "difference"}, main);
+  const title = html("h3", {}, box, "Difference: ");
+  const pick = (k) => {
+    const menu = html("select", {id: `diff-${"ab"[k]}`}, title);
+    for (const r of names) html("option", {value: r}, menu, r).selected = r === state.pair[k];
+    menu.onchange = () => { state.pair[k] = menu.value; draw(); };
+  };
+  pick(0); title.appendChild(document.createTextNode(" minus ")); pick(1);
+  const [a, b] = state.pair.map((r) => state.views[r]);
+  const keys = [...new Set([...a.classes, ...b.classes])].sort((x, y) => x - y);
+  const samePhases = a.matrix.steps.length === b.matrix.steps.length && a.matrix.steps.length <= MATRIX_ROWS &&
+    a.matrix.steps.every((s, r) => s === b.matrix.steps[r]);
+  const valueAt = (v, c, s) => { const p = nearest(v.probe[c] || [], s); return p ? p[1] : null; };
+  const rows = [];  // [label, first step of a, end step of a, {class: [A, B]}]
+  if (samePhases) {
+    a.matrix.steps.forEach((s, r) => rows.push([`phase ${r}`, r ? a.matrix.steps[r - 1] : 0, s,
+      Object.fromEntries(keys.map((c) => [c, [a.matrix.rows[r][a.classes.indexOf(c)], b.matrix.rows[r][b.classes.indexOf(c)]]]))]));
+  } else {
+    const n = Math.min(a.epoch_ends.length, b.epoch_ends.length);
+    for (let e = 0; e < n; e++) {
+      rows.push([`epoch ${e + 1}`, e ? a.epoch_ends[e - 1] : 0, a.epoch_ends[e], Object.fromEntries(keys.map((c) =>
+        [c, [valueAt(a, c, a.epoch_ends[e]), valueAt(b, c, b.epoch_ends[e])]]))]);
+    }
+  }
+  rows.push(["final test", null, null, Object.fromEntries(keys.map((c) =>
+    [c, [a.final.class_accuracy[a.classes.indexOf(c)] ?? null, b.final.class_accuracy[b.classes.indexOf(c)] ?? null]]))]);
+  html("div", {class: "definition"}, box, `Row: after each ${samePhases ? "phase (the runs share their phases)" :
+       "epoch (each run's own)"}, then the final test accuracy; column: ${a.unit || "class"}; colour: ` +
+       `${state.pair[0]} minus ${state.pair[1]}, blue where ${state.pair[0]} is higher, red where it is lower. ` +
+       "Click a row to zoom to it.");
+  const cell = Math.max(16, Math.min(36, 360 / keys.length)), rowH = Math.max(4, Math.min(16, 300 / rows.length));
+  const left = 80, top = 16, width = left + keys.length * cell + 90, height = top + rows.length * rowH + 8;
+  const svg = el("svg", {width, height, class: "difference"}, box);
+  const diverge = (d) => d === null ? "#eee" : d >= 0 ? `rgba(33,102,172,${Math.min(1, d * 2)})` : `rgba(178,24,43,${Math.min(1, -d * 2)})`;
+  rows.forEach(([label, first, end, values], i) => {
+    keys.forEach((c, k) => {
+      const [x, y] = values[c], d = x === null || y === null || x === undefined || y === undefined ? null : x - y;
+      el("rect", {class: "diff-cell", x: left + k * cell, y: top + i * rowH, width: cell - 1, height: rowH - 0.5,
+                  fill: diverge(d), "data-row": i, "data-class": c, "data-a": x, "data-b": y,
+                  style: first === null ? "" : "cursor: pointer"}, svg);
+    });
+    if (rowH >= 9 || i % Math.ceil(9 / rowH) === 0 || first === null) {
+      el("text", {x: left - 4, y: top + i * rowH + rowH / 2 + 4, "text-anchor": "end", "font-size": 10}, svg, label);
+    }
+  });
+  keys.forEach((c, k) => el("text", {x: left + (k + 0.5) * cell, y: top - 4, "text-anchor": "middle", "font-size": 10}, svg, String(c)));
+  for (const [d, y] of [[0.5, 0], [0, 1], [-0.5, 2]]) {
+    el("rect", {x: left + keys.length * cell + 12, y: top + y * 14, width: 12, height: 12, fill: diverge(d)}, svg);
+    el("text", {x: left + keys.length * cell + 28, y: top + y * 14 + 10, "font-size": 10}, svg, d > 0 ? "+0.5" : String(d));
+  }
+  svg.addEventListener("mousemove", (ev) => {
+    const t = ev.target;
+    if (!t.classList || !t.classList.contains("diff-cell")) { state.tooltip.style.display = "none"; return; }
+    const [x, y] = [t.dataset.a, t.dataset.b].map((v) => (v === undefined || v === "null" ? null : Number(v)));
+    state.tooltip.textContent = `${rows[Number(t.dataset.row)][0]} · ${name(a, Number(t.dataset.class))}: ` +
+      `${state.pair[0]} ${fmt(x)} − ${state.pair[1]} ${fmt(y)} = ` + (x === null || y === null ? "-" : fmt(x - y, true));
+    place(state.tooltip, ev);
+  });
+  svg.addEventListener("mouseleave", () => { state.tooltip.style.display = "none"; });
+  svg.addEventListener("click", (ev) => {
+    const t = ev.target;
+    if (!t.classList || !t.classList.contains("diff-cell")) return;
+    const [, first, end] = rows[Number(t.dataset.row)];
+    if (first !== null) setRange(along(a, first), along(a, end));
+  });
+}
+
 // Drag across `svg` to choose a range (pixels to data by `toData`), double-click to reset.
 function dragZoom(svg, toData, choose) {
   let from = null;
@@ -422,6 +498,71 @@ function drawRun(main, run, view) {
   const row = html("div", {class: "row"}, card);
   drawMatrix(row, view);
   drawForgetting(row, view);
+  const links = html("div", {class: "export"}, card, "Export: ");
+  const link = (label, what, make) => {
+    const a = html("a", {class: "export-link", "data-what": what, href: "#"}, links, label);
+    a.onclick = (ev) => { ev.preventDefault(); make(); };
+  };
+  link("curves.csv", "curves", () => save(`${run}_curves.csv`, curvesCsv(view), "text/csv"));
+  link("matrix.csv", "matrix", () => save(`${run}_matrix.csv`, matrixCsv(view), "text/csv"));
+  for (const [chart, selector] of [["probe", "svg.probe"], ["matrix", "svg.heatmap"], ["forgetting", "svg.forgetting-chart"]]) {
+    const svg = card.querySelector(selector);
+    if (!svg) continue;
+    link(`${chart}.svg`, `${chart}-svg`, () => save(`${run}_${chart}.svg`, svgText(svg), "image/svg+xml"));
+    link(`${chart}.png`, `${chart}-png`, () => savePng(`${run}_${chart}.png`, svg));
+  }
+}
+
+// Exports. A run's curves: a row per probe step, a column per class (its accuracy there),
+// with the step's place on each run's own epochs and phases; its matrix: a row per phase end.
+function curvesCsv(view) {
+  const steps = [...new Set(view.classes.flatMap((c) => view.probe[c].map(([s]) => s)))].sort((a, b) => a - b);
+  const at = Object.fromEntries(view.classes.map((c) => [c, new Map(view.probe[c])]));
+  const lines = [["step", "epoch", "phase", ...view.classes.map((c) => csvCell(name(view, c)))].join(",")];
+  for (const s of steps) {
+    lines.push([s, round(along(view, s, "epoch")), round(along(view, s, "phase")),
+                ...view.classes.map((c) => at[c].get(s) ?? "")].join(","));
+  }
+  return lines.join("\n") + "\n";
+}
+
+function matrixCsv(view) {
+  const m = view.matrix;
+  const lines = [["phase", "step", "trained", ...view.classes.map((c) => csvCell(name(view, c)))].join(",")];
+  m.rows.forEach((row, r) => lines.push([r, m.steps[r], m.labels[r] ?? "", ...row.map((v) => v ?? "")].join(",")));
+  return lines.join("\n") + "\n";
+}
+
+const csvCell = (text) => (/[",\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text);
+
+// A chart as a standalone SVG file: its text drawn in the colour it has on screen.
+function svgText(svg) {
+  const copy = svg.cloneNode(true);
+  copy.setAttribute("xmlns", SVG);
+  const colour = getComputedStyle(document.body).color;
+  copy.querySelectorAll("text:not([fill])").forEach((t) => t.setAttribute("fill", colour));
+  copy.insertBefore(el("rect", {width: "100%", height: "100%", fill: getComputedStyle(document.body).backgroundColor}),
+                    copy.firstChild);
+  return new XMLSerializer().serializeToString(copy);
+}
+
+function savePng(file, svg) {
+  const image = new Image(), scale = 2;
+  image.onload = () => {
+    const canvas = html("canvas", {width: svg.width.baseVal.value * scale, height: svg.height.baseVal.value * scale});
+    const context = canvas.getContext("2d");
+    context.scale(scale, scale);
+    context.drawImage(image, 0, 0);
+    canvas.toBlob((blob) => save(file, blob));
+  };
+  image.src = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(svgText(svg));
+}
+
+function save(file, content, type) {
+  const blob = content instanceof Blob ? content : new Blob([content], {type});
+  const a = html("a", {href: URL.createObjectURL(blob), download: file}, document.body);
+  a.click();
+  setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
 }
 
 function scales(width, height, x0, x1, y0 = 0, y1 = 1) {
