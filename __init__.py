@@ -16,6 +16,7 @@ _EXPORTS = {
     "from_arrays": "tapeloop.data.splits",
     "from_datasets": "tapeloop.data.splits",
     "load_splits": "tapeloop.trainers.controller",
+    "FASHION_MNIST_CLASSES": "tapeloop.data.splits",
     # Extending: the step's contract, the default step, losses, actions.
     "StepMetrics": "tapeloop.trainers.steps",
     "make_train_step": "tapeloop.trainers.steps",

@@ -23,7 +23,7 @@ from tensorboard import plugin_util
 from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
 
-from tapeloop.trainers import forgetting
+from tapeloop.trainers import forgetting, tables
 
 PLUGIN_NAME = "forgetting"
 STATIC = Path(__file__).parent / "static"
@@ -93,27 +93,30 @@ class ForgettingPlugin(base_plugin.TBPlugin):
                                                                           tags=wanted))
         series = {tag: [(p.step, p.value) for p in points]
                   for tag, points in data.get(run, {}).items()}
-        view = run_view(series, self._task_table(request, run))
+        view = run_view(series, self._text_json(request, run, "scenario"),
+                        self._text_json(request, run, "class_names"))
         phase = listed.get("train/phase")
         view["thinned"] = bool(phase and len(series.get("train/phase", ())) < phase.max_step + 1)
         return _json(view)
 
 
-    def _task_table(self, request, run: str) -> dict | None:
-        """The scenario's task table the run wrote as its `scenario` text (None: none)."""
+    def _text_json(self, request, run: str, tag: str):
+        """The JSON a run wrote as its text `tag` (None: none): its scenario's task table
+        (`scenario`), its data's `class_names`."""
         try:
             data = self._provider.read_tensors(
                 plugin_util.context(request.environ),
                 experiment_id=plugin_util.experiment_id(request.environ), plugin_name="text",
-                downsample=1, run_tag_filter=provider.RunTagFilter(runs=[run], tags=["scenario"]))
-            points = data.get(run, {}).get("scenario", [])
+                downsample=1, run_tag_filter=provider.RunTagFilter(runs=[run], tags=[tag]))
+            points = data.get(run, {}).get(tag, [])
             text = points[-1].numpy.item() if points else None
             return json.loads(text.decode() if isinstance(text, bytes) else text) if text else None
         except (ValueError, KeyError, AttributeError, TypeError):
             return None
 
 
-def run_view(series: dict[str, list[tuple[int, float]]], tasks: dict | None = None) -> dict:
+def run_view(series: dict[str, list[tuple[int, float]]], tasks: dict | None = None,
+             class_names: list[str] | None = None) -> dict:
     """What the tab draws for one run, from its scalar series `{tag: [(step, value)]}`.
 
     Returns a dict with `classes`; `probe` (class -> [[step, accuracy]]); `phases`
@@ -123,8 +126,9 @@ def run_view(series: dict[str, list[tuple[int, float]]], tasks: dict | None = No
     `labels`, `rows`); `forgetting` (`average`, `bwt`: [[step, value]]); `epoch_ends`;
     and `final` (`test_accuracy`, `class_accuracy`, `average_forgetting`, `bwt`, and a
     scenario's `min_acc`, `wc_acc`, `wf_100`). `unit`: what a column is, "class" or a
-    scenario's "task"; `labels`: each column's name (a task with its classes, from the
-    task table `tasks` the run recorded).
+    scenario's "task"; `labels`: each column's name (`tables.column_labels`: a class by
+    the name the data gives it, `class_names`; a task with its classes, from the task
+    table `tasks` the run recorded).
     """
     def last(tag):
         points = series.get(tag)
@@ -146,11 +150,10 @@ def run_view(series: dict[str, list[tuple[int, float]]], tasks: dict | None = No
     cells = {c: dict(series[tag]) for c, tag in row_tags.items()}
     phase_at = _label_before(phases)
     test = by_kind.get("test/accuracy", {})
-    names = {}
-    for c in classes:
-        task = (tasks or {}).get("tasks", [])[c] if tasks and c < len(tasks.get("tasks", [])) else None
-        names[c] = (f"task {c} ({','.join(map(str, task['classes']))})"
-                    if task and not task.get("permuted") else f"{unit} {c}")
+    table = (tasks or {}).get("tasks") or None if unit == "task" else None
+    names = tables.column_labels(
+        max(classes, default=-1) + 1, tasks=table, unit=unit,
+        class_names=class_names if isinstance(class_names, list) else None)
     return {
         "classes": classes, "unit": unit, "labels": [names[c] for c in classes],
         "probe": {c: [[s, v] for s, v in series[probe_tags[c]]] for c in classes},

@@ -36,6 +36,7 @@ class Splits:
     pixel_mean: np.ndarray | None = None
     example_shape: tuple[int, ...] | None = None  # one example's shape; None: (input_dim,)
     name: str = ""  # the data set's name, for config.json and resume checks
+    class_names: tuple[str, ...] | None = None  # each class's name (None: ids only)
     fingerprint: str = ""  # sha256 (16 hex digits) of the arrays as given, before any split
     # How the splits were cut from the arrays given: what config.json records of them.
     validation_split: float | None = None
@@ -59,7 +60,9 @@ class Splits:
     def describe(self) -> dict:
         """What config.json records of the data: name, source, shapes, class counts, fingerprint."""
         return {"name": self.name, "source": self.source, "example_shape": list(self.shape),
-                "num_classes": self.num_classes, "validation_split": self.validation_split,
+                "num_classes": self.num_classes,
+                "class_names": list(self.class_names) if self.class_names else None,
+                "validation_split": self.validation_split,
                 "max_train_examples": self.max_train_examples,
                 "max_test_examples": self.max_test_examples,
                 "train_examples": int(len(self.y_train)),
@@ -104,13 +107,15 @@ def mnist_splits(m: mnist.Mnist, *, validation_split: float, max_train_examples:
       source: where `m` came from.
     """
     return from_arrays(*m, validation_split=validation_split, num_classes=10,
+                       class_names=MNIST_CLASSES,
                        max_train_examples=max_train_examples,
                        max_test_examples=max_test_examples, name="mnist", source=source)
 
 
 def from_arrays(x_train, y_train, x_test, y_test, *, validation_split: float = 0.1,
                 num_classes: int | None = None, max_train_examples: int = 0,
-                max_test_examples: int = 0, name: str = "arrays", source: str = "") -> Splits:
+                max_test_examples: int = 0, name: str = "arrays", source: str = "",
+                class_names=None) -> Splits:
     """The user's own arrays as `Splits`: inputs of any per-example shape, integer labels.
 
     uint8 inputs are pixels and get the tutorial's preprocessing (scaled to [0, 1], the
@@ -125,14 +130,18 @@ def from_arrays(x_train, y_train, x_test, y_test, *, validation_split: float = 0
       max_train_examples, max_test_examples: > 0: use only the first this many.
       name: the data set's name (recorded in config.json and checked on resume).
       source: where the arrays came from, for the log.
+      class_names: each class's name, in id order (e.g. `FASHION_MNIST_CLASSES`): recorded
+        in config.json and shown in the Forgetting tab, the report and the plots.
 
     Raises:
       DataError: what `mnist.check_layout` refuses (ragged or mismatched shapes or
         lengths, non-integer or negative labels, an empty split, NaN or Inf, a class
-        without training examples), or a label past num_classes.
+        without training examples), a label past num_classes, or class_names that are not
+        one distinct, non-empty string per class.
     """
     remake = functools.partial(from_arrays, x_train, y_train, x_test, y_test,
-                               num_classes=num_classes, name=name, source=source)
+                               num_classes=num_classes, name=name, source=source,
+                               class_names=class_names)
     x_train, y_train, x_test, y_test = (
         _array(a, f"{name}: {what}") for a, what in ((x_train, "x_train"), (y_train, "y_train"),
                                                       (x_test, "x_test"), (y_test, "y_test")))
@@ -146,6 +155,7 @@ def from_arrays(x_train, y_train, x_test, y_test, *, validation_split: float = 0
     if num_classes is not None and largest >= num_classes:
         raise DataError(f"{name}: class id {largest} found, but num_classes is {num_classes}")
     num_classes = num_classes or largest + 1
+    class_names = _class_names(class_names, num_classes, name)
     example_shape = tuple(int(d) for d in x_train.shape[1:])
     y_train, y_test = y_train.astype(np.int32), y_test.astype(np.int32)
     pixels = None
@@ -169,6 +179,7 @@ def from_arrays(x_train, y_train, x_test, y_test, *, validation_split: float = 0
         mnist.check_classes(s.y_train, s.y_test, name + (f" ({cut})" if cut else ""),
                             num_classes)
     s = dataclasses.replace(s, example_shape=example_shape, name=name, fingerprint=fingerprint,
+                            class_names=class_names,
                             validation_split=validation_split,
                             max_train_examples=max_train_examples,
                             max_test_examples=max_test_examples, remake=remake)
@@ -176,6 +187,28 @@ def from_arrays(x_train, y_train, x_test, y_test, *, validation_split: float = 0
         return s
     train, _ = holdout(y_train, validation_split)
     return dataclasses.replace(s, train_pixels=pixels[train], pixel_mean=mean)
+
+
+# The classes' names of two data sets people bring (MNIST's are its digits).
+MNIST_CLASSES = tuple(str(d) for d in range(10))
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+def _class_names(names, num_classes: int, data: str) -> tuple[str, ...] | None:
+    """`names` as a tuple of one distinct, non-empty string per class (None: None)."""
+    if names is None:
+        return None
+    if isinstance(names, str) or not all(isinstance(n, str) and n.strip() for n in names):
+        raise DataError(f"{data}: class_names must be a list of non-empty strings, one per "
+                        f"class; got {names!r:.80}")
+    names = tuple(n.strip() for n in names)
+    if len(names) != num_classes:
+        raise DataError(f"{data}: class_names has {len(names)} names for {num_classes} classes")
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise DataError(f"{data}: class_names names {', '.join(map(repr, twice))} twice")
+    return names
 
 
 # How many examples `from_datasets` reads of a data set whose size TensorFlow cannot tell

@@ -48,6 +48,19 @@ def test_the_view_has_phases_matrix_rows_and_the_final_table():
     assert plugin._finite(view)["forgetting"]["average"][0] == [2, None]  # JSON has no NaN
 
 
+def test_columns_carry_the_names_the_data_gives_its_classes():
+    series = {f"probe/accuracy/class_{c}": [(0, 0.5)] for c in range(3)}
+    assert plugin.run_view(series)["labels"] == ["class 0", "class 1", "class 2"]
+    named = plugin.run_view(series, None, ["T-shirt/top", "Trouser", "Pullover"])
+    assert named["labels"] == ["0 T-shirt/top", "1 Trouser", "2 Pullover"]
+    assert plugin.run_view(series, None, ["0", "1", "2"])["labels"][0] == "class 0"  # digits
+    tasks = {f"probe/accuracy/task_{t}": [(0, 0.5)] for t in range(2)}
+    table = {"tasks": [{"classes": [0, 1]}, {"classes": [2, 3]}]}
+    assert plugin.run_view(tasks, table, ["a", "b", "c", "d"])["labels"] == [
+        "task 0 (a,b)", "task 1 (c,d)"]
+    assert plugin.run_view(tasks)["labels"] == ["task 0", "task 1"]
+
+
 NOISE = dict(dataset="noise", noise_examples=400, noise_classes=4, hidden_sizes=(32,),
              batch_size=10, epochs=3, probe_per_class=10, eval_every_steps=3,
              learning_rate=0.01)

@@ -52,3 +52,21 @@ def test_noise_splits_test_is_an_independent_draw():
     assert len(s.y_train) + len(s.y_val) == 1000 and len(s.y_test) == 1000
     assert 95 <= len(s.y_val) <= 103
     assert not np.array_equal(s.x_test[:5], s.x_train[:5])
+
+
+def test_class_names_are_recorded_and_bad_ones_refused_in_one_line():
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (40, 4, 4), dtype=np.uint8), np.arange(40) % 4
+    names = list(splits.FASHION_MNIST_CLASSES[:4])
+    data = splits.from_arrays(x[:32], y[:32], x[32:], y[32:], class_names=names)
+    assert data.class_names == tuple(names)
+    assert data.describe()["class_names"] == names
+    assert splits.mnist_splits(fake_mnist(), validation_split=0.1).class_names == tuple(
+        "0123456789")
+    for bad, says in ((names[:2], "has 2 names for 4 classes"),
+                      (names[:3] + [names[0]], "names 'T-shirt/top' twice"),
+                      ("abcd", "must be a list of non-empty strings"),
+                      (["a", " ", "c", "d"], "must be a list of non-empty strings")):
+        with pytest.raises(splits.DataError, match=says) as err:
+            splits.from_arrays(x[:32], y[:32], x[32:], y[32:], class_names=bad)
+        assert "\n" not in str(err.value)

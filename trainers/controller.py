@@ -910,7 +910,8 @@ def _finish(run: _Run, results: dict, test, final: dict | None, *, step: int) ->
     say(f"\ntest accuracy per {unit}" + ("" if unit == "class" else
                                         " (all: the mean over tasks)") + ":")
     say(tables.class_accuracy_table({"test": (test.accuracy, test.class_accuracy)},
-                                    counts=test.class_count, unit=unit))
+                                    counts=test.class_count, unit=unit,
+                                    class_names=run.data.class_names))
     if final:
         say(f"forgetting on the probe: average {final['average_forgetting']:.4f}, "
             f"BWT {final['bwt']:+.4f}")

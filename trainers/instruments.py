@@ -136,6 +136,9 @@ def describe_run(writer: writers.MetricWriter, config, *, instrumented: bool,
     writer.write_text(0, "config", f"```\n{record}\n```")
     if recorded and recorded.get("scenario"):  # the Forgetting tab labels tasks with it
         writer.write_text(0, "scenario", json.dumps(recorded["scenario"]))
+    names = ((recorded or {}).get("data") or {}).get("class_names")
+    if names:  # and classes with these
+        writer.write_text(0, "class_names", json.dumps(names))
     mine = hparams_of(json.loads(record))
     writer.write_hparams(mine, trial_id=run_dir.name if run_dir is not None else "run")
     if run_dir is not None:

@@ -75,12 +75,14 @@ def summarize(run_dir: Path) -> RunSummary:
     if not scalars:
         raise ValueError(f"{run_dir}: its event files hold no scalars (empty or damaged)")
     lacks = [what for tag, what in _EXPECTED.items() if tag not in scalars]
-    table = _task_table(run_dir)
+    recorded = _recorded(run_dir)
+    table = recorded.get("scenario")
+    table = table if isinstance(table, dict) and table.get("tasks") else None
+    class_names = (recorded.get("data") or {}).get("class_names")
     unit = "task" if table else "class"
     num_classes = len(table["tasks"]) if table else _num_classes(run_dir, scalars)
-    labels = ([f"task {t}: " + ",".join(map(str, task["classes"]))
-               if not task.get("permuted") else f"task {t}" for t, task in
-               enumerate(table["tasks"])] if table else [f"class {c}" for c in range(num_classes)])
+    labels = tables.column_labels(num_classes, class_names=class_names,
+                                  tasks=table["tasks"] if table else None)
 
     def last(tag):
         values = scalars.get(tag)
@@ -119,14 +121,12 @@ def summarize(run_dir: Path) -> RunSummary:
                                   if f"result/{k}" in scalars})
 
 
-def _task_table(run_dir: Path) -> dict | None:
-    """The scenario's task table a run recorded (None: the tutorial's orders)."""
+def _recorded(run_dir: Path) -> dict:
+    """What the run's config.json recorded of what it built (empty: no config.json)."""
     try:
-        recorded = run_dirs.read_json(Path(run_dir) / "config.json").get("recorded") or {}
+        return run_dirs.read_json(Path(run_dir) / "config.json").get("recorded") or {}
     except run_dirs.RunDirError:
-        return None
-    table = recorded.get("scenario")
-    return table if isinstance(table, dict) and table.get("tasks") else None
+        return {}
 
 
 def comparison(runs: list[RunSummary]) -> str:
@@ -181,9 +181,11 @@ def comparison(runs: list[RunSummary]) -> str:
          True),
     ]
     num_classes = max(len(r.test_class_accuracy) for r in runs)  # runs may differ
+    names_of = [next((r.labels[c] for r in runs if c < len(r.labels)), str(c))
+                .removeprefix("class ") for c in range(num_classes)]  # "3", "6 Shirt"
     for title, get, integer in per_class:
         columns = [get(r) for r in runs]
-        rows = [(str(c), ["-" if col is None or c >= len(col) else
+        rows = [(names_of[c], ["-" if col is None or c >= len(col) else
                           (str(int(col[c])) if integer else tables.number(col[c]))
                           for col in columns]) for c in range(num_classes)]
         parts.append(f"{title}:\n" + tables.side_by_side(names, rows, label_width=7))

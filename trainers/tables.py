@@ -5,7 +5,8 @@ from collections.abc import Mapping, Sequence
 
 
 def class_accuracy_table(columns: Mapping[str, tuple[float, Sequence[float]]],
-                         counts: Sequence[int] | None = None, unit: str = "class") -> str:
+                         counts: Sequence[int] | None = None, unit: str = "class",
+                         class_names: Sequence[str] | None = None) -> str:
     """Formats per-class accuracies, one column per run.
 
     Args:
@@ -14,6 +15,7 @@ def class_accuracy_table(columns: Mapping[str, tuple[float, Sequence[float]]],
       counts: optional number of test examples per class, shown as a first column.
       unit: what a row is: "class", or "task" (a scenario's; the "all" row is then the
         mean over tasks).
+      class_names: each class's name, shown beside its id (`class_label`).
 
     Returns:
       The table; a class a run never saw prints as "-".
@@ -23,14 +25,46 @@ def class_accuracy_table(columns: Mapping[str, tuple[float, Sequence[float]]],
     if len(num_classes) != 1:
         raise ValueError(f"runs disagree on the number of classes: {sorted(num_classes)}")
     width = max(8, *(len(n) + 2 for n in names))
-    head = f"{unit:<7}" + (f"{'examples':>10}" if counts is not None else "")
+    labels = [class_label(c, class_names if unit == "class" else None)
+              for c in range(num_classes.pop())]
+    first = max([7, *(len(label) + 2 for label in labels)])
+    head = f"{unit:<{first}}" + (f"{'examples':>10}" if counts is not None else "")
     lines = [head + "".join(f"{n:>{width}}" for n in names)]
-    for c in range(num_classes.pop()):
-        row = f"{c:<7}" + (f"{int(counts[c]):>10}" if counts is not None else "")
+    for c, label in enumerate(labels):
+        row = f"{label:<{first}}" + (f"{int(counts[c]):>10}" if counts is not None else "")
         lines.append(row + "".join(f"{number(columns[n][1][c]):>{width}}" for n in names))
-    total = f"{'all':<7}" + (f"{int(sum(counts)):>10}" if counts is not None else "")
+    total = f"{'all':<{first}}" + (f"{int(sum(counts)):>10}" if counts is not None else "")
     lines.append(total + "".join(f"{number(columns[n][0]):>{width}}" for n in names))
     return "\n".join(lines)
+
+
+def class_label(c: int, class_names: Sequence[str] | None = None) -> str:
+    """Class `c` as tables show it: "3", or "6 Shirt" where the data names its classes
+    (MNIST's names are its digits, so its classes stay "3")."""
+    name = class_names[c] if class_names and c < len(class_names) else None
+    return str(c) if name is None or name == str(c) else f"{c} {name}"
+
+
+def column_labels(count: int, *, class_names: Sequence[str] | None = None,
+                  tasks: Sequence[Mapping] | None = None, unit: str = "class") -> list[str]:
+    """Each column's name, as the report, the plots and the Forgetting tab show it: "class
+    3" or "6 Shirt"; a scenario's tasks (`tasks`: its recorded task table) "task 1 (2,3)",
+    their classes by name where the data names them, or "task 1" (a permutation, or
+    `unit` "task" without a table)."""
+    if not tasks and unit == "task":  # a scenario's run without its task table
+        return [f"task {t}" for t in range(count)]
+    if not tasks:
+        return [label if label != str(c) else f"class {c}"
+                for c, label in ((c, class_label(c, class_names)) for c in range(count))]
+
+    def short(k):
+        name = class_names[k] if class_names and k < len(class_names) else None
+        return str(k) if name is None else name
+
+    return [f"task {t}" if task.get("permuted") or t >= len(tasks) else
+            f"task {t} ({','.join(short(k) for k in task['classes'])})"
+            for t, task in ((t, tasks[t] if t < len(tasks) else {"permuted": True})
+                            for t in range(count))]
 
 
 def number(value: float | None, *, signed: bool = False) -> str:

@@ -858,24 +858,40 @@ function drawForgetting(row, view) {
   svg.addEventListener("mouseleave", () => { state.tooltip.style.display = "none"; });
 }
 
+// The final test accuracy per class: a column per run; with many runs, a row per run
+// (the table stays as wide as the classes, however many runs there are).
 function drawFinalTable(main) {
   const card = html("div", {class: "card"}, main);
-  const unit = state.runs.some((r) => state.views[r.run].unit === "task") ? "task" : "class";
+  const views = state.runs.map((r) => state.views[r.run]);
+  const unit = views.some((v) => v.unit === "task") ? "task" : "class";
   html("h3", {}, card, `Final test accuracy per ${unit}`);
   const table = html("table", {class: "final"}, card);
+  const classes = [...new Set(views.flatMap((v) => v.classes))].sort((a, b) => a - b);
+  const label = (c) => { const v = views.find((x) => x.classes.includes(c)); return name(v, c).replace(/^class /, ""); };
+  const value = (v, c) => { const i = v.classes.indexOf(c); return i < 0 ? "-" : fmt(v.final.class_accuracy[i]); };
+  if (state.runs.length > 8) {
+    table.classList.add("by-run");
+    const head = html("tr", {}, table);
+    html("th", {}, head, "run");
+    for (const c of classes) html("th", {}, head, label(c));
+    html("th", {}, head, "all");
+    state.runs.forEach((r, k) => {
+      const tr = html("tr", {}, table);
+      html("td", {style: "text-align: left"}, tr, r.run);
+      for (const c of classes) html("td", {}, tr, value(views[k], c));
+      html("th", {}, tr, fmt(views[k].final.test_accuracy));
+    });
+    return;
+  }
   const head = html("tr", {}, table);
   html("th", {}, head, unit);
   for (const r of state.runs) html("th", {}, head, r.run);
-  const classes = [...new Set(state.runs.flatMap((r) => state.views[r.run].classes))].sort((a, b) => a - b);
   for (const c of classes) {
     const tr = html("tr", {}, table);
-    html("td", {}, tr, String(c));
-    for (const r of state.runs) {
-      const v = state.views[r.run], i = v.classes.indexOf(c);
-      html("td", {}, tr, i < 0 ? "-" : fmt(v.final.class_accuracy[i]));
-    }
+    html("td", {style: "text-align: left"}, tr, label(c));
+    for (const v of views) html("td", {}, tr, value(v, c));
   }
   const tr = html("tr", {}, table);
   html("th", {}, tr, "all");
-  for (const r of state.runs) html("th", {}, tr, fmt(state.views[r.run].final.test_accuracy));
+  for (const v of views) html("th", {}, tr, fmt(v.final.test_accuracy));
 }
