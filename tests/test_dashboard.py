@@ -366,6 +366,15 @@ def test_two_runs_side_by_side_and_every_export(tensorboard, logdir, tmp_path):
             a["classes"])
         assert files[3].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         print("exported:", ", ".join(f"{f.name} ({f.stat().st_size} bytes)" for f in files))
+        # The run filter (a regular expression, as TensorBoard's): only the runs it matches.
+        box = browser.find_element(By.ID, "run-filter")
+        box.send_keys(f"^{re.escape(runs[1]['run'])}$\n")
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".card.run")) == 1)
+        assert browser.find_element(By.CSS_SELECTOR, ".card.run").get_attribute(
+            "data-run") == runs[1]["run"]
+        assert not browser.find_elements(By.CSS_SELECTOR, "svg.difference")
+        assert {x.get_attribute("data-run") for x in browser.find_elements(
+            By.CSS_SELECTOR, "path.compare-curve")} == {runs[1]["run"]}
     finally:
         browser.quit()
 

@@ -49,6 +49,14 @@ const fmt = (v, signed = false) => v === null || v === undefined ? "-" :
 // `axis`: "epoch", "phase" or "step"; `range`: the zoom, in the axis's units, shared by
 // every chart; `hidden`: per run, the classes it does not draw.
 const state = {runs: [], views: {}, axis: null, range: null, hidden: new Map()};
+// The runs drawn: those whose name matches the run filter (a regular expression, as in
+// TensorBoard's own run filter); every run when it is empty, invalid or matches none.
+function visibleRuns() {
+  let pattern = null;
+  try { pattern = state.filter ? new RegExp(state.filter, "i") : null; } catch (e) { /* invalid: all */ }
+  const runs = pattern ? state.runs.filter((r) => pattern.test(r.run)) : state.runs;
+  return runs.length ? runs : state.runs;
+}
 const hiddenIn = (run) => state.hidden.get(run) || state.hidden.set(run, new Set()).get(run);
 const AXES = {epoch: "epoch", phase: "phase", step: "step"};
 
@@ -116,6 +124,7 @@ export async function render() {
   html("div", {id: "runs"}, document.body);
   const saved = urlState();
   if (AXES[saved["p.forgetting.axis"]]) state.axis = saved["p.forgetting.axis"];
+  state.filter = saved["p.forgetting.runs"] || "";
   const zoom = (saved["p.forgetting.zoom"] || "").split(",").map(Number);
   if (zoom.length === 2 && zoom[1] > zoom[0]) state.range = zoom;
   await refresh(controls);
@@ -177,6 +186,11 @@ async function refresh(controls) {
 
 function buildControls(controls) {
   controls.innerHTML = "";
+  html("span", {}, controls, "runs ");
+  const filter = html("input", {id: "run-filter", type: "search", placeholder: "filter (regex)",
+                                 style: "width: 120px; margin-right: 12px", value: state.filter || ""}, controls);
+  filter.value = state.filter || "";
+  filter.onchange = () => { state.filter = filter.value; state.range = null; saveUrlState(); buildControls(controls); setRange(null); };
   html("span", {}, controls, "x-axis ");
   const axis = html("select", {id: "axis", title: "epochs and phases are each run's own: runs of " +
                                "different lengths line up"}, controls);
@@ -193,7 +207,7 @@ function buildControls(controls) {
   const epochs = html("select", {id: "epoch"}, controls);
   html("option", {value: ""}, epochs, "Zoom to an epoch...");
   // An epoch of the longest run (on the epoch axis: that epoch of every run).
-  const longest = state.runs.reduce((a, b) => (b.last_step > a.last_step ? b : a));
+  const longest = visibleRuns().reduce((a, b) => (b.last_step > a.last_step ? b : a));
   const ref = state.views[longest.run], ends = ref.epoch_ends || [];
   const spans = ends.map((end, e) => [along(ref, e ? ends[e - 1] : 0), along(ref, end)]);
   epochs.dataset.spans = JSON.stringify(spans);
@@ -211,7 +225,8 @@ function buildControls(controls) {
 
 const round = (v) => Number(v.toPrecision(6));
 
-// The zoom and the axis live in TensorBoard's URL (`p.forgetting.axis`, `p.forgetting.zoom`),
+// The axis, the run filter and the zoom live in TensorBoard's URL (`p.forgetting.axis`,
+// `p.forgetting.runs`, `p.forgetting.zoom`),
 // so a reload or a shared link opens the same view.
 function urlState() {
   let hash = "";
@@ -223,6 +238,7 @@ function saveUrlState() {
   try {
     const store = window.parent.tensorboard.tf_storage;
     store.setString("p.forgetting.axis", state.axis);
+    store.setString("p.forgetting.runs", state.filter || "");
     store.setString("p.forgetting.zoom", state.range ? state.range.map(round).join(",") : "");
   } catch (e) { /* not framed by TensorBoard */ }
 }
@@ -259,10 +275,10 @@ function draw() {
   controls.remove();  // kept across redraws: the step zoom of the detailed charts
   main.innerHTML = "";
   drawCompare(main);
-  if (state.runs.length > 1) drawDifference(main);
+  if (visibleRuns().length > 1) drawDifference(main);
   html("h3", {style: "margin: 8px 0"}, main, "Each run in detail");
   main.appendChild(controls);
-  for (const r of state.runs) drawRun(main, r.run, state.views[r.run]);
+  for (const r of visibleRuns()) drawRun(main, r.run, state.views[r.run]);
   drawFinalTable(main);
 }
 
@@ -301,13 +317,13 @@ function placed(view) {
 
 // The axis's extent over every run: [0, the furthest any run has come].
 function extent() {
-  return [0, Math.max(1e-9, ...state.runs.map((r) => {
+  return [0, Math.max(1e-9, ...visibleRuns().map((r) => {
     const v = state.views[r.run];
     return state.axis === "epoch" ? Math.max(v.epoch_ends.length, along(v, lastStep(v))) : along(v, lastStep(v));
   }))];
 }
 
-const axisTitle = () => state.axis === "phase" && state.runs.some((r) => state.views[r.run].unit === "task")
+const axisTitle = () => state.axis === "phase" && visibleRuns().some((r) => state.views[r.run].unit === "task")
   ? "task" : state.axis;
 
 const MANY_RUNS = 4;  // beyond this, the first screen gives no per-run numbers (the table does)
@@ -315,7 +331,7 @@ const MANY_RUNS = 4;  // beyond this, the first screen gives no per-run numbers 
 // The first screen: a row per class (or task), a line per run, on each run's own epochs;
 // shaded where that run trains the row's class; each run's final test accuracy at the end.
 function drawCompare(main) {
-  const names = state.runs.map((r) => r.run), views = names.map((r) => state.views[r]);
+  const names = visibleRuns().map((r) => r.run), views = names.map((r) => state.views[r]);
   const keys = [...new Set(views.flatMap((v) => v.classes))].sort((a, b) => a - b);
   const unit = views.some((v) => v.unit === "task") ? "task" : "class";
   const box = html("div", {class: "card", id: "compare"}, main);
@@ -380,7 +396,7 @@ function drawCompare(main) {
 // their phases where the runs have the same phases, else at each epoch's end (each run's
 // own epochs), and their final test accuracy. Blue: A is higher; red: B is.
 function drawDifference(main) {
-  const names = state.runs.map((r) => r.run);
+  const names = visibleRuns().map((r) => r.run);
   state.pair = (state.pair || []).filter((r) => names.includes(r));
   if (state.pair.length < 2) state.pair = names.slice(0, 2);
   const box = html("div", {class: "card", id: "difference"}, main);
@@ -802,7 +818,7 @@ function drawMatrix(row, view) {
       const e = shown.epochs[shown.rows.indexOf(r)];
       first = e ? view.epoch_ends[e - 1] : 0;
     }
-    for (const r of state.runs) {
+    for (const r of visibleRuns()) {
       state.hidden.set(r.run, new Set(state.views[r.run].classes.filter((x) => x !== c)));
     }
     const [a, b] = [along(view, first), along(view, end)];
@@ -862,20 +878,20 @@ function drawForgetting(row, view) {
 // (the table stays as wide as the classes, however many runs there are).
 function drawFinalTable(main) {
   const card = html("div", {class: "card"}, main);
-  const views = state.runs.map((r) => state.views[r.run]);
+  const views = visibleRuns().map((r) => state.views[r.run]);
   const unit = views.some((v) => v.unit === "task") ? "task" : "class";
   html("h3", {}, card, `Final test accuracy per ${unit}`);
   const table = html("table", {class: "final"}, card);
   const classes = [...new Set(views.flatMap((v) => v.classes))].sort((a, b) => a - b);
   const label = (c) => { const v = views.find((x) => x.classes.includes(c)); return name(v, c).replace(/^class /, ""); };
   const value = (v, c) => { const i = v.classes.indexOf(c); return i < 0 ? "-" : fmt(v.final.class_accuracy[i]); };
-  if (state.runs.length > 8) {
+  if (visibleRuns().length > 8) {
     table.classList.add("by-run");
     const head = html("tr", {}, table);
     html("th", {}, head, "run");
     for (const c of classes) html("th", {}, head, label(c));
     html("th", {}, head, "all");
-    state.runs.forEach((r, k) => {
+    visibleRuns().forEach((r, k) => {
       const tr = html("tr", {}, table);
       html("td", {style: "text-align: left"}, tr, r.run);
       for (const c of classes) html("td", {}, tr, value(views[k], c));
@@ -885,7 +901,7 @@ function drawFinalTable(main) {
   }
   const head = html("tr", {}, table);
   html("th", {}, head, unit);
-  for (const r of state.runs) html("th", {}, head, r.run);
+  for (const r of visibleRuns()) html("th", {}, head, r.run);
   for (const c of classes) {
     const tr = html("tr", {}, table);
     html("td", {style: "text-align: left"}, tr, label(c));
