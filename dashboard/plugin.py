@@ -12,6 +12,9 @@ TensorBoard keeps at most 1,000 points per scalar tag unless it is started with
 TensorBoard 2.21 then draw nothing); the view says when a run's points were thinned.
 """
 
+import bisect
+import contextlib
+import gc
 import json
 import math
 import re
@@ -93,8 +96,9 @@ class ForgettingPlugin(base_plugin.TBPlugin):
                                                                           tags=wanted))
         series = {tag: [(p.step, p.value) for p in points]
                   for tag, points in data.get(run, {}).items()}
-        view = run_view(series, self._text_json(request, run, "scenario"),
-                        self._text_json(request, run, "class_names"))
+        with _no_cyclic_gc():
+            view = run_view(series, self._text_json(request, run, "scenario"),
+                            self._text_json(request, run, "class_names"))
         phase = listed.get("train/phase")
         view["thinned"] = bool(phase and len(series.get("train/phase", ())) < phase.max_step + 1)
         return _json(view)
@@ -130,6 +134,11 @@ def run_view(series: dict[str, list[tuple[int, float]]], tasks: dict | None = No
     the name the data gives it, `class_names`; a task with its classes, from the task
     table `tasks` the run recorded).
     """
+    phase_points = series.get("train/phase", [])
+    # JSON has no NaN or infinity: None in their place, once, point by point.
+    series = {tag: [(s, v if math.isfinite(v) else None) for s, v in points]
+              for tag, points in series.items()}
+
     def last(tag):
         points = series.get(tag)
         return points[-1][1] if points else None
@@ -143,11 +152,14 @@ def run_view(series: dict[str, list[tuple[int, float]]], tasks: dict | None = No
     probe_tags = by_kind.get("probe/accuracy", {})
     classes = sorted(probe_tags)
     epoch_ends = [s for s, _ in series.get("train/epoch_loss", [])]
-    phases = forgetting.phase_blocks(series.get("train/phase", []))
+    phases = forgetting.phase_blocks(phase_points)
     by_class = forgetting.phases_are_classes(phases, epoch_ends)
     row_tags = by_kind.get("forgetting/row", {})
     row_steps = sorted({s for tag in row_tags.values() for s, _ in series[tag]})
-    cells = {c: dict(series[tag]) for c, tag in row_tags.items()}
+    # The matrix, a column per class, read a column at a time (a run may have tens of
+    # thousands of rows), then turned into rows.
+    cells = [dict(series[row_tags[c]]) if c in row_tags else {} for c in classes]
+    columns = [[column.get(s) for s in row_steps] for column in cells]
     phase_at = _label_before(phases)
     test = by_kind.get("test/accuracy", {})
     table = (tasks or {}).get("tasks") or None if unit == "task" else None
@@ -159,7 +171,7 @@ def run_view(series: dict[str, list[tuple[int, float]]], tasks: dict | None = No
         "probe": {c: [[s, v] for s, v in series[probe_tags[c]]] for c in classes},
         "phases": phases, "by_class": by_class, "epoch_ends": epoch_ends,
         "matrix": {"steps": row_steps, "labels": [phase_at(s) for s in row_steps],
-                   "rows": [[cells.get(c, {}).get(s) for c in classes] for s in row_steps]},
+                   "rows": [list(row) for row in zip(*columns)] if classes else []},
         "forgetting": {"average": [[s, v] for s, v in series.get("forgetting/average", [])],
                        "bwt": [[s, v] for s, v in series.get("forgetting/bwt", [])]},
         "final": {"test_accuracy": last("result/test_accuracy"),
@@ -171,17 +183,38 @@ def run_view(series: dict[str, list[tuple[int, float]]], tasks: dict | None = No
 
 
 def _label_before(phases):
-    """`label(step)`: the phase trained by the update that led to `step`."""
+    """`label(step)`: the phase trained by the update that led to `step` (a binary search:
+    phases are in step order, and a run may have tens of thousands)."""
+    ends = [end for _, end, _ in phases]
+
     def label(step):
-        for first, end, value in phases:
-            if first < step <= end:
-                return value
+        i = bisect.bisect_left(ends, step)
+        if i < len(phases) and phases[i][0] < step <= phases[i][1]:
+            return phases[i][2]
         return None
     return label
 
 
+@contextlib.contextmanager
+def _no_cyclic_gc():
+    """Python's cycle collector paused: a view of tens of thousands of phases is hundreds
+    of thousands of small lists, none in a cycle, and the collector's passes over them
+    took most of the time spent building it."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _json(value, status: int = 200):
-    return _nosniff(wrappers.Response(json.dumps(_finite(value), allow_nan=False),
+    try:  # run_view's values are finite or None already: no second walk over them
+        body = json.dumps(value, allow_nan=False)
+    except ValueError:
+        body = json.dumps(_finite(value), allow_nan=False)
+    return _nosniff(wrappers.Response(body,
                                       status=status, content_type="application/json"))
 
 

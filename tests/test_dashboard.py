@@ -7,6 +7,7 @@ them it is skipped, saying why. `make screenshots` runs it on `logs/demo` and ke
 the pictures README shows (`TAPELOOP_DASHBOARD_LOGDIR`, `TAPELOOP_SCREENSHOTS`).
 """
 
+import contextlib
 import json
 import os
 import re
@@ -78,32 +79,40 @@ def logdir(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def tensorboard(logdir):
-    """A real TensorBoard on `logdir`, keeping every point; yields its base URL."""
+@contextlib.contextmanager
+def serve(logdir: Path, runs: int = 2, wait_s: float = 120):
+    """A real TensorBoard on `logdir`, keeping every point, once it lists `runs` runs
+    with a probe; yields its base URL."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host",
          "127.0.0.1", "--port", str(port), "--samples_per_plugin=scalars=1000000"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + wait_s
     try:
         while True:
             if server.poll() is not None:
                 pytest.fail(f"tensorboard exited: {server.stderr.read()[-2000:]}")
             try:
-                runs = get_json(f"{base}/data/plugin/forgetting/runs")
-                if len(runs) >= 2:
+                if len(get_json(f"{base}/data/plugin/forgetting/runs")) >= runs:
                     break
             except OSError:
                 pass
-            assert time.monotonic() < deadline, "tensorboard did not serve the runs in 120 s"
+            assert time.monotonic() < deadline, (
+                f"tensorboard did not serve {runs} runs in {wait_s:.0f} s")
             time.sleep(0.5)
         yield base
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def tensorboard(logdir):
+    """A real TensorBoard on `logdir`; yields its base URL."""
+    with serve(logdir) as base:
+        yield base
 
 
 def test_tensorboard_lists_the_tab_and_serves_every_probe_point(tensorboard, logdir):
@@ -156,6 +165,14 @@ def _open_tab(browser, tensorboard):
     return wait, wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "iframe"))[0]
 
 
+def all_drawn(browser) -> bool:
+    """Inside the tab's frame: whether every run's view has arrived and been drawn (runs
+    draw one by one as their views arrive; the tab counts those still to come in the
+    body's `data-loading`)."""
+    return browser.execute_script(
+        "return document.body.dataset.loading === '0' && !!document.querySelector('table.final')")
+
+
 def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -165,7 +182,8 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
     try:
         wait, frame = _open_tab(browser, tensorboard)
         browser.switch_to.frame(frame)
-        cards = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".card.run"))
+        wait.until(all_drawn)
+        cards = browser.find_elements(By.CSS_SELECTOR, ".card.run")
         runs = get_json(f"{tensorboard}/data/plugin/forgetting/runs")
         assert [c.get_attribute("data-run") for c in cards] == [r["run"] for r in runs]
         for card, listed in zip(cards, runs):
@@ -236,7 +254,7 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
         assert f"p.forgetting.zoom={last - 1}%2C{last}" in browser.current_url.replace(",", "%2C")
         browser.refresh()
         browser.switch_to.frame(wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "iframe"))[0])
-        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".card.run"))
+        wait.until(all_drawn)
         assert [browser.find_element(By.ID, x).get_attribute("value") for x in ("from", "to")] == [
             str(last - 1), str(last)]
         # On steps the zoom is in steps; the rest of this test reads steps.
@@ -315,7 +333,8 @@ def test_two_runs_side_by_side_and_every_export(tensorboard, logdir, tmp_path):
     try:
         wait, frame = _open_tab(browser, tensorboard)
         browser.switch_to.frame(frame)
-        cells = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "svg.difference rect.diff-cell"))
+        wait.until(all_drawn)
+        cells = browser.find_elements(By.CSS_SELECTOR, "svg.difference rect.diff-cell")
         a, b = views
         classes = sorted(set(a["classes"]) | set(b["classes"]))
         same = a["matrix"]["steps"] == b["matrix"]["steps"] and len(a["matrix"]["steps"]) <= 40
@@ -493,7 +512,8 @@ def test_the_first_screen_compares_the_runs_and_follows_training(tensorboard, lo
         frame_top, frame_height = frame.rect["y"], frame.rect["height"]
         viewport = browser.execute_script("return window.innerHeight")
         browser.switch_to.frame(frame)
-        rows = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "svg.compare-row"))
+        wait.until(all_drawn)
+        rows = browser.find_elements(By.CSS_SELECTOR, "svg.compare-row")
         assert [int(r.get_attribute("data-class")) for r in rows] == classes
         for row in rows:  # a line per run, every probe point of the run's class drawn
             lines = row.find_elements(By.CSS_SELECTOR, "path.compare-curve")
@@ -515,6 +535,19 @@ def test_the_first_screen_compares_the_runs_and_follows_training(tensorboard, lo
         assert frame_top + bottom <= viewport  # the whole comparison without scrolling
         browser.switch_to.default_content()
         browser.save_screenshot(str(shots / "dashboard_first_screen.png"))
+        # Any width from 1024 to 2560 px: the charts follow the window, never past it.
+        for width, height in ((1024, 768), (2560, 1440), (1280, 800)):
+            browser.set_window_size(width, height)
+            browser.switch_to.frame(frame)
+            wait.until(lambda b: abs(b.execute_script(
+                "return document.querySelector('svg.compare-row').width.baseVal.value - "
+                "Math.max(880, Math.min(2400, document.body.clientWidth - 28))")) < 1)
+            page, inner, chart = browser.execute_script(
+                "return [document.documentElement.scrollWidth, window.innerWidth, "
+                "document.querySelector('svg.compare-row').width.baseVal.value]")
+            print(f"window {width}: the tab is {page} px wide in {inner} px; charts {chart} px")
+            assert page <= inner and chart >= min(880, inner - 60)
+            browser.switch_to.default_content()
         # TensorBoard's dark theme (its page's body gets "dark-mode"): the tab follows it.
         browser.execute_script("document.body.classList.add('dark-mode')")
         browser.switch_to.frame(frame)

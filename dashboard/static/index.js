@@ -48,7 +48,7 @@ const fmt = (v, signed = false) => v === null || v === undefined ? "-" :
 
 // `axis`: "epoch", "phase" or "step"; `range`: the zoom, in the axis's units, shared by
 // every chart; `hidden`: per run, the classes it does not draw.
-const state = {runs: [], views: {}, axis: null, range: null, hidden: new Map()};
+const state = {runs: [], views: {}, axis: null, range: null, hidden: new Map(), unfolded: new Set()};
 // The runs drawn: those whose name matches the run filter (a regular expression, as in
 // TensorBoard's own run filter); every run when it is empty, invalid or matches none.
 function visibleRuns() {
@@ -84,6 +84,32 @@ function niceTicks(a, b, n = 8) {
     ticks.push(Number(t.toPrecision(12)));
   }
   return ticks;
+}
+
+// Blocks on a chart, [[first, end]] on the axis, as rects in pixels ([[left, width, share]]):
+// a block POOL_PX wide or more is drawn as itself (share 1); narrower ones are pooled into
+// POOL_PX-wide columns, each shaded by the share of it they cover (in eighths), and equal
+// neighbouring columns merge, so any number of phases draws as at most a rect per column.
+// `px`: axis to pixels; [lo, hi]: the part of the axis drawn.
+const POOL_PX = 2;
+function pooled(blocks, px, lo, hi) {
+  const rects = [], cover = new Map();
+  for (const [first, end] of blocks) {
+    if (end < lo || first > hi) continue;
+    const a = px(Math.max(first, lo)), b = px(Math.min(end, hi));
+    if (b - a >= POOL_PX) { rects.push([a, b - a, 1, false]); continue; }
+    const col = Math.floor(a / POOL_PX), split = Math.min(b, (col + 1) * POOL_PX);
+    cover.set(col, (cover.get(col) || 0) + (split - a));
+    if (b > split) cover.set(col + 1, (cover.get(col + 1) || 0) + (b - split));
+  }
+  let last = null;
+  for (const col of [...cover.keys()].sort((x, y) => x - y)) {
+    const share = Math.max(1, Math.round(Math.min(1, cover.get(col) / POOL_PX) * 8)) / 8;
+    if (last && last.col === col - 1 && last.share === share) { last.rect[1] += POOL_PX; last.col = col; continue; }
+    last = {col, share, rect: [col * POOL_PX, POOL_PX, share, true]};
+    rects.push(last.rect);
+  }
+  return rects;  // [left, width, share, pooled]
 }
 
 export async function render() {
@@ -169,17 +195,27 @@ async function refresh(controls) {
   const order = runs.map((r) => r.run);
   if (!stale.length && state.runs.every((r) => order.includes(r.run))) return;
   let queued = false;
+  // `data-loading` on the body: views asked for and not yet drawn (0: every run drawn).
+  state.pending = (state.pending || 0) + stale.length;
+  document.body.dataset.loading = state.pending;
   const show = (arrived) => {
     state.runs = [...state.runs.filter((r) => r.run !== arrived?.run && order.includes(r.run)),
                   ...(arrived ? [arrived] : [])].sort((a, b) => order.indexOf(a.run) - order.indexOf(b.run));
     if (!state.axis) state.axis = Object.values(state.views).some((v) => v.unit === "task") ? "phase" : "epoch";
     if (queued) return;
     queued = true;
-    setTimeout(() => { queued = false; buildControls(controls); draw(); }, 0);
+    setTimeout(() => { queued = false; buildControls(controls); draw(); document.body.dataset.loading = state.pending; }, 0);
   };
   if (!stale.length) show(null);  // a run went away
   await Promise.all(stale.map(async (r) => {
-    state.views[r.run] = await (await fetch(`./data?run=${encodeURIComponent(r.run)}`)).json();
+    try {
+      state.views[r.run] = await (await fetch(`./data?run=${encodeURIComponent(r.run)}`)).json();
+    } catch (e) {
+      state.pending -= 1;
+      document.body.dataset.loading = state.pending;
+      throw e;
+    }
+    state.pending -= 1;
     show(r);  // each run draws as soon as its view arrives
   }));
 }
@@ -327,6 +363,7 @@ const axisTitle = () => state.axis === "phase" && visibleRuns().some((r) => stat
   ? "task" : state.axis;
 
 const MANY_RUNS = 4;  // beyond this, the first screen gives no per-run numbers (the table does)
+const MANY_CLASSES = 40;  // beyond this, the rows and strips a class gets are shorter
 
 // The first screen: a row per class (or task), a line per run, on each run's own epochs;
 // shaded where that run trains the row's class; each run's final test accuracy at the end.
@@ -354,21 +391,21 @@ function drawCompare(main) {
   const [e0, e1] = state.range || extent();
   // Rows share the height left on the screen (at least 18 px each, at most 44).
   const room = window.innerHeight - (box.getBoundingClientRect().bottom + window.scrollY) - 40;
-  const finals = names.length <= MANY_RUNS, right = finals ? 14 + 48 * names.length : 60, rowH = Math.max(18, Math.min(44, room / keys.length));
+  const finals = names.length <= MANY_RUNS, right = finals ? 14 + 48 * names.length : 60, rowH = Math.max(keys.length > MANY_CLASSES ? 8 : 18, Math.min(44, room / keys.length));
   const x = (e) => 90 + ((e - e0) / (e1 - e0)) * (WIDTH - 90 - right);
   const ePx = (px) => e0 + ((px - 90) / (WIDTH - 90 - right)) * (e1 - e0);
-  for (const c of keys) {
+  // Rows too short for a label each: every few rows labelled.
+  const font = Math.min(11, rowH + 2), labelled = (row) => rowH >= 12 || row % Math.ceil(12 / rowH) === 0;
+  for (const [row, c] of keys.entries()) {
     const svg = el("svg", {width: WIDTH, height: rowH, class: "compare-row", "data-class": c}, box);
     const y = (v) => rowH - 3 - v * (rowH - 6);
     el("rect", {x: 90, y: 1, width: WIDTH - 90 - right, height: rowH - 2, fill: "var(--plot, #fafafa)"}, svg);
     views.forEach((v, i) => {
       if (!v.by_class) return;
-      for (const [first, end, label] of v.phases) {
-        if (label !== c) continue;
-        const a = Math.max(along(v, first), e0), b = Math.min(along(v, end), e1);
-        if (b <= a) continue;
-        el("rect", {class: "compare-own", x: x(a), y: 1, width: Math.max(x(b) - x(a), 0.8), height: rowH - 2,
-                    fill: colour(i, names.length), "fill-opacity": 0.16, "data-run": names[i]}, svg);
+      const own = placed(v).phases.filter((p) => p[2] === c);
+      for (const [left, width, share, pool] of pooled(own, x, e0, e1)) {
+        el("rect", {class: pool ? "compare-own pooled" : "compare-own", x: left, y: 1, width, height: rowH - 2,
+                    fill: colour(i, names.length), "fill-opacity": 0.16 * share, "data-run": names[i]}, svg);
       }
     });
     views.forEach((v, i) => {
@@ -376,13 +413,13 @@ function drawCompare(main) {
       el("path", {class: "compare-curve", d: points.map(([e, a], k) => `${k ? "L" : "M"}${x(e).toFixed(1)},${y(a).toFixed(1)}`).join(""),
                   fill: "none", stroke: colour(i, names.length), "stroke-width": 1.2, "data-run": names[i],
                   "data-points": points.length}, svg);
-      if (!finals) return;
+      if (!finals || !labelled(row)) return;
       const k = v.classes.indexOf(c), final = k < 0 ? null : v.final.class_accuracy[k];
-      el("text", {x: WIDTH - right + 10 + 48 * i, y: rowH / 2 + 4, "font-size": 11, fill: colour(i, names.length),
+      el("text", {x: WIDTH - right + 10 + 48 * i, y: rowH / 2 + font / 3, "font-size": font, fill: colour(i, names.length),
                   class: "compare-final"}, svg, final === null || final === undefined ? "-" : final.toFixed(3));
     });
     const i = views.findIndex((v) => v.classes.includes(c));
-    el("text", {x: 4, y: rowH / 2 + 4, "font-size": 11}, svg, name(views[i], c));
+    if (labelled(row)) el("text", {x: 4, y: rowH / 2 + font / 3, "font-size": font}, svg, name(views[i], c));
     dragZoom(svg, ePx, (a, b) => setRange(b > a ? a : null, b));
   }
   const axis = el("svg", {width: WIDTH, height: 22, class: "compare-axis"}, box);
@@ -429,7 +466,7 @@ function drawDifference(main) {
        "epoch (each run's own)"}, then the final test accuracy; column: ${a.unit || "class"}; colour: ` +
        `${state.pair[0]} minus ${state.pair[1]}, blue where ${state.pair[0]} is higher, red where it is lower. ` +
        "Click a row to zoom to it.");
-  const cell = Math.max(16, Math.min(36, 360 / keys.length)), rowH = Math.max(4, Math.min(16, 300 / rows.length));
+  const cell = cellWidth(keys.length), rowH = Math.max(4, Math.min(16, 300 / rows.length));
   const left = 80, top = 16, width = left + keys.length * cell + 90, height = top + rows.length * rowH + 8;
   const svg = el("svg", {width, height, class: "difference"}, box);
   const diverge = (d) => d === null ? "#eee" : d >= 0 ? `rgba(33,102,172,${Math.min(1, d * 2)})` : `rgba(178,24,43,${Math.min(1, -d * 2)})`;
@@ -444,7 +481,8 @@ function drawDifference(main) {
       el("text", {x: left - 4, y: top + i * rowH + rowH / 2 + 4, "text-anchor": "end", "font-size": 10}, svg, label);
     }
   });
-  keys.forEach((c, k) => el("text", {x: left + (k + 0.5) * cell, y: top - 4, "text-anchor": "middle", "font-size": 10}, svg, String(c)));
+  keys.forEach((c, k) => k % labelEvery(cell) || el("text", {x: left + (k + 0.5) * cell, y: top - 4, "text-anchor": "middle",
+                                                              "font-size": 10}, svg, String(c)));
   for (const [d, y] of [[0.5, 0], [0, 1], [-0.5, 2]]) {
     el("rect", {x: left + keys.length * cell + 12, y: top + y * 14, width: 12, height: 12, fill: diverge(d)}, svg);
     el("text", {x: left + keys.length * cell + 28, y: top + y * 14 + 10, "font-size": 10}, svg, d > 0 ? "+0.5" : String(d));
@@ -489,6 +527,18 @@ function drawRun(main, run, view) {
        (f.min_acc !== undefined ? `min-ACC ${fmt(f.min_acc)} · WC-ACC ${fmt(f.wc_acc)} · ` : "") +
        `${view.classes.length} ${unit === "task" ? "tasks" : "classes"}, ` +
        `${view.matrix.steps.length} phase ends`);
+  // Many runs: each run's detail folded to its summary line, one click away.
+  const many = visibleRuns().length > MANY_RUNS * 2, folded = many && !state.unfolded.has(run);
+  if (many) {
+    const toggle = html("a", {class: "fold", href: "#", style: "font-size: 12px; margin-left: 8px; font-weight: normal"},
+                        card.firstChild, folded ? "show its charts" : "fold");
+    toggle.onclick = (ev) => {
+      ev.preventDefault();
+      state.unfolded.has(run) ? state.unfolded.delete(run) : state.unfolded.add(run);
+      draw();
+    };
+  }
+  if (folded) { card.classList.add("folded"); return; }
   if (f.min_acc !== undefined) {
     html("div", {class: "definition"}, card, "min-ACC: the mean over tasks of the lowest probe accuracy " +
          "a task fell to after it was learned (the stability gap); WC-ACC: 1/T · the last task's " +
@@ -611,17 +661,28 @@ function drawProbe(card, run, view) {
   el("rect", {x: M.left, y: M.top, width: WIDTH - M.left - M.right, height: HEIGHT - M.top - M.bottom},
      el("clipPath", {id: clip}, el("defs", {}, svg)));
   const plot = el("g", {"clip-path": `url(#${clip})`}, svg);
-  // Phase blocks, shaded in turn, labelled with what they train where there is room.
+  // Phase blocks, shaded in turn, labelled with what they train where there is room;
+  // blocks narrower than POOL_PX pooled (zoom in to see them one by one).
+  const narrow = [];
   at.phases.forEach(([first, end, label], i) => {
     if (end < x0 || first > x1) return;
     const a = sc.x(first), b = sc.x(end);
-    el("rect", {class: "phase", x: a, y: M.top, width: Math.max(b - a, 0.5), height: HEIGHT - M.top - M.bottom,
+    if (b - a < POOL_PX) { narrow.push([first, end]); return; }
+    el("rect", {class: "phase", x: a, y: M.top, width: b - a, height: HEIGHT - M.top - M.bottom,
                 fill: i % 2 ? "#f0f0f0" : "#fafafa", "data-label": label}, plot);
     if (b - a > 18) {
       el("text", {class: "phase-label", x: (a + b) / 2, y: M.top - 6, "text-anchor": "middle", "font-size": 11,
                   fill: "#555"}, svg, view.by_class ? String(label) : `epoch ${label + 1}`);
     }
   });
+  for (const [left, width, share] of pooled(narrow, sc.x, x0, x1)) {
+    el("rect", {class: "phase-pool", x: left, y: M.top, width, height: HEIGHT - M.top - M.bottom,
+                fill: "#f0f0f0", "fill-opacity": share}, plot);
+  }
+  if (narrow.length) {
+    el("text", {class: "pool-note", x: WIDTH - M.right, y: M.top - 6, "text-anchor": "end", "font-size": 11,
+                fill: "#777"}, svg, `${narrow.length} phases too narrow to draw one by one: drag to zoom in`);
+  }
   axes(svg, sc, WIDTH, HEIGHT, x0, x1, undefined, view.by_class ? `probe accuracy (top: ${view.unit || "class"} trained)` : "probe accuracy");
   view.classes.forEach((c, i) => {
     if (hidden.has(c)) return;
@@ -663,7 +724,8 @@ function drawProbe(card, run, view) {
 // colour, so each class's sawtooth (up in its own block, down after) reads at a glance
 // over the whole run, however many blocks there are.
 function drawStrips(card, run, view) {
-  const [x0, x1] = state.range || extent(), h = 44, at = placed(view), hidden = hiddenIn(run);
+  const [x0, x1] = state.range || extent(), h = view.classes.length > MANY_CLASSES ? 22 : 44;
+  const at = placed(view), hidden = hiddenIn(run);
   const box = html("div", {class: "strips"}, card);
   html("div", {style: "font-size: 13px; margin: 6px 0 2px"}, box,
        `Each ${view.unit || "class"} alone: shaded where its own block is trained`);
@@ -674,11 +736,9 @@ function drawStrips(card, run, view) {
     const y = (v) => h - 3 - v * (h - 6);
     const col = colour(i, view.classes.length);
     el("rect", {x: M.left, y: 2, width: WIDTH - M.left - M.right, height: h - 4, fill: "#fafafa"}, svg);
-    for (const [first, end, label] of at.phases) {
-      if (label !== c || end < x0 || first > x1) continue;
-      el("rect", {class: "own-block", x: x(Math.max(first, x0)), y: 2,
-                  width: Math.max(x(Math.min(end, x1)) - x(Math.max(first, x0)), 0.8), height: h - 4,
-                  fill: col, "fill-opacity": 0.18}, svg);
+    for (const [left, width, share, pool] of pooled(at.phases.filter((p) => p[2] === c), x, x0, x1)) {
+      el("rect", {class: pool ? "own-block pooled" : "own-block", x: left, y: 2, width, height: h - 4,
+                  fill: col, "fill-opacity": 0.18 * share}, svg);
     }
     const points = at.probe[c].filter(([s]) => s >= x0 && s <= x1);
     el("path", {d: points.map(([s, v], k) => `${k ? "L" : "M"}${x(s).toFixed(1)},${y(v).toFixed(1)}`).join(""),
@@ -740,6 +800,10 @@ function hover(view, hidden, sc, x, yPx, ev, cursor) {
 // The rows of the matrix to draw: those whose phase ends inside the zoom; over more than
 // MATRIX_ROWS phases, one row per epoch (the probe at the epoch's last phase end).
 const MATRIX_ROWS = 40;
+// A matrix column's width: 36 px for a few classes, down to 3 px for hundreds (the
+// matrix stays about 360 px wide up to 120 classes); labelled every `labelEvery` columns.
+const cellWidth = (k) => Math.max(3, Math.min(36, 360 / k));
+const labelEvery = (cell) => Math.ceil(18 / cell);
 function matrixRows(view) {
   const m = view.matrix, xs = placed(view).rows, [x0, x1] = state.range || [-Infinity, Infinity];
   // A row belongs to the phase that ends at its step: one ending at the zoom's start is
@@ -763,7 +827,7 @@ function drawMatrix(row, view) {
        `column = ${view.unit || "class"} (${n} of ${m.rows.length} rows${state.range ? ", in the zoom" : ""}); ` +
        "click a cell to zoom to it");
   if (!n) { html("div", {}, box, "no phase ends yet"); return; }
-  const cell = Math.max(16, Math.min(36, 360 / k)), rowH = Math.max(1.5, Math.min(18, 540 / n));
+  const cell = cellWidth(k), rowH = Math.max(1.5, Math.min(18, 540 / n));
   const left = 96, top = 18, width = left + k * cell + 70, height = top + n * rowH + 30;
   const svg = el("svg", {width, height, class: "heatmap"}, box);
   shown.rows.forEach((r, i) => m.rows[r].forEach((v, c) => {
@@ -771,8 +835,8 @@ function drawMatrix(row, view) {
                 fill: heat(v), "data-row": r, "data-class": view.classes[c], "data-value": v,
                 style: "cursor: pointer"}, svg);
   }));
-  view.classes.forEach((c, i) => el("text", {x: left + (i + 0.5) * cell, y: top - 5, "text-anchor": "middle",
-                                             "font-size": 11}, svg, String(c)));
+  view.classes.forEach((c, i) => i % labelEvery(cell) || el("text", {x: left + (i + 0.5) * cell, y: top - 5,
+                                                                   "text-anchor": "middle", "font-size": 11}, svg, String(c)));
   el("text", {x: left + (k * cell) / 2, y: height - 4, "text-anchor": "middle", "font-size": 11}, svg,
      `${view.unit || "class"} measured`);
   const every = Math.max(1, Math.ceil(14 / rowH));
