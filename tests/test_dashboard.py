@@ -233,6 +233,10 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
         browser.save_screenshot(str(shots / "dashboard_runs.png"))
         matrix = f".card.run[data-run='{runs[-1]['run']}'] .matrix"  # the last run: sorted
         browser.find_element(By.CSS_SELECTOR, matrix).screenshot(str(shots / "matrix_by_epoch.png"))
+        strip = browser.find_elements(By.CSS_SELECTOR, "svg.strip")
+        if strip:  # a class alone: its value at the nearest probe point
+            ActionChains(browser).move_to_element(strip[0]).perform()
+            assert len(browser.find_elements(By.CSS_SELECTOR, "#tooltip .hover-value")) == 1
         # On the epoch axis (the default: each run's own epochs), the last epoch is that
         # epoch of every run: each run's curves keep exactly its own last epoch's points.
         assert Select(browser.find_element(By.ID, "axis")).first_selected_option.get_attribute(
@@ -499,6 +503,7 @@ def test_the_first_screen_compares_the_runs_and_follows_training(tensorboard, lo
     """At 1280x800 a row per class and a line per run fit on the first screen; a point
     appended to a run's events appears without reloading the page. (Last in the module:
     it adds points to a run.)"""
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -529,6 +534,16 @@ def test_the_first_screen_compares_the_runs_and_follows_training(tensorboard, lo
             view = views[r["run"]]
             assert len(own) == (sum(1 for *_, label in view["phases"] if label == classes[0])
                                 if view["by_class"] else 0)
+        # The hover gives every run's value at the nearest probe point, as its events hold it.
+        ActionChains(browser).move_to_element(rows[0]).perform()
+        values = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#tooltip .hover-value"))
+        assert len(values) == len(runs)
+        for r, line in zip(runs, values):
+            run, value, step = re.fullmatch(r"(.+): ([\d.]+) \(step (\d+)\)", line.text).groups()
+            assert run == r["run"]
+            expected = read_events(logdir / run)[f"probe/accuracy/class_{classes[0]}"][int(step)]
+            assert float(value) == pytest.approx(expected, abs=5e-5)
+        ActionChains(browser).move_to_element(browser.find_element(By.TAG_NAME, "h2")).perform()
         bottom = browser.execute_script(
             "return document.querySelector('.compare-axis').getBoundingClientRect().bottom")
         inner = browser.execute_script("return window.innerHeight")

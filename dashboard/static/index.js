@@ -421,6 +421,7 @@ function drawCompare(main) {
     const i = views.findIndex((v) => v.classes.includes(c));
     if (labelled(row)) el("text", {x: 4, y: rowH / 2 + font / 3, "font-size": font}, svg, name(views[i], c));
     dragZoom(svg, ePx, (a, b) => setRange(b > a ? a : null, b));
+    hoverValues(svg, ePx, name(views[i], c), views.map((v, k) => [names[k], colour(k, names.length), placed(v).probe[c]]));
   }
   const axis = el("svg", {width: WIDTH, height: 22, class: "compare-axis"}, box);
   for (const t of niceTicks(e0, e1, 10)) {
@@ -502,6 +503,22 @@ function drawDifference(main) {
     const [, first, end] = rows[Number(t.dataset.row)];
     if (first !== null) setRange(along(a, first), along(a, end));
   });
+}
+
+// Hover over `svg` (pixels to the axis by `toAxis`): each line's probe accuracy at the
+// nearest probe point, with its step. `lines`: [[label, colour, placed points]].
+function hoverValues(svg, toAxis, title, lines) {
+  svg.addEventListener("mousemove", (ev) => {
+    const pos = toAxis(ev.clientX - svg.getBoundingClientRect().left), t = state.tooltip;
+    t.innerHTML = "";
+    html("div", {style: "font-weight: bold"}, t, `${title} · ${axisTitle()} ${pos.toFixed(2)}`);
+    for (const [label, col, points] of lines) {
+      const p = nearest(points || [], pos);
+      if (p) html("div", {style: `color: ${col}`, class: "hover-value"}, t, `${label}: ${p[1].toFixed(4)} (step ${p[2]})`);
+    }
+    place(t, ev);
+  });
+  svg.addEventListener("mouseleave", () => { state.tooltip.style.display = "none"; });
 }
 
 // Drag across `svg` to choose a range (pixels to data by `toData`), double-click to reset.
@@ -744,6 +761,9 @@ function drawStrips(card, run, view) {
     el("path", {d: points.map(([s, v], k) => `${k ? "L" : "M"}${x(s).toFixed(1)},${y(v).toFixed(1)}`).join(""),
                 fill: "none", stroke: col, "stroke-width": 1.1}, svg);
     el("text", {x: 4, y: h / 2 + 4, "font-size": 11, fill: col}, svg, name(view, c));
+    const toAxis = (px) => x0 + ((px - M.left) / (WIDTH - M.left - M.right)) * (x1 - x0);
+    dragZoom(svg, toAxis, (a, b) => setRange(b > a ? a : null, b));
+    hoverValues(svg, toAxis, `${run} · ${name(view, c)}`, [[name(view, c), col, at.probe[c]]]);
     el("text", {x: WIDTH - M.right + 2, y: 11, "font-size": 9, fill: "#777"}, svg, "1");
     el("text", {x: WIDTH - M.right + 2, y: h - 3, "font-size": 9, fill: "#777"}, svg, "0");
   });
