@@ -54,8 +54,12 @@ test-slow: data
 test-all: data
 	$(BIN)/python -m pytest -n 3
 
-# Epoch times next to Keras model.fit, alternating processes (a few minutes).
+# What a user times: whole processes of the default run, logging off, the tutorial's
+# fit and a JAX loop (installed here from the `bench` extra), alternating; then the
+# steady in-process epoch times next to Keras model.fit (BENCHMARKS.md).
 bench: data
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(BIN)/python -m tapeloop.trainers.bench_whole --rounds=5
 	$(BIN)/python -m tapeloop.trainers.bench --rounds=4 --epochs=4
 
 # The Forgetting tab's load on 50 runs, 200 classes and 10,000 phases (and on logs/demo
