@@ -44,10 +44,11 @@ class Instruments:
         self.matrix = forgetting.AccuracyMatrix(self.num_classes)
         self._writer = writer
         self._run_dir = run_dir
-        self._probe = task_probe or probe.make_probe(
+        # One compiled probe, traced once: the loop's cadence branch, the step-0 write and
+        # the phase-end probe all call this same function.
+        self._probe = self._probe_now = tf.function(task_probe or probe.make_probe(
             model, *probe_set, num_classes=num_classes, batch_splits=batch_splits,
-            strategy=strategy, forward=forward, objective=objective)
-        self._probe_now = tf.function(self._probe)
+            strategy=strategy, forward=forward, objective=objective))
         self._write_histograms = writer.histogram_writer({
             f"weights/{name}": v for name, v in zip(self.drift.names, model.trainable_variables)})
 
@@ -117,7 +118,7 @@ class Instruments:
             _write_atomic(self._run_dir / "accuracy_matrix.png", png)
 
     def probe_tracing_count(self) -> int:
-        """Traces of the phase-end probe (the cadence probe is traced with the loop)."""
+        """Traces of the probe (one function for the cadence, step 0 and phase ends)."""
         return self._probe_now.experimental_get_tracing_count()
 
     def summary(self) -> dict:
