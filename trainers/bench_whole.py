@@ -7,8 +7,9 @@ variant as its own process, alternating them round by round, each once with
   default      `tapeloop-train --flagfile=trainers/configs/mnist_shuffled.flags`, as
                `make demo` runs it: every step logged, the probe and drift every 10
                steps, validation and test evaluated every epoch, checkpoints
-  logging_off  the same with `--validation_split=0 --nolog_every_step
-               --eval_every_steps=0 --notest_every_epoch --checkpoint_every_steps=0`
+  logging_off  the same with `--validation_split=0 --max_train_examples=54000
+               --nolog_every_step --eval_every_steps=0 --notest_every_epoch
+               --checkpoint_every_steps=0` (the same 54,000 training images, nothing else)
   keras_fit    the tutorial's `model.fit(validation_split=0.1)` (`trainers/peers.py`)
   keras_fit_spe  the same with `steps_per_execution` = an epoch's steps
   jax_scan     a JAX + optax `lax.scan` loop of the same model (skipped, saying so, when
@@ -39,8 +40,9 @@ from tapeloop.trainers import peers
 CONFIGS = Path(__file__).parent / "configs"
 TRAIN = [sys.executable, "-m", "tapeloop.trainers.train",
          f"--flagfile={CONFIGS / 'mnist_shuffled.flags'}"]
-LOGGING_OFF = ["--validation_split=0", "--nolog_every_step", "--eval_every_steps=0",
-               "--notest_every_epoch", "--checkpoint_every_steps=0"]
+# No validation split, and the same 54,000 training images as the others train on.
+LOGGING_OFF = ["--validation_split=0", "--max_train_examples=54000", "--nolog_every_step",
+               "--eval_every_steps=0", "--notest_every_epoch", "--checkpoint_every_steps=0"]
 PEER = [sys.executable, "-m", "tapeloop.trainers.peers"]
 VARIANTS = ("default", "logging_off", "keras_fit", "keras_fit_spe", "jax_scan")
 # (ratio name, numerator, denominator, measure)
