@@ -46,7 +46,7 @@ class Instruments:
         self._run_dir = run_dir
         # One compiled probe, traced once: the loop's cadence branch, the step-0 write and
         # the phase-end probe all call this same function.
-        self._probe = self._probe_now = tf.function(task_probe or probe.make_probe(
+        self._probe = tf.function(task_probe or probe.make_probe(
             model, *probe_set, num_classes=num_classes, batch_splits=batch_splits,
             strategy=strategy, forward=forward, objective=objective))
         self._write_histograms = writer.histogram_writer({
@@ -70,7 +70,7 @@ class Instruments:
         peaks in sorted order, whatever the cadence; a phase end on the cadence was
         probed by the loop already, on the same weights, and is not written twice.
         """
-        values = {tag: float(v) for tag, v in self._probe_now().items()}
+        values = {tag: float(v) for tag, v in self._probe().items()}
         if not (self._every and step % self._every == 0):
             self._writer.write_scalars(step, values)
         # A class without test examples is trained but never measured: a phase of
@@ -119,7 +119,7 @@ class Instruments:
 
     def probe_tracing_count(self) -> int:
         """Traces of the probe (one function for the cadence, step 0 and phase ends)."""
-        return self._probe_now.experimental_get_tracing_count()
+        return self._probe.experimental_get_tracing_count()
 
     def summary(self) -> dict:
         """Forgetting after the last phase: per class, average, BWT."""
