@@ -44,11 +44,10 @@ class Instruments:
         self.matrix = forgetting.AccuracyMatrix(self.num_classes)
         self._writer = writer
         self._run_dir = run_dir
-        # One compiled probe, traced once: the loop's cadence branch, the step-0 write and
-        # the phase-end probe all call this same function.
-        self._probe = tf.function(task_probe or probe.make_probe(
+        self._probe = task_probe or probe.make_probe(
             model, *probe_set, num_classes=num_classes, batch_splits=batch_splits,
-            strategy=strategy, forward=forward, objective=objective))
+            strategy=strategy, forward=forward, objective=objective)
+        self._probe_now = tf.function(self._probe)
         self._write_histograms = writer.histogram_writer({
             f"weights/{name}": v for name, v in zip(self.drift.names, model.trainable_variables)})
 
@@ -70,7 +69,7 @@ class Instruments:
         peaks in sorted order, whatever the cadence; a phase end on the cadence was
         probed by the loop already, on the same weights, and is not written twice.
         """
-        values = {tag: float(v) for tag, v in self._probe().items()}
+        values = {tag: float(v) for tag, v in self._probe_now().items()}
         if not (self._every and step % self._every == 0):
             self._writer.write_scalars(step, values)
         # A class without test examples is trained but never measured: a phase of
@@ -118,8 +117,8 @@ class Instruments:
             _write_atomic(self._run_dir / "accuracy_matrix.png", png)
 
     def probe_tracing_count(self) -> int:
-        """Traces of the probe (one function for the cadence, step 0 and phase ends)."""
-        return self._probe.experimental_get_tracing_count()
+        """Traces of the phase-end probe (the cadence probe is traced with the loop)."""
+        return self._probe_now.experimental_get_tracing_count()
 
     def summary(self) -> dict:
         """Forgetting after the last phase: per class, average, BWT."""
