@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-from tapeloop.trainers import peers
+from tapeloop.trainers import events, peers
 
 CONFIGS = Path(__file__).parent / "configs"
 TRAIN = [sys.executable, "-m", "tapeloop.trainers.train",
@@ -75,17 +75,6 @@ def command(variant: str, epochs: int, logdir: str) -> list[str]:
     return PEER + [variant, f"--epochs={epochs}"]
 
 
-def first_logged_step(run_dir: Path) -> float | None:
-    """The wall time (seconds since the epoch) of the run's step-0 `train/loss` event."""
-    from tensorboard.backend.event_processing import event_accumulator
-
-    acc = event_accumulator.EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
-    acc.Reload()
-    if "train/loss" not in acc.Tags()["tensors"]:
-        return None
-    return min(e.wall_time for e in acc.Tensors("train/loss") if e.step == 0)
-
-
 def time_process(variant: str, epochs: int) -> dict:
     """Runs `variant` for `epochs` epochs as a process: wall and CPU seconds."""
     with tempfile.TemporaryDirectory() as logdir:
@@ -98,7 +87,8 @@ def time_process(variant: str, epochs: int) -> dict:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if proc.returncode:
             sys.exit(f"error: {' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-        first = first_logged_step(Path(logdir) / "run") if variant == "default" else None
+        first = (events.wall_time(Path(logdir) / "run", "train/loss", 0)
+                 if variant == "default" else None)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"variant": variant, "epochs": epochs, "wall": wall, "cpu": cpu,
             "first_logged_step": None if first is None else first - started}

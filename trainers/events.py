@@ -41,3 +41,11 @@ def tags_by_plugin(run_dir: Path) -> dict[str, list[str]]:
     for tag in acc.Tags()["tensors"]:
         out.setdefault(acc.SummaryMetadata(tag).plugin_data.plugin_name, []).append(tag)
     return out
+
+
+def wall_time(run_dir: Path, tag: str, step: int) -> float | None:
+    """When `tag` was first written at `step` (seconds since the epoch); None if never."""
+    acc = _load(run_dir)
+    if tag not in acc.Tags()["tensors"]:
+        return None
+    return min((e.wall_time for e in acc.Tensors(tag) if e.step == step), default=None)
