@@ -105,6 +105,27 @@ def test_fisher_closed_form_equals_per_example_gradients():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
     assert all(f.max() > 0 for f in fast)
 
+def test_offline_ewc_as_one_quadratic_has_each_tasks_value_and_gradient():
+    rng = np.random.default_rng(3)
+    shape = (7, 5)
+    fishers = [rng.uniform(0, 2, shape) * (rng.random(shape) > 0.3) for _ in range(4)]
+    for f in fishers:
+        f[:, 0] = 0  # a column no task's Fisher reaches
+    points = [rng.normal(size=shape) for _ in range(4)]
+    theta = rng.normal(size=shape)
+    total, anchor, offset = np.zeros(shape, np.float32), np.zeros(shape, np.float32), 0.0
+    for f, p in zip(fishers, points):
+        total, anchor, added = ewc.merge(total, anchor, f, p)
+        offset += added
+    # Value: every task's term, summed, against A (theta - M)^2 + c.
+    expected = sum(np.sum(f * (theta - p) ** 2) for f, p in zip(fishers, points))
+    assert np.sum(total * (theta - anchor) ** 2) + offset == pytest.approx(expected, rel=1e-5)
+    # Gradient: sum_k 2 F_k (theta - theta*_k) against 2 A (theta - M).
+    gradient = sum(2 * f * (theta - p) for f, p in zip(fishers, points))
+    np.testing.assert_allclose(2 * total * (theta - anchor), gradient, rtol=1e-4, atol=1e-5)
+    assert np.all(anchor[total == 0] == 0) and (total == 0).any()  # no Fisher: no pull
+
+
 
 def test_task_il_scores_each_task_on_its_own_outputs():
     data = _data()

@@ -6,6 +6,14 @@ at the weights theta*_k it ended with; every later step adds
     lambda / 2 * sum_k sum_i F_k,i (theta_i - theta*_k,i)^2          (offline: a term per task)
     lambda / 2 * sum_i gamma F_i (theta_i - theta*_i)^2,  F <- gamma F + F_k   (online)
 
+The offline sum is kept as one quadratic, so a step pays for one term however many
+tasks came before: with A = sum_k F_k and M = sum_k F_k theta*_k / A,
+
+    sum_k F_k (theta - theta*_k)^2 = A (theta - M)^2 + c,   c = sum_k F_k theta*_k^2 - A M^2,
+
+the same value and gradient (c, a constant, only keeps the loss's value); `merge`
+folds each task's F_k and theta*_k into (A, M, c) in float64 on the host.
+
 F is the exact expectation over the model's own predictive distribution:
 F_i = mean over examples x of sum_y p(y|x) (d log p(y|x) / d theta_i)^2, over the
 outputs the task is scored on (van de Ven's `fisher_labels='all'`), computed with
@@ -45,21 +53,20 @@ class EWC(Remedy):
 
     def build(self, model) -> None:
         self._variables = model.trainable_variables
-        slots = 1 if self.online else max(1, self.context.scenario.num_tasks - 1)
-        self.means = [state_variable(tf.zeros([slots, *v.shape]), f"mean_{i}")
-                      for i, v in enumerate(self._variables)]
-        self.fishers = [state_variable(tf.zeros([slots, *v.shape]), f"fisher_{i}")
-                        for i, v in enumerate(self._variables)]
-        self.terms = state_variable(0, "terms", tf.int32)
+        self.fisher = [state_variable(tf.zeros(v.shape), f"fisher_sum_{i}")
+                       for i, v in enumerate(self._variables)]
+        self.anchor = [state_variable(tf.zeros(v.shape), f"anchor_{i}")
+                       for i, v in enumerate(self._variables)]
+        self.offset = state_variable(0.0, "offset")
 
     def checkpoint_items(self) -> dict:
-        return {"means": self.means, "fishers": self.fishers, "terms": self.terms}
+        return {"fisher": self.fisher, "anchor": self.anchor, "offset": self.offset}
 
     def penalty(self):
         decay = self.gamma if self.online else 1.0
-        return 0.5 * self.strength * decay * tf.add_n([
+        return 0.5 * self.strength * (decay * tf.add_n([
             tf.reduce_sum(f * tf.square(v - m))
-            for v, m, f in zip(self._variables, self.means, self.fishers)])
+            for v, m, f in zip(self._variables, self.anchor, self.fisher)]) + self.offset)
 
     def on_phase_end(self, step, task, context):
         scenario = context.scenario
@@ -73,15 +80,28 @@ class EWC(Remedy):
         fisher = fisher_diagonal(context.model, context.forward, self._variables, rows, task,
                                  scenario.scored_outputs(task),
                                  None if mask is None else mask[task], cache=self._compiled)
-        slot = 0 if self.online else int(self.terms.numpy())
-        for v, m, f, new in zip(self._variables, self.means, self.fishers, fisher):
-            old = f.numpy()
-            old[slot] = new + (self.gamma * old[slot] if self.online else 0.0)
-            f.assign(old)
-            mean = m.numpy()
-            mean[slot] = v.numpy()
-            m.assign(mean)
-        self.terms.assign(min(slot + 1, self.means[0].shape[0]))
+        offset = float(self.offset.numpy())
+        for v, m, f, new in zip(self._variables, self.anchor, self.fisher, fisher):
+            if self.online:  # one running Fisher, anchored at the latest weights
+                total, anchor, added = self.gamma * f.numpy() + new, v.numpy(), 0.0
+            else:
+                total, anchor, added = merge(f.numpy(), m.numpy(), new, v.numpy())
+            f.assign(total)
+            m.assign(anchor)
+            offset += added
+        self.offset.assign(offset)
+
+
+def merge(fisher, anchor, new_fisher, point):
+    """Folds a task's term F (theta - point)^2 into the quadratic fisher (theta - anchor)^2:
+    returns the new (fisher, anchor) as float32 and what the constant c gains (a float),
+    computed in float64. Where the summed Fisher is zero the anchor is zero."""
+    a, m, f, p = (np.asarray(t, np.float64) for t in (fisher, anchor, new_fisher, point))
+    total = a + f
+    weighted = a * m + f * p
+    merged = np.divide(weighted, total, out=np.zeros_like(total), where=total > 0)
+    added = float(np.sum(a * m * m + f * p * p - total * merged * merged))
+    return total.astype(np.float32), merged.astype(np.float32), added
 
 
 def fisher_diagonal(model, forward, variables, rows: np.ndarray, task: int,
