@@ -93,13 +93,18 @@ def shuffled(images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: i
     starts = np.arange(0, n, batch_size)
 
     def epoch_order(epoch):
-        return tf.random.experimental.stateless_shuffle(
-            tf.range(n, dtype=tf.int32), seed=_epoch_seed(seed, epoch))
+        return shuffled_order(n, seed=seed, epoch=epoch)
 
     return _stream(images, labels, epochs=epochs, start_step=start_step, pixel_mean=pixel_mean,
                    shard=shard, epoch_order=epoch_order, starts=starts,
                    ends=np.minimum(starts + batch_size, n),
                    batch_phase=lambda epoch, b: tf.cast(epoch, tf.int32))
+
+
+def shuffled_order(n: int, *, seed: int, epoch) -> tf.Tensor:
+    """The order (int32, (n,)) in which `shuffled` presents `n` examples in epoch `epoch`."""
+    return tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int32),
+                                                    seed=_epoch_seed(seed, epoch))
 
 
 def class_sorted(images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int,

@@ -39,14 +39,15 @@ def test_tiny_bench_run_reports_every_variant(tmp_path, real_mnist):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, "-m", "tapeloop.trainers.bench", "--rounds=1", "--epochs=2",
-         "--train_examples=600", "--variants=keras_fit,tapeloop,tapeloop_full",
+         "--train_examples=650", "--variants=keras_fit,tapeloop,tapeloop_full,tapeloop_xla",
          f"--json={out}"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert [r["variant"] for r in result["runs"]] == ["keras_fit", "tapeloop", "tapeloop_full"]
-    for r in result["runs"]:
-        assert len(r["epoch_seconds"]) == 2 and r["samples"] == 600 and r["peak_rss_mb"] > 0
-    assert set(result["summary"]["ratios"]) == {"c/a", "d/c", "c/floor", "d/a"}
+    assert [r["variant"] for r in result["runs"]] == ["keras_fit", "tapeloop", "tapeloop_full",
+                                                      "tapeloop_xla"]
+    for r in result["runs"]:  # 650 images: six full batches of 100 and one of 50
+        assert len(r["epoch_seconds"]) == 2 and r["samples"] == 650 and r["peak_rss_mb"] > 0
+    assert set(result["summary"]["ratios"]) == {"c/a", "d/c", "e/c", "c/floor", "d/a"}
     assert "ratios: c/a = " in proc.stdout and "FLOP floor" in proc.stdout
 
 

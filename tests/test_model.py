@@ -51,6 +51,18 @@ def test_dropout_keeps_the_rate_and_scale_of_keras_dropout(rate):
     np.testing.assert_array_equal(layer(x, training=False), x)
 
 
+def test_dropout_with_threefry_draws_other_masks_of_the_same_rate_under_xla():
+    import tensorflow as tf
+
+    x = tf.ones([400, 250])
+    fast = model_lib.Dropout(0.5, seed=7, alg="threefry")
+    plain = model_lib.Dropout(0.5, seed=7)
+    y = tf.function(lambda: fast(x, training=True), jit_compile=True)().numpy()
+    assert abs((y != 0).mean() - 0.5) < 0.01 and set(np.unique(y)) == {0.0, 2.0}
+    assert not np.array_equal(y, plain(x, training=True).numpy())  # another stream
+    assert model_lib.Dropout.from_config(fast.get_config()).alg == "threefry"
+
+
 def test_same_seed_same_initial_weights():
     a = model_lib.build_mlp(input_dim=4, hidden_sizes=(8,), num_classes=3, seed=3)
     b = model_lib.build_mlp(input_dim=4, hidden_sizes=(8,), num_classes=3, seed=3)

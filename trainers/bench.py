@@ -12,6 +12,13 @@ Adam 1e-3) and batch 100:
                      drift every 10 steps, writing events to a temporary directory
                      (no mid-epoch checkpoints by default: (a)-(c) save nothing
                      either; --checkpoint_every_steps=500 adds tapeloop's default)
+  tapeloop_xla   (e) not (yet) a way tapeloop trains: tapeloop's model, training step
+                     and fused Adam, the epoch as ONE `jit_compile=True` call over the
+                     data held as one tensor (the order from the shuffled pipeline's own
+                     stateless shuffle, passed in as indices), dropout drawn with
+                     "threefry", per-step loss, accuracy and gradient norm returned as
+                     loop outputs and copied to the host; logging off. The bound the
+                     fast path of issue 27 is after.
 
 `--model=cnn` times tapeloop's built-in CNN instead (the same in every variant; no FLOP
 floor, which counts dense layers only).
@@ -39,7 +46,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-VARIANTS = ("keras_fit", "keras_fit_spe", "tapeloop", "tapeloop_full")
+VARIANTS = ("keras_fit", "keras_fit_spe", "tapeloop", "tapeloop_full", "tapeloop_xla")
 TRAIN_EXAMPLES = 54_000
 HIDDEN = (150, 100)
 
@@ -161,6 +168,46 @@ def _time_tapeloop(data, *, full: bool, epochs: int, batch_size: int, hidden: tu
     return results["epoch_seconds"]
 
 
+def _time_tapeloop_xla(data, *, epochs: int, batch_size: int, hidden: tuple[int, ...],
+                       seed: int = 0) -> list[float]:
+    """(e): the epoch as one XLA call of tapeloop's step; see the module's docstring."""
+    import tensorflow as tf
+
+    from tapeloop.data import pipelines
+    from tapeloop.trainers import model as model_lib, steps
+
+    if _MODEL.value != "mlp":
+        raise ValueError("tapeloop_xla times the MLP only")
+    n = len(data.y_train)
+    full, rest = divmod(n, batch_size)
+    model = model_lib.build_mlp(input_dim=data.x_train.shape[1], hidden_sizes=hidden,
+                                num_classes=10, dropout=0.5, seed=seed, dropout_alg="threefry")
+    step = steps.make_train_step(model, tf.keras.optimizers.Adam(1e-3))
+    images = tf.Variable(data.x_train, trainable=False)
+    labels = tf.Variable(data.y_train.astype(np.int32), trainable=False)
+
+    @tf.function(jit_compile=True)
+    def run(indices):  # (steps, batch) rows of the data -> (steps, 3) per-step rows
+        rows = tf.TensorArray(tf.float32, size=tf.shape(indices)[0], element_shape=[3])
+        for i in tf.range(tf.shape(indices)[0]):
+            m = step({"image": tf.gather(images, indices[i]),
+                      "label": tf.gather(labels, indices[i]), "phase": tf.constant(0)})
+            rows = rows.write(i, tf.stack([m["loss"], m["accuracy"], m["grad_norm"]]))
+        return rows.stack()
+
+    seconds = []
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        order = pipelines.shuffled_order(n, seed=seed, epoch=epoch)
+        rows = [run(tf.reshape(order[:full * batch_size], [full, batch_size])).numpy()]
+        if rest:
+            rows.append(run(tf.reshape(order[full * batch_size:], [1, rest])).numpy())
+        if not np.isfinite(np.concatenate(rows)).all():
+            raise RuntimeError("tapeloop_xla: a step's loss or gradient was not finite")
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
 def run_worker(variant: str) -> dict:
     """Times one variant in this process; returns epoch seconds and peak memory."""
     data = _load_arrays(_TRAIN_EXAMPLES.value)
@@ -174,6 +221,8 @@ def run_worker(variant: str) -> dict:
     if variant.startswith("keras"):
         seconds = _time_keras(data, steps_per_execution=steps if variant == "keras_fit_spe"
                               else 1, **common)
+    elif variant == "tapeloop_xla":
+        seconds = _time_tapeloop_xla(data, **common)
     else:
         seconds = _time_tapeloop(data, full=variant == "tapeloop_full",
                                  eval_every=_EVAL_EVERY.value,
@@ -266,6 +315,8 @@ def summarize(runs: list[dict], *, flops_per_epoch: float, flop_rate: float) -> 
                 ratios[name] = v["tapeloop"] / v[other]
         if "tapeloop_full" in v:
             ratios["d/c"] = v["tapeloop_full"] / v["tapeloop"]
+        if "tapeloop_xla" in v:
+            ratios["e/c"] = v["tapeloop_xla"] / v["tapeloop"]
         if out["floor_seconds"]:
             ratios["c/floor"] = v["tapeloop"] / out["floor_seconds"]
     if "tapeloop_full" in v and "keras_fit" in v:  # every step logged, probe on, vs fit
@@ -275,7 +326,7 @@ def summarize(runs: list[dict], *, flops_per_epoch: float, flop_rate: float) -> 
 
 
 def format_report(summary: dict, *, rounds: int, epochs: int) -> str:
-    letters = dict(zip(VARIANTS, "abcd"))
+    letters = dict(zip(VARIANTS, "abcde"))
     lines = [f"{'variant':<18}{'median s/epoch':>15}{'min-max':>17}{'samples/s':>12}"
              f"{'peak RSS MB':>13}"]
     for variant, s in summary["variants"].items():

@@ -19,7 +19,7 @@ BUILTIN_MODELS = ("mlp", "cnn")
 
 def build_mlp(*, input_dim: int, hidden_sizes: tuple[int, ...], num_classes: int,
               activation: str = "relu", dropout: float = 0.0,
-              seed: int | None = None) -> tf.keras.Model:
+              seed: int | None = None, dropout_alg: str | None = None) -> tf.keras.Model:
     """Builds input -> [Dense(h, activation) -> Dropout] * len(hidden_sizes) -> Dense(classes).
 
     The output layer is linear: the model returns logits, and the loss applies the
@@ -33,6 +33,7 @@ def build_mlp(*, input_dim: int, hidden_sizes: tuple[int, ...], num_classes: int
       activation: activation of the hidden layers.
       dropout: rate of the Dropout layer after each hidden layer; 0 leaves them out.
       seed: seeds the weight initialisers and the dropout masks.
+      dropout_alg: the masks' random-number algorithm (`Dropout`); None: Keras's.
 
     Raises:
       ValueError: on a non-positive size or a dropout rate outside [0, 1).
@@ -53,7 +54,7 @@ def build_mlp(*, input_dim: int, hidden_sizes: tuple[int, ...], num_classes: int
                                             kernel_initializer=init(), name=f"dense_{i}"))
         if dropout > 0:
             layers.append(Dropout(dropout, seed=None if seed is None else next(seeds),
-                                  name=f"dropout_{i}"))
+                                  name=f"dropout_{i}", alg=dropout_alg))
     layers.append(tf.keras.layers.Dense(num_classes, kernel_initializer=init(), name="logits"))
     return tf.keras.Sequential(layers, name="mlp")
 
@@ -63,16 +64,29 @@ class Dropout(tf.keras.layers.Dropout):
 
     The same draws and values as Keras's layer (a test checks its outputs are
     bit-identical from the same seed state), but Keras's select-based kernel and its
-    gradient cost ~3-7% of the tutorial's training step on two cores
+    gradient cost a few percent of the tutorial's training step on two cores
     (BENCHMARKS.md); a multiply's gradient is one multiply.
+
+    `alg`: the stateless random-number algorithm of the masks (None: TensorFlow's
+    default, `auto_select`, Keras's draws). Under XLA on a CPU the default is several
+    times slower than "threefry" (BENCHMARKS.md); TensorFlow's plain-graph CPU kernels
+    take "philox" and the default only.
     """
+
+    def __init__(self, rate, *, alg: str | None = None, **kwargs):
+        super().__init__(rate, **kwargs)
+        self.alg = alg
+
+    def get_config(self):
+        return {**super().get_config(), "alg": self.alg}
 
     def call(self, inputs, training=False):
         if not training or self.rate == 0:
             return inputs
         # Keras's seed cast (int64 state -> int32 seed), so the draws are its own.
         seed = tf.cast(tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), tf.int32)
-        draw = tf.random.stateless_uniform(tf.shape(inputs), seed=seed)
+        draw = tf.random.stateless_uniform(tf.shape(inputs), seed=seed,
+                                           **({"alg": self.alg} if self.alg else {}))
         return inputs * (tf.cast(draw >= self.rate, inputs.dtype) * (1.0 / (1.0 - self.rate)))
 
 
