@@ -72,10 +72,11 @@ class EWC(Remedy):
         scenario = context.scenario
         if task >= scenario.num_tasks - 1:
             return  # no task follows: nothing to protect it from
-        rows, _ = scenario.task_examples(context.train_x, context.data.y_train, task)
-        if self.fisher_samples:
+        idx = scenario.task_indices(context.data.y_train, task)
+        if self.fisher_samples:  # drawn before the rows are transformed (a copy of each)
             rng = np.random.default_rng([context.seed, 13, task])
-            rows = rows[rng.permutation(len(rows))[:self.fisher_samples]]
+            idx = idx[rng.permutation(len(idx))[:self.fisher_samples]]
+        rows = scenario.transform(context.train_x[idx], task)
         mask = scenario.output_mask()
         fisher = fisher_diagonal(context.model, context.forward, self._variables, rows, task,
                                  scenario.scored_outputs(task),

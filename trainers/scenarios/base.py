@@ -138,12 +138,16 @@ class Scenario:
 
         `limit` > 0: the first `limit` examples of each of its classes, in order.
         """
+        idx = self.task_indices(y, task, limit)
+        return self.transform(x[idx], task), self.targets(task, y[idx])
+
+    def task_indices(self, y: np.ndarray, task: int, limit: int = 0) -> np.ndarray:
+        """Where task `task`'s examples are among labels `y` (see `task_examples`): take
+        a sample of them before `transform`, which copies every row it is given."""
         t = self.tasks[task]
         if limit:
-            idx = np.concatenate([np.flatnonzero(y == c)[:limit] for c in t.classes])
-        else:
-            idx = np.flatnonzero(np.isin(y, t.classes))
-        return self.transform(x[idx], task), self.targets(task, y[idx])
+            return np.concatenate([np.flatnonzero(y == c)[:limit] for c in t.classes])
+        return np.flatnonzero(np.isin(y, t.classes))
 
     def transform(self, rows: np.ndarray, task: int) -> np.ndarray:
         """Rows of the data set as task `task` presents them (numpy, float32)."""
