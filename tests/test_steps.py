@@ -96,3 +96,56 @@ def test_k_step_loop_equals_k_single_steps_and_logs_each_step_once(tmp_path):
         assert sorted(ev1[tag]) == list(range(12)) == sorted(ev6[tag])
     np.testing.assert_allclose([ev1["train/loss"][s] for s in range(12)],
                                [ev6["train/loss"][s] for s in range(12)], rtol=1e-6)
+
+
+def test_code_of_yours_is_converted_by_autograph_and_tapeloops_is_not():
+    """tapeloop compiles its own functions with AutoGraph off; a step, remedy, objective
+    or penalty of yours is converted, so Python control flow on tensors works in it."""
+    import tapeloop
+
+    assert steps.user_code(steps.correct_predictions) is steps.correct_predictions
+    made = {}
+
+    def make(model, optimizer, **kwargs):
+        def step(batch):
+            with tf.GradientTape() as tape:
+                logits = model(batch["image"], training=True)
+                loss = tf.reduce_mean(steps.cross_entropy(batch["label"], logits))
+                if loss > 1e9:  # a tensor condition: needs AutoGraph
+                    loss = loss * 0.0
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            norms = tf.stack([tf.norm(g) for g in grads])
+            n = tf.cast(tf.size(batch["label"]), tf.float32)
+            made["traced"] = True
+            return {"loss": loss, "accuracy": loss * 0, "correct": loss * 0, "count": n,
+                    "phase": batch["phase"], "grad_norms": norms,
+                    "grad_norm": tf.norm(norms), "regularization_loss": tf.constant(0.0)}
+        return step
+
+    config = tapeloop.Config(dataset="noise", epochs=1, noise_examples=300, eval_every_steps=0,
+                             checkpoint_every_steps=0)
+    results = tapeloop.train_and_evaluate(config, None, train_step=make, verbose=False)
+    assert made["traced"] and results["steps"] == 3
+
+    class Clipped(tapeloop.Remedy):  # a penalty with a tensor `if`
+        name = "clipped"
+
+        def build(self, model):
+            self.weights = model.trainable_variables
+
+        def penalty(self):
+            total = tf.add_n([tf.reduce_sum(tf.square(w)) for w in self.weights])
+            if total > 1e6:
+                total = tf.constant(1e6)
+            return 1e-3 * total
+
+    from tests.conftest import fake_mnist
+    data = tapeloop.from_arrays(*fake_mnist(n_train=400, n_test=80), validation_split=0.0,
+                                name="fake")
+    config = tapeloop.Config(scenario="split_mnist_class", epochs=1, validation_split=0.0,
+                             steps_per_task=2, batch_size=16, hidden_sizes=(8,),
+                             eval_every_steps=0, checkpoint_every_steps=0)
+    results = tapeloop.train_and_evaluate(config, None, data=data, remedies=[Clipped()],
+                                          verbose=False)
+    assert results["steps"] == 10

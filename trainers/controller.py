@@ -535,6 +535,8 @@ def _build(run: _Run, writer: writers.MetricWriter):
             model, optimizer, batch_splits=batch_splits,
             distributed=distribute.is_distributed(strategy), forward=forward,
             objective=objective, penalty=run.penalty, **continual_args)
+        regularized = bool(getattr(train_step, "regularized", True))
+        train_step = steps.user_code(train_step)  # a step of yours: converted by AutoGraph
         train_loop = loop.make_train_loop(
             distribute.run_train_step(strategy, train_step), global_step,
             inspect_step=distribute.run_train_step(strategy, train_step, details=True,
@@ -545,7 +547,7 @@ def _build(run: _Run, writer: writers.MetricWriter):
             variables=model.trainable_variables,
             lower_conditionals=(distribute.is_distributed(strategy)
                                 or run.check_numerics),
-            log_regularization=bool(getattr(train_step, "regularized", True)))
+            log_regularization=regularized)
     return optimizer, global_step, tools, train_loop, evaluate, test, context
 
 

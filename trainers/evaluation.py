@@ -44,7 +44,7 @@ def make_evaluator(model, *, num_classes: int, input_dim: int, batch_size: int =
             strategy, steps.make_eval_step(model, num_classes, batch_splits=batch_splits,
                                          objective=objective)),
         input_signature=[tf.TensorSpec([None, input_dim], tf.float32),
-                         tf.TensorSpec([None], tf.int32)])
+                         tf.TensorSpec([None], tf.int32)], autograph=False)
 
     def evaluate(images: np.ndarray, labels: np.ndarray) -> EvalResult:
         if len(labels) == 0:

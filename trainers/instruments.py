@@ -47,7 +47,7 @@ class Instruments:
         self._probe = task_probe or probe.make_probe(
             model, *probe_set, num_classes=num_classes, batch_splits=batch_splits,
             strategy=strategy, forward=forward, objective=objective)
-        self._probe_now = tf.function(self._probe)
+        self._probe_now = tf.function(self._probe, autograph=False)
         self._write_histograms = writer.histogram_writer({
             f"weights/{name}": v for name, v in zip(self.drift.names, model.trainable_variables)})
 

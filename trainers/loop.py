@@ -120,16 +120,18 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
     def new_records(n):
         return tf.TensorArray(tf.float32, size=n, element_shape=[len(RECORD)])
 
-    @tf.function
+    @tf.function(autograph=False)  # see steps.user_code
     def train_loop(iterator, num_steps):
         g = global_step.read_value()
         n = tf.cast(num_steps, tf.int32)
-        records = new_records(n)
-        for i in tf.range(n):
-            _, records = step_at(next(iterator), g, records, i)
+
+        def body(i, records):
+            return i + 1, step_at(next(iterator), g, records, i)[1]
+
+        _, records = tf.while_loop(lambda i, _: i < n, body, (tf.constant(0), new_records(n)))
         return finish(g, records.stack())
 
-    @tf.function
+    @tf.function(autograph=False)
     def inspect(iterator):
         g = global_step.read_value()
         before = []  # the weights right before the step (after any snapshot)
@@ -195,7 +197,7 @@ def make_periodic_writer(periodic, global_step: tf.Variable, num_variables: int)
     """
     zeros = tf.zeros([num_variables])
 
-    @tf.function
+    @tf.function(autograph=False)
     def write_now():
         writers.scalars_in_graph(global_step, periodic({"grad_norms": zeros}))
 

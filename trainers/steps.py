@@ -16,6 +16,24 @@ cross_entropy = losses.logits_cross_entropy
 MASKED = -1e9  # the logit a masked output gets: no probability, no gradient
 
 
+def user_code(fn):
+    """`fn` as tapeloop calls it inside its compiled functions.
+
+    tapeloop compiles its own functions with AutoGraph off (`tf.function(autograph=False)`):
+    its graph code has no Python control flow on tensors, and converting it was most of
+    the tracing before the first step. Code of yours that enters a compiled function (a
+    step, a remedy's seams, an objective, a penalty) is converted as a `tf.function`
+    would convert it, so an `if` or `for` on tensors in it keeps working.
+    """
+    if fn is None or getattr(fn, "__module__", "").startswith("tapeloop."):
+        return fn
+
+    def call(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    return tf.autograph.to_graph(call)
+
+
 def masked(outputs: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     """`outputs` with every output where `mask` (bool, broadcast to them) is False at
     `MASKED`: a task-IL scenario scores an example on its task's outputs only."""
@@ -145,13 +163,15 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
     optimizer.build(variables)
     apply_gradients = None if distributed else optimizers.apply_fn(optimizer, variables)
     forward = forward or model
-    example_loss_fn = (objective or losses.LOGITS).example_loss
+    example_loss_fn = user_code((objective or losses.LOGITS).example_loss)
     mask = None if output_mask is None else tf.constant(output_mask, tf.bool)
-    penalties = ([penalty] if penalty is not None else []) + [
-        r.penalty for r in remedies if r.penalty is not None]
-    extra_losses = [r.example_loss for r in remedies if r.example_loss is not None]
-    transforms = [r.transform_gradients for r in remedies if r.transform_gradients is not None]
-    after_update = [r.after_update for r in remedies if r.after_update is not None]
+    penalties = [user_code(p) for p in ([penalty] if penalty is not None else []) + [
+        r.penalty for r in remedies if r.penalty is not None]]
+    extra_losses = [user_code(r.example_loss) for r in remedies if r.example_loss is not None]
+    transforms = [user_code(r.transform_gradients) for r in remedies
+                  if r.transform_gradients is not None]
+    after_update = [user_code(r.after_update) for r in remedies if r.after_update is not None]
+    mixes = [user_code(r.mix) for r in remedies]
     regularized = bool(model.losses) or bool(penalties)
 
     def scored(outputs, tasks):
@@ -196,8 +216,8 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
                 for g, v in zip(tape.gradient(loss, variables), variables)]
 
     def train_step(batch):
-        for remedy in remedies:
-            batch = remedy.mix(batch)
+        for mix in mixes:
+            batch = mix(batch)
         images, labels = batch["image"], batch["label"]
         extra = {k: batch[k] for k in ("task", "weight") if k in batch}
         count = tf.cast(tf.size(labels), tf.float32)
@@ -265,7 +285,7 @@ def make_eval_step(model, num_classes: int, *, batch_splits: int = 1,
     """
     if batch_splits < 1:
         raise ValueError(f"batch_splits ({batch_splits}) must be a positive integer")
-    example_loss_fn = (objective or losses.LOGITS).example_loss
+    example_loss_fn = user_code((objective or losses.LOGITS).example_loss)
 
     def sums(images, labels):
         logits = model(images, training=False)

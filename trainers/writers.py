@@ -57,7 +57,8 @@ class MetricWriter:
         self._path = None  # its event file
         self._protos = {}
         self._write_raw = tf.function(
-            lambda step, proto: tf.summary.experimental.write_raw_pb(proto, step=step))
+            lambda step, proto: tf.summary.experimental.write_raw_pb(proto, step=step),
+            autograph=False)
         self._active = 0
 
     @contextlib.contextmanager
@@ -101,7 +102,7 @@ class MetricWriter:
         metadata = histogram_metadata.create_summary_metadata(display_name=None,
                                                               description=None)
 
-        @tf.function
+        @tf.function(autograph=False)
         def write(step):
             for tag, variable in variables.items():
                 tf.summary.write(tag, histogram_buckets(variable), step=step, metadata=metadata)
@@ -270,11 +271,21 @@ def scalar_rows_in_graph(first_step, tags, rows) -> None:
     first_step = tf.cast(first_step, tf.int64)
     n = tf.shape(protos, out_type=tf.int64)[0]
     unrolled = n // ROWS_PER_ITERATION * ROWS_PER_ITERATION
-    for start in tf.range(0, unrolled, ROWS_PER_ITERATION):
-        for j in range(ROWS_PER_ITERATION):
-            tf.summary.experimental.write_raw_pb(protos[start + j], step=first_step + start + j)
-    for i in tf.range(unrolled, n):
+
+    def write(i):
         tf.summary.experimental.write_raw_pb(protos[i], step=first_step + i)
+
+    def rows_from(start):
+        for j in range(ROWS_PER_ITERATION):
+            write(start + j)
+        return (start + ROWS_PER_ITERATION,)
+
+    def one_row(i):
+        write(i)
+        return (i + 1,)
+
+    tf.while_loop(lambda start: start < unrolled, rows_from, (tf.constant(0, tf.int64),))
+    tf.while_loop(lambda i: i < n, one_row, (unrolled,))
 
 
 ROWS_PER_ITERATION = 10

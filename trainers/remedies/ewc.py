@@ -163,7 +163,7 @@ def _chain_fisher(chain, variables, outputs, mask):
     mask = None if mask is None else tf.constant(mask, tf.bool)
     labels = tf.constant(outputs, tf.int32)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def batch_fisher(x):
         inputs, slopes = [], []
         a = x
@@ -199,7 +199,7 @@ def _chain_fisher(chain, variables, outputs, mask):
 
 
 def _jacobian_fisher(forward, variables, task, outputs):
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def batch_fisher(x):
         tasks = tf.fill([tf.shape(x)[0]], task)
         with tf.GradientTape(persistent=True) as tape:
