@@ -156,12 +156,16 @@ def _shots(tmp_path) -> Path:
 
 
 def _open_tab(browser, tensorboard):
-    """Opens the Forgetting tab; returns a 60-second wait and the tab's iframe."""
+    """Opens the Forgetting tab; returns a 60-second wait and the tab's iframe.
+
+    The waits retry an element that the tab redrew while it was being read (stale).
+    """
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(f"{tensorboard}/?forceSVG=true#forgetting")
-    wait = WebDriverWait(browser, 60)
+    wait = WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,))
     return wait, wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "iframe"))[0]
 
 
@@ -503,6 +507,7 @@ def test_the_first_screen_compares_the_runs_and_follows_training(tensorboard, lo
     """At 1280x800 a row per class and a line per run fit on the first screen; a point
     appended to a run's events appears without reloading the page. (Last in the module:
     it adds points to a run.)"""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -595,7 +600,8 @@ def test_the_first_screen_compares_the_runs_and_follows_training(tensorboard, lo
             "data-reloads") or 0) >= 1)
         line = f"svg.compare-row[data-class='{c}'] path.compare-curve[data-run='{run}']"
         before = len(view["probe"][str(c)])
-        WebDriverWait(browser, 90, poll_frequency=1).until(
+        WebDriverWait(browser, 90, poll_frequency=1,
+                      ignored_exceptions=(StaleElementReferenceException,)).until(
             lambda b: int(b.find_element(By.CSS_SELECTOR, line).get_attribute("data-points"))
             == before + 3)
     finally:
