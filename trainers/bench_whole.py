@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 from tapeloop.trainers import events, peers
 
@@ -149,6 +149,7 @@ def format_report(summary: dict, *, rounds: int, short: int, long: int) -> str:
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # TensorBoard's reader logs every file it opens.
     unknown = [v for v in FLAGS.variants if v not in VARIANTS]
     if unknown:
         sys.exit(f"error: unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
