@@ -73,10 +73,17 @@ def test_profile_names_where_the_op_time_goes(real_mnist):
                            "--train_examples=2000"], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.splitlines()
+    tables = proc.stdout.split("\n\n")
+    assert len(tables) == 2, proc.stdout
+    lines = tables[0].splitlines()
     assert lines[0].startswith("one steady epoch of (c), profiled:")
     op_types = [line.split()[0] for line in lines[2:]]
     assert any("MatMul" in t for t in op_types) and "ResourceApplyAdam" in op_types
+    # The default run's second epoch (2,000 images, 1,800 trained on: 18 steps an epoch).
+    lines = tables[1].splitlines()
+    assert lines[0].startswith("the default run's second epoch (steps 18-36), profiled")
+    op_types = [line.split()[0] for line in lines[2:]]
+    assert "ResourceApplyAdam" in op_types and len(op_types) == 12
 
 
 def test_whole_process_rows_per_epoch_startup_and_ratios_per_round():

@@ -78,8 +78,10 @@ _INTRA = flags.DEFINE_integer("intra_op_threads", None, "tapeloop: threads per o
 _SCALING = flags.DEFINE_boolean("scaling", False, "Instead of the four-way comparison, time "
                                 "(c) and (d) over batch sizes, widths, probe cadences, data "
                                 "sizes and tapeloop's own settings; print Markdown tables.")
-_PROFILE = flags.DEFINE_boolean("profile", False, "Instead, trace one steady epoch of (c) with "
-                                "tf.profiler and print where its op time goes, by op type.")
+_PROFILE = flags.DEFINE_boolean("profile", False, "Instead, trace one steady epoch of (c), and "
+                                "the second epoch of the default run (every instrument on), "
+                                "with tf.profiler and print where their op time goes, by op "
+                                "type.")
 _JSON = flags.DEFINE_string("json", None, "Also write the raw measurements to this file.")
 _MODEL = flags.DEFINE_enum("model", "mlp", ("mlp", "cnn"), "The model every variant trains: "
                            "the tutorial's MLP (--hidden_sizes) or tapeloop's built-in CNN.")
@@ -349,10 +351,7 @@ def profile_op_types(logdir: str) -> str:
     Uses TensorFlow's profiler and its converter to the "framework_op_stats" table
     (the data behind TensorBoard's profile plugin), so no plugin is needed.
     """
-    import glob
-
     import tensorflow as tf
-    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as converter
 
     from tapeloop.data import pipelines
     from tapeloop.trainers import controller, loop, model as model_lib, steps
@@ -381,6 +380,40 @@ def profile_op_types(logdir: str) -> str:
     epoch()
     seconds = time.perf_counter() - start
     tf.profiler.experimental.stop()
+    return op_type_table(logdir, f"one steady epoch of (c), profiled: {seconds:.3f} s wall")
+
+
+def profile_default_run(logdir: str, train_examples: int) -> str:
+    """Traces the second epoch of `make demo`'s default run (`tapeloop-train
+    --flagfile=trainers/configs/mnist_shuffled.flags --profile_steps=A,B`, every
+    instrument on) and tabulates its op self-time by op type."""
+    from tapeloop.data import mnist, splits
+
+    labels = mnist.load_mnist(download=False)[0].y_train[:train_examples]
+    steps = -(-len(splits.holdout(labels, 0.1)[0]) // 100)  # the flagfile's split and batch
+    command = [sys.executable, "-m", "tapeloop.trainers.train", "--flagfile=" + os.path.join(
+        os.path.dirname(__file__), "configs", "mnist_shuffled.flags"), "--epochs=2",
+        f"--max_train_examples={train_examples}", f"--profile_steps={steps},{2 * steps}",
+        f"--logdir={logdir}", "--run_name=default"]
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"error: the default run failed:\n{proc.stderr[-3000:]}")
+    return op_type_table(os.path.join(logdir, "default"),
+                         f"the default run's second epoch (steps {steps}-{2 * steps}), profiled "
+                         f"(its process took {time.perf_counter() - start:.1f} s)")
+
+
+def op_type_table(logdir: str, title: str) -> str:
+    """Op self-time by op type of the profiler traces under `logdir`.
+
+    Uses TensorFlow's converter to the "framework_op_stats" table (the data behind
+    TensorBoard's profile plugin), so no plugin is needed.
+    """
+    import glob
+
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as converter
+
     planes = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
     raw, ok = converter.xspace_to_tools_data(planes, "framework_op_stats", {})
     if not ok:
@@ -396,8 +429,8 @@ def profile_op_types(logdir: str) -> str:
         entry[0] += cell["total_self_time"]
         entry[1] += int(cell["occurrences"])
     busy = sum(v[0] for v in by_type.values())
-    lines = [f"one steady epoch of (c), profiled: {seconds:.3f} s wall, {busy / 1e6:.3f} s of op "
-             f"time on {os.cpu_count()} cores", f"{'op type':<38}{'ms':>9}{'share':>8}{'calls':>8}"]
+    lines = [f"{title}, {busy / 1e6:.3f} s of op time on {os.cpu_count()} cores",
+             f"{'op type':<38}{'ms':>9}{'share':>8}{'calls':>8}"]
     for name, (us, calls) in sorted(by_type.items(), key=lambda kv: -kv[1][0])[:12]:
         lines.append(f"{name:<38}{us / 1e3:>9.1f}{100 * us / busy:>7.1f}%{calls:>8}")
     return "\n".join(lines)
@@ -408,6 +441,9 @@ def main(argv):
     if _PROFILE.value:
         with tempfile.TemporaryDirectory() as tmp:
             print(profile_op_types(tmp))
+        with tempfile.TemporaryDirectory() as tmp:
+            print()
+            print(profile_default_run(tmp, _TRAIN_EXAMPLES.value))
         return
     if _WORKER.value:
         print(json.dumps(run_worker(_WORKER.value)), flush=True)
