@@ -154,7 +154,8 @@ class Config:
     steps_per_loop: int = setting(
         200, "Training steps per compiled call (calls also end at phase ends and "
         "checkpoints). Every step is still logged; larger values cost less time per step, "
-        "smaller ones stop sooner on a signal. 200: chosen by measurement (BUILD.md, Speed).", lower=1)
+        "smaller ones stop sooner on a signal. 200: chosen by measurement (BUILD.md, "
+        "Speed).", lower=1)
     eval_batch_size: int = setting(1000, "Examples per evaluation batch (no effect on "
                                    "results).", lower=1)
     batch_splits: int = setting(
