@@ -120,6 +120,8 @@ def test_whole_process_commands_are_the_users_own():
     assert default[3].endswith("mnist_shuffled.flags") and "--epochs=3" in default
     assert set(bench_whole.LOGGING_OFF) <= set(bench_whole.command("logging_off", 3, "/tmp/x"))
     assert bench_whole.command("keras_fit", 3, "/tmp/x")[-2:] == ["keras_fit", "--epochs=3"]
+    assert bench_whole.command("default_xla", 3, "/tmp/x") == default + bench_whole.JIT
+    assert "--jit_compile" not in default
 
 
 @pytest.mark.slow

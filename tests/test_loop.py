@@ -131,3 +131,95 @@ def test_inspect_returns_the_batch_and_the_update_it_applied():
         np.testing.assert_allclose(u.numpy(), a - b, rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(u.numpy(), -0.5 * g.numpy(), rtol=1e-5, atol=1e-7)  # SGD
         np.testing.assert_allclose(float(n), np.linalg.norm(g.numpy()), rtol=1e-5)
+
+
+def test_jit_compile_results_depend_on_the_batches_alone_and_resume_bit_exactly(tmp_path):
+    """--jit_compile: full batches train in XLA, a class's smaller last batch in the plain
+    graph; the results do not depend on where calls end (K = 3 or 7), a run stopped
+    between calls resumes bit-exactly, and without dropout (whose draws differ between
+    XLA and TensorFlow's kernels) it trains as the plain loop does."""
+    import tapeloop
+
+    data = splits.mnist_splits(fake_mnist(n_train=200, n_test=60), validation_split=0.1)
+
+    def run(name, stop_after_steps=0, **settings):
+        config = Config(**SMALL_SORTED | dict(jit_compile=True) | settings)
+        return controller.train_and_evaluate(config, tmp_path / name, data=data, verbose=False,
+                                             stop_after_steps=stop_after_steps)
+
+    def final(name):
+        return np.load(tmp_path / name / "weights" / "final.npz")
+
+    run("k7", steps_per_loop=7)
+    run("k3", steps_per_loop=3)
+    assert all(np.array_equal(final("k7")[w], final("k3")[w]) for w in final("k7").files)
+    events, other = read_events(tmp_path / "k7"), read_events(tmp_path / "k3")
+    for tag in ("train/loss", "train/grad_norm", "probe/accuracy/class_3", "probe/loss",
+                "weights/drift/from_phase_start/model", "weights/drift/update_norm/model"):
+        assert events[tag] == other[tag], tag
+    assert sorted(events["probe/loss"]) == list(range(0, 61, 3))  # every cadence step
+    with pytest.raises(tapeloop.trainers.standard_actions.StoppedAfter):
+        run("stopped", steps_per_loop=7, stop_after_steps=23)
+    run("stopped", steps_per_loop=7)
+    assert all(np.array_equal(final("stopped")[w], final("k7")[w]) for w in final("k7").files)
+    for name, jit in (("plain0", False), ("xla0", True)):
+        run(name, dropout=0.0, jit_compile=jit)
+    for w in final("plain0").files:
+        np.testing.assert_allclose(final("xla0")[w], final("plain0")[w], rtol=1e-4, atol=1e-5)
+
+
+def test_jit_compile_trains_full_batches_in_xla_and_smaller_ones_in_the_plain_graph():
+    """A step that draws with "threefry", which only XLA's kernels take on a CPU: calls of
+    full batches run it, a call with a smaller batch runs that one in the plain graph."""
+    import tensorflow as tf
+
+    step_count = tf.Variable(0, dtype=tf.int64)
+    weight = tf.Variable(1.0)
+
+    def step(batch):
+        draw = tf.random.stateless_uniform([], seed=[1, 2], alg="threefry")
+        weight.assign_add(draw * 0.0)
+        n = tf.cast(tf.size(batch["label"]), tf.float32)
+        zero = tf.constant(0.0)
+        return {"loss": zero, "accuracy": zero, "correct": zero, "count": n,
+                "phase": tf.constant(0), "grad_norms": tf.zeros([1]), "grad_norm": zero,
+                "regularization_loss": zero}
+
+    train_loop = loop.make_train_loop(step, step_count, log_every_step=False, jit_compile=True,
+                                      jit_batch_rows=4)
+
+    def stream(examples):  # batches of 4: the last one smaller unless 4 divides it
+        return iter(tf.data.Dataset.range(examples)
+                    .map(lambda i: {"label": tf.cast(i, tf.int32)}).batch(4))
+
+    out = train_loop(stream(12 * 4), tf.constant(12, tf.int64))  # two XLA programs' worth
+    assert int(out["count"]) == 48 and int(step_count) == 12
+    with pytest.raises(tf.errors.InvalidArgumentError, match="counter must be a vector"):
+        train_loop(stream(11), tf.constant(3, tf.int64))
+
+
+def test_jit_compile_refuses_a_step_xla_cannot_compile_in_one_line():
+    """Replay's memory sample has a size known only at run time, which XLA cannot compile."""
+    import tapeloop
+    from tapeloop.trainers import remedies, scenarios
+
+    with pytest.raises(tapeloop.SetupError, match=r"^jit_compile: XLA cannot compile the "
+                       r"training step \(.*compile-time constant.*\); train without") as e:
+        tapeloop.train_and_evaluate(
+            Config(**SMALL_SORTED | dict(jit_compile=True, validation_split=0.0, epochs=1,
+                                         order="shuffled")), None,
+            data=splits.mnist_splits(fake_mnist(n_train=200, n_test=60), validation_split=0.0),
+            scenario=scenarios.Split("class", steps_per_task=4, classes_per_task=5),
+            remedies=[remedies.Replay(2)], verbose=False)
+    assert "\n" not in str(e.value)
+
+
+def test_jit_compile_is_refused_with_a_strategy_or_check_numerics():
+    import tapeloop
+
+    with pytest.raises(ValueError, match="jit_compile runs on one device"):
+        Config(jit_compile=True, strategy="mirrored")
+    data = splits.mnist_splits(fake_mnist(n_train=60, n_test=30), validation_split=0.1)
+    with pytest.raises(tapeloop.SetupError, match="not with check_numerics"):
+        controller.train_and_evaluate(Config(**SMALL_SORTED | dict(jit_compile=True)), None,
+                                      data=data, verbose=False, check_numerics=True)

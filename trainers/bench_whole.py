@@ -10,6 +10,10 @@ variant as its own process, alternating them round by round, each once with
   logging_off  the same with `--validation_split=0 --max_train_examples=54000
                --nolog_every_step --eval_every_steps=0 --notest_every_epoch
                --checkpoint_every_steps=0` (the same 54,000 training images, nothing else)
+  default_xla, logging_off_xla  the two above with `--jit_compile --intra_op_threads=0`:
+               full batches trained in XLA programs, which use the cores through
+               TensorFlow's intra-op threads (the plain graph uses them through
+               `--batch_splits`)
   keras_fit    the tutorial's `model.fit(validation_split=0.1)` (`trainers/peers.py`)
   keras_fit_spe  the same with `steps_per_execution` = an epoch's steps
   jax_scan     a JAX + optax `lax.scan` loop of the same model (skipped, saying so, when
@@ -43,15 +47,24 @@ TRAIN = [sys.executable, "-m", "tapeloop.trainers.train",
 # No validation split, and the same 54,000 training images as the others train on.
 LOGGING_OFF = ["--validation_split=0", "--max_train_examples=54000", "--nolog_every_step",
                "--eval_every_steps=0", "--notest_every_epoch", "--checkpoint_every_steps=0"]
+JIT = ["--jit_compile", "--intra_op_threads=0"]
 PEER = [sys.executable, "-m", "tapeloop.trainers.peers"]
-VARIANTS = ("default", "logging_off", "keras_fit", "keras_fit_spe", "jax_scan")
+VARIANTS = ("default", "logging_off", "default_xla", "logging_off_xla", "keras_fit",
+            "keras_fit_spe", "jax_scan")
 # (ratio name, numerator, denominator, measure)
 RATIOS = (("default / keras_fit, CPU per epoch", "default", "keras_fit", "cpu_per_epoch"),
           ("default / keras_fit, wall per epoch", "default", "keras_fit", "wall_per_epoch"),
           ("default / keras_fit, whole process wall", "default", "keras_fit", "wall"),
           ("logging_off / jax_scan, wall per epoch", "logging_off", "jax_scan", "wall_per_epoch"),
           ("default / jax_scan, wall per epoch", "default", "jax_scan", "wall_per_epoch"),
-          ("default / jax_scan, whole process wall", "default", "jax_scan", "wall"))
+          ("default / jax_scan, whole process wall", "default", "jax_scan", "wall"),
+          ("default_xla / keras_fit, CPU per epoch", "default_xla", "keras_fit", "cpu_per_epoch"),
+          ("logging_off_xla / jax_scan, wall per epoch", "logging_off_xla", "jax_scan",
+           "wall_per_epoch"),
+          ("default_xla / jax_scan, wall per epoch", "default_xla", "jax_scan", "wall_per_epoch"),
+          ("default_xla / default, wall per epoch", "default_xla", "default", "wall_per_epoch"),
+          ("logging_off_xla / logging_off, wall per epoch", "logging_off_xla", "logging_off",
+           "wall_per_epoch"))
 
 FLAGS = flags.FLAGS
 
@@ -69,9 +82,11 @@ def define_flags() -> None:
 
 def command(variant: str, epochs: int, logdir: str) -> list[str]:
     """The command line of `variant` training `epochs` epochs (tapeloop's into `logdir`)."""
-    if variant in ("default", "logging_off"):
+    base, xla = variant.removesuffix("_xla"), variant.endswith("_xla")
+    if base in ("default", "logging_off"):
         return TRAIN + [f"--epochs={epochs}", f"--logdir={logdir}", "--run_name=run",
-                        "--overwrite"] + (LOGGING_OFF if variant == "logging_off" else [])
+                        "--overwrite"] + (LOGGING_OFF if base == "logging_off" else []) + (
+                            JIT if xla else [])
     return PEER + [variant, f"--epochs={epochs}"]
 
 
@@ -88,7 +103,7 @@ def time_process(variant: str, epochs: int) -> dict:
         if proc.returncode:
             sys.exit(f"error: {' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
         first = (events.wall_time(Path(logdir) / "run", "train/loss", 0)
-                 if variant == "default" else None)
+                 if variant.startswith("default") else None)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"variant": variant, "epochs": epochs, "wall": wall, "cpu": cpu,
             "first_logged_step": None if first is None else first - started}

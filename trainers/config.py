@@ -166,6 +166,11 @@ class Config:
     intra_op_threads: int = setting(
         1, "Threads TensorFlow may use inside one op (0: its default, all cores). 1 "
         "measured fastest for the tutorial's MLP on 2 cores: see BENCHMARKS.md.", lower=0)
+    jit_compile: bool = setting(
+        False, "Run each call's training steps as one XLA program (jit_compile=True); the "
+        "built-in models then draw dropout masks with the threefry algorithm, which XLA "
+        "compiles to fast code. A different random stream: not a setting a resumed run may "
+        "change. Not with a tf.distribute strategy or --check_numerics. See docs on speed.")
     log_every_step: bool = setting(True, "Write train loss, accuracy and phase at every "
                                    "step.")
     eval_every_steps: int = setting(
@@ -204,6 +209,9 @@ class Config:
                 raise ValueError(f"{name} ({getattr(self, name)}) must be >= 0 (0: all)")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate ({self.learning_rate}) must be positive")
+        if self.jit_compile and self.strategy != "default":
+            raise ValueError(f"jit_compile runs on one device: not with strategy "
+                             f"{self.strategy!r}")
         for name in ("validation_split", "momentum"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} ({getattr(self, name)}) must lie in [0, 1)")

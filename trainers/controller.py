@@ -132,6 +132,10 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     actions = _checked_control(run_dir, actions=actions, stop_after_steps=stop_after_steps,
                                profile_steps=profile_steps, inspect_steps=inspect_steps)
     remedies = _checked_remedies(config, scenario, remedies, train_step)
+    if config.jit_compile and (check_numerics or (strategy is not None
+                                                  and distribute.is_distributed(strategy))):
+        raise SetupError("jit_compile: not with " + ("check_numerics (XLA has no numeric "
+                         "checks)" if check_numerics else "a tf.distribute strategy"))
     if strategy is None:
         try:
             strategy = distribute.make_strategy(config.strategy)
@@ -447,7 +451,8 @@ def _make_model(config: Config, data: splits.Splits, strategy, model, loss, outp
             else:
                 make = model or model_lib.builder(
                     config.model, hidden_sizes=config.hidden_sizes,
-                    activation=config.activation, dropout=config.dropout, seed=config.seed)
+                    activation=config.activation, dropout=config.dropout, seed=config.seed,
+                    dropout_alg="philox" if config.jit_compile else None)
                 built = model_lib.build(make, shape, outputs)
         return built, losses.make_objective(built, loss)
     except ValueError as e:
@@ -547,7 +552,8 @@ def _build(run: _Run, writer: writers.MetricWriter):
             variables=model.trainable_variables,
             lower_conditionals=(distribute.is_distributed(strategy)
                                 or run.check_numerics),
-            log_regularization=regularized)
+            log_regularization=regularized, jit_compile=config.jit_compile,
+            jit_batch_rows=run.stream_batch)
     return optimizer, global_step, tools, train_loop, evaluate, test, context
 
 
@@ -587,6 +593,15 @@ def numerics_line(message: str, step: int | None = None) -> str:
             + "; training stopped, nothing saved after it")
 
 
+def xla_line(message: str) -> str:
+    """One line from XLA's refusal to compile a step (--jit_compile)."""
+    lines = [x.strip() for x in message.splitlines()]
+    why = next((x for x in lines if "compile-time constant" in x or "not supported" in x
+                or "unsupported" in x.lower()), lines[-1])
+    return (f"jit_compile: XLA cannot compile the training step ({why}); train without "
+            "jit_compile")
+
+
 class Trainer:
     """Runs the compiled loop on the run's stream, some steps at a time (orbit's trainer)."""
 
@@ -618,6 +633,8 @@ class Trainer:
             try:
                 out = self.train_loop(self.stream, tf.constant(num_steps, tf.int64))
             except tf.errors.InvalidArgumentError as e:  # --check_numerics found one
+                if "tf2xla conversion failed" in e.message:
+                    raise SetupError(xla_line(e.message)) from None
                 if "Infinity or NaN" not in e.message:
                     raise
                 raise NonFiniteError(numerics_line(e.message, step=self.step)) from None

@@ -22,7 +22,8 @@ REGULARIZATION_TAG = "train/regularization_loss"
 def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: bool = True,
                     every_n_steps: int = 0, periodic=None, before_periodic=None,
                     variables=None, inspect_step=None, lower_conditionals: bool = False,
-                    log_regularization: bool = False):
+                    log_regularization: bool = False, jit_compile: bool = False,
+                    jit_batch_rows: int = 0):
     """Compiles `train_loop(iterator, num_steps) -> sums over those steps`.
 
     Args:
@@ -48,6 +49,15 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
         from two), and wanted under check_numerics (a NaN entering a branch is then
         reported at the op that made it, not at the branch function's input).
       log_regularization: with `log_every_step`, also write `train/regularization_loss`.
+      jit_compile: train on full batches (`jit_batch_rows` rows) in XLA
+        (`tf.function(jit_compile=True)`), up to `JIT_BLOCK` steps per XLA program,
+        compiled once per batch shape; a smaller batch (a class's last) trains in the
+        plain graph. The call first takes its `num_steps` batches from the iterator.
+        The instruments' values at cadence steps leave the XLA program as outputs and
+        are written after it (summary ops cannot run inside XLA). XLA draws other
+        random numbers than the plain graph's kernels and rounds differently: which
+        path a step takes depends on its batch alone (see `_xla_call`).
+      jit_batch_rows: the rows of a full batch (with `jit_compile`).
 
     Returns:
       A compiled function. Pass `num_steps` as an int64 tensor so that every call
@@ -124,12 +134,103 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
     def train_loop(iterator, num_steps):
         g = global_step.read_value()
         n = tf.cast(num_steps, tf.int32)
+        if jit_compile:
+            return finish(g, _xla_call(iterator, g, n))
 
         def body(i, records):
             return i + 1, step_at(next(iterator), g, records, i)[1]
 
         _, records = tf.while_loop(lambda i, _: i < n, body, (tf.constant(0), new_records(n)))
         return finish(g, records.stack())
+
+    periodic_tags = []  # the instruments' tags, as their values leave the XLA program
+
+    @tf.function(jit_compile=True, autograph=False)
+    def xla_steps(g, m, batches):
+        """The first `m` of `JIT_BLOCK` stacked batches' steps, as one XLA program (compiled
+        once per batch shape): their rows, and the instruments' values at cadence steps."""
+        def measure(metrics):
+            values = periodic(metrics)
+            periodic_tags[:] = list(values)
+            return tf.stack([tf.cast(v, tf.float32) for v in values.values()])
+
+        def body(i, records, measured_rows):
+            after = g + tf.cast(i, tf.int64) + 1
+            measured = tf.equal(after % k, 0) if k else tf.constant(False)
+            if k and before_periodic is not None:
+                tf.cond(measured, lambda: (before_periodic(), tf.constant(True))[1],
+                        lambda: tf.constant(False))
+            metrics = train_step(tf.nest.map_structure(lambda t: t[i], batches))
+            steps.check_metrics(metrics)
+            records = records.write(i, tf.stack([tf.cast(metrics[key], tf.float32)
+                                                 for key in RECORD]))
+            if k:
+                width = []
+
+                def take():
+                    row = measure(metrics)
+                    width.append(row.shape[0])
+                    return row
+
+                measured_rows = measured_rows.write(
+                    i, tf.cond(measured, take, lambda: tf.zeros([width[0]])))
+            return i + 1, records, measured_rows
+
+        _, records, measured_rows = tf.while_loop(
+            lambda i, *_: i < m, body,
+            (tf.constant(0), new_records(JIT_BLOCK),
+             tf.TensorArray(tf.float32, size=JIT_BLOCK if k else 0, infer_shape=False)))
+        return records.stack(), (measured_rows.stack() if k else tf.zeros([0, 0]))
+
+    def _xla_call(iterator, g, n):
+        """The call's steps: each full batch's in XLA, the others' in the plain graph.
+
+        A step's arithmetic depends only on its own batch (full or not), never on
+        where calls begin or end, so steps_per_loop and the actions' cadences leave
+        the results alone, and a resumed run continues bit-exactly. Full batches are
+        taken `JIT_BLOCK` at a time into one XLA program that runs as many as are
+        there (the rest of its input repeats the last of them, unused).
+        """
+        spec = iterator.element_spec
+        flat_spec = tf.nest.flatten(spec)
+        lead = next(i for i, s in enumerate(flat_spec) if s.shape.rank)  # a batched tensor
+        lists = [tf.TensorArray(s.dtype, size=n, infer_shape=False, element_shape=s.shape)
+                 for s in flat_spec]
+
+        def take(i, full, *lists):
+            flat = tf.nest.flatten(next(iterator))
+            full = full.write(i, tf.equal(tf.shape(flat[lead])[0], jit_batch_rows))
+            return (i + 1, full, *(a.write(i, t) for a, t in zip(lists, flat)))
+
+        _, full, *lists = tf.while_loop(lambda i, *_: i < n, take,
+                                        (tf.constant(0), tf.TensorArray(tf.bool, size=n),
+                                         *lists))
+        full = full.stack()
+
+        def in_xla(i, records):
+            ahead = tf.concat([full[i:i + JIT_BLOCK], [False]], 0)
+            m = tf.argmin(tf.cast(ahead, tf.int32), output_type=tf.int32)  # the full ones
+            taken = tf.minimum(i + tf.range(JIT_BLOCK), i + m - 1)
+            first = g + tf.cast(i, tf.int64)
+            rows, measured_rows = xla_steps(
+                first, m, tf.nest.pack_sequence_as(spec, [a.gather(taken) for a in lists]))
+            if k:
+                after = first + tf.range(1, tf.cast(m, tf.int64) + 1)
+                at = tf.where(tf.equal(after % k, 0))[:, 0]
+                writers.scalar_rows_at_steps(tf.gather(after, at), periodic_tags,
+                                             tf.gather(measured_rows, at))
+            return i + m, records.scatter(i + tf.range(m), rows[:m])
+
+        def plain(i, records):
+            batch = tf.nest.pack_sequence_as(spec, [a.read(i) for a in lists])
+            return i + 1, step_at(batch, g, records, i)[1]
+
+        _, records = tf.while_loop(
+            lambda i, _: i < n,
+            lambda i, records: tf.cond(full[i], lambda: in_xla(i, records),
+                                       lambda: plain(i, records)),
+            (tf.constant(0), new_records(n)))
+        return records.stack()
 
     @tf.function(autograph=False)
     def inspect(iterator):
@@ -184,6 +285,7 @@ def _when(predicate, fn, *, lower: bool = False) -> None:
 
 
 _LOWER_ATTR = "_lower_using_switch_merge"
+JIT_BLOCK = 10  # full batches per XLA program (--jit_compile)
 
 
 def _last(values):

@@ -91,8 +91,10 @@ class Dropout(tf.keras.layers.Dropout):
 
 
 def build_cnn(*, input_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0,
-              seed: int | None = None) -> tf.keras.Model:
+              seed: int | None = None, dropout_alg: str | None = None) -> tf.keras.Model:
     """A small CNN: two 3x3 Conv2D + max-pool blocks (32, 64 filters), then logits.
+
+    `dropout_alg`: the masks' random-number algorithm (`Dropout`); None: Keras's.
 
     `input_shape`: (H, W, C), (H, W) (one channel is added), or (D,) with D a square
     number (viewed as a D**0.5 x D**0.5 image: flat MNIST rows).
@@ -123,13 +125,13 @@ def build_cnn(*, input_shape: tuple[int, ...], num_classes: int, dropout: float 
     layers.append(tf.keras.layers.Flatten(name="flatten"))
     if dropout > 0:
         layers.append(Dropout(dropout, seed=None if seed is None else next(seeds),
-                              name="dropout"))
+                              name="dropout", alg=dropout_alg))
     layers.append(tf.keras.layers.Dense(num_classes, kernel_initializer=init(), name="logits"))
     return tf.keras.Sequential(layers, name="cnn")
 
 
 def builder(name: str, *, hidden_sizes: tuple[int, ...] = (150, 100), activation: str = "relu",
-            dropout: float = 0.0, seed: int | None = None):
+            dropout: float = 0.0, seed: int | None = None, dropout_alg: str | None = None):
     """Returns `build(input_shape, num_classes) -> model` for a model name.
 
     `name`: "mlp" (the tutorial's; `hidden_sizes`, `activation`, `dropout`), "cnn"
@@ -142,10 +144,12 @@ def builder(name: str, *, hidden_sizes: tuple[int, ...] = (150, 100), activation
     if name == "mlp":
         return lambda input_shape, num_classes: build_mlp(
             input_dim=int(np.prod(input_shape)), hidden_sizes=hidden_sizes,
-            num_classes=num_classes, activation=activation, dropout=dropout, seed=seed)
+            num_classes=num_classes, activation=activation, dropout=dropout, seed=seed,
+            dropout_alg=dropout_alg)
     if name == "cnn":
         return lambda input_shape, num_classes: build_cnn(
-            input_shape=input_shape, num_classes=num_classes, dropout=dropout, seed=seed)
+            input_shape=input_shape, num_classes=num_classes, dropout=dropout, seed=seed,
+            dropout_alg=dropout_alg)
     module, sep, function = name.partition(":")
     if not sep or not module or not function:
         raise ValueError(f"model ({name!r}) must be one of {', '.join(BUILTIN_MODELS)}, or "

@@ -291,6 +291,18 @@ def scalar_rows_in_graph(first_step, tags, rows) -> None:
 ROWS_PER_ITERATION = 10
 
 
+def scalar_rows_at_steps(at, tags, rows) -> None:
+    """Writes row i of `rows` (n, len(tags)) at step `at[i]` (int64, (n,)), one event each."""
+    protos = ScalarProtos(tuple(tags))(rows)
+    n = tf.shape(protos)[0]
+
+    def write(i):
+        tf.summary.experimental.write_raw_pb(protos[i], step=at[i])
+        return (i + 1,)
+
+    tf.while_loop(lambda i: i < n, write, (tf.constant(0),))
+
+
 _TENSOR_HEAD = b"\x08\x01\x2a\x04"  # TensorProto: dtype DT_FLOAT, packed float_val of 4 bytes
 
 
