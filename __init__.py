@@ -6,6 +6,10 @@ use, so `python -m tapeloop.trainers.train --help` answers without TensorFlow.
 
 import importlib
 
+from tapeloop import quiet
+
+quiet.install()  # TensorFlow's start-up lines off the terminal (TAPELOOP_TF_LOGS=1: on)
+
 # name -> module that defines it
 _EXPORTS = {
     # A run: its settings, and the one call that trains, evaluates and logs it.

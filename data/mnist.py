@@ -15,7 +15,9 @@ Every array is checked before it is returned; anything wrong raises `DataError`
 with a one-line message naming the file and the problem.
 """
 
+import contextlib
 import gzip
+import io
 import importlib.metadata
 import math
 import os
@@ -331,12 +333,14 @@ def download_keras(cache_dir: Path) -> Mnist | None:
     """Fetches Keras's `mnist.npz` (sha256-checked); None when there is no network."""
     import tensorflow as tf  # Only here: loading from disk must not pay for importing TF.
 
-    try:
-        path = tf.keras.utils.get_file(
-            CACHE_FILE, origin=KERAS_ORIGIN, file_hash=KERAS_SHA256,
-            cache_dir=str(cache_dir), cache_subdir="download")
+    try:  # Keras announces the download before trying it: said here only once it worked.
+        with contextlib.redirect_stdout(io.StringIO()):
+            path = tf.keras.utils.get_file(
+                CACHE_FILE, origin=KERAS_ORIGIN, file_hash=KERAS_SHA256,
+                cache_dir=str(cache_dir), cache_subdir="download")
     except Exception:  # get_file raises bare Exception on any network failure.
         return None
+    print(f"downloaded MNIST from {KERAS_ORIGIN}")
     return load_npz(Path(path))
 
 

@@ -106,3 +106,23 @@ def test_same_seed_same_results(tmp_path):
     a = controller.train_and_evaluate(config, None, verbose=False)
     b = controller.train_and_evaluate(config, None, verbose=False)
     assert a["test_loss"] == b["test_loss"] and a["train_loss"] == b["train_loss"]
+
+
+def test_numbers_read_well_a_diverged_loss_a_single_phase_and_chained_runs(capsys):
+    """No 36-digit loss, no `BWT +nan` after one phase, the threads note said once."""
+    from tapeloop.trainers import tables
+
+    assert tables.number(988329098754827508587523421516070912.0) == "9.883e+35"
+    assert tables.number(-2.5e7, signed=True) == "-2.5e+07" and tables.number(0.5) == "0.5000"
+    data = splits.mnist_splits(fake_mnist(n_train=60, n_test=30), validation_split=0.0)
+    controller.train_and_evaluate(Config(epochs=1, batch_size=20, hidden_sizes=(4,),
+                                         probe_per_class=2, validation_split=0.0), None,
+                                  data=data)
+    out = capsys.readouterr().out
+    assert "BWT - (one phase: nothing after it to forget)" in out and "nan" not in out
+    import tensorflow as tf
+
+    tf.constant(1.0) + 1.0  # TensorFlow has started: its threads are fixed
+    other = tf.config.threading.get_intra_op_parallelism_threads() + 3
+    assert controller.configure_threads(other).startswith("note: TensorFlow already started")
+    assert controller.configure_threads(other) is None  # the next run in this process

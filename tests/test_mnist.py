@@ -210,3 +210,17 @@ def test_hub_fills_an_empty_cache_and_later_loads_read_only_the_cache(tmp_path, 
     again, source = mnist.load_mnist(cache_dir=tmp_path, download=True)
     assert source.startswith("cache")
     _same(again, m)
+
+
+def test_an_offline_download_attempt_announces_nothing(tmp_path, capsys, monkeypatch):
+    """Keras prints `Downloading data from ...` before it tries; offline, nothing is said."""
+    import tensorflow as tf
+
+    def offline(*args, **kwargs):
+        print("Downloading data from https://storage.googleapis.com/...")
+        raise Exception("URL fetch failure: no network")
+
+    monkeypatch.setattr(tf.keras.utils, "get_file", offline)
+    assert mnist.download_keras(tmp_path) is None
+    captured = capsys.readouterr()
+    assert "Downloading" not in captured.out + captured.err

@@ -123,3 +123,14 @@ def test_fused_updates_equal_keras_apply_gradients(name, kwargs):
         assert (optimizers._fused_update(opt) is None) == (name == "rmsprop")
     for keras_w, fused_w in zip(*finals):
         np.testing.assert_allclose(fused_w, keras_w, rtol=1e-5, atol=1e-6)
+
+
+def test_the_layer_table_stays_aligned_for_long_layer_names():
+    import tensorflow as tf
+
+    m = tf.keras.Sequential([tf.keras.layers.Input((4,)),
+                             tf.keras.layers.Dense(3, name="a_rather_long_dense_layer_name"),
+                             tf.keras.layers.Dense(2, name="out")])
+    lines = model_lib.summary_lines(m)
+    assert len({len(line) for line in lines}) == 1, lines
+    assert lines[1].startswith("a_rather_long_dense_layer_name ") and lines[-1].endswith("23")

@@ -180,3 +180,18 @@ def test_run_directory_holding_an_incompatible_run_is_left_alone(tmp_path):
     assert listing() == before
     assert [p.name for p in sorted(tmp_path.iterdir()) if not p.name.endswith(".hparams")] == [
         ".r.lock", "r"]
+
+
+def test_the_terminal_shows_tapeloops_lines_only_unless_tensorflows_are_asked_for(tmp_path):
+    """TensorFlow's C++ start-up lines (oneDNN, CPU features, a failed CUDA probe) stay off
+    stderr; TAPELOOP_TF_LOGS=1 brings them back."""
+    args = ("--dataset=noise", "--epochs=1", "--noise_examples=200", "--probe_per_class=5",
+            f"--logdir={tmp_path}",
+            "--overwrite")
+    quiet = _train(*args, "--run_name=quiet", env={"TF_CPP_MIN_LOG_LEVEL": ""})
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert quiet.stderr == "", quiet.stderr[-2000:]
+    assert "epoch 1/1" in quiet.stdout
+    loud = _train(*args, "--run_name=loud", env={"TAPELOOP_TF_LOGS": "1",
+                                                 "TF_CPP_MIN_LOG_LEVEL": ""})
+    assert loud.returncode == 0 and "oneDNN" in loud.stderr

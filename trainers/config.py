@@ -167,10 +167,11 @@ class Config:
         1, "Threads TensorFlow may use inside one op (0: its default, all cores). 1 "
         "measured fastest for the tutorial's MLP on 2 cores: see BENCHMARKS.md.", lower=0)
     jit_compile: bool = setting(
-        False, "Run each call's training steps as one XLA program (jit_compile=True); the "
-        "built-in models then draw dropout masks with the threefry algorithm, which XLA "
-        "compiles to fast code. A different random stream: not a setting a resumed run may "
-        "change. Not with a tf.distribute strategy or --check_numerics. See docs on speed.")
+        False, "Train full batches in XLA programs (tf.function(jit_compile=True)); smaller "
+        "batches stay in the plain graph. XLA draws other dropout masks and rounds "
+        "differently: another run, not a setting a resumed run may change. Give "
+        "--intra_op_threads=0 with it (XLA uses the cores through those threads). Not with "
+        "a tf.distribute strategy or --check_numerics. BUILD.md, Speed.")
     log_every_step: bool = setting(True, "Write train loss, accuracy and phase at every "
                                    "step.")
     eval_every_steps: int = setting(

@@ -932,8 +932,9 @@ def _finish(run: _Run, results: dict, test, final: dict | None, *, step: int) ->
                                     counts=test.class_count, unit=unit,
                                     class_names=run.data.class_names))
     if final:
-        say(f"forgetting on the probe: average {final['average_forgetting']:.4f}, "
-            f"BWT {final['bwt']:+.4f}")
+        say(f"forgetting on the probe: average {tables.number(final['average_forgetting'])}, "
+            f"BWT {tables.number(final['bwt'], signed=True)}"
+            + (" (one phase: nothing after it to forget)" if np.isnan(final["bwt"]) else ""))
     if final and "min_acc" in final:
         say(f"stability gap (continual evaluation, every {config.eval_every_steps} steps): "
             f"min-ACC {final['min_acc']:.4f}, WC-ACC {final['wc_acc']:.4f}, "
@@ -956,9 +957,15 @@ def configure_threads(intra_op_threads: int) -> str | None:
     try:
         tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
     except RuntimeError:
+        if intra_op_threads in _THREAD_NOTES_GIVEN:  # chained runs: said once per process
+            return None
+        _THREAD_NOTES_GIVEN.add(intra_op_threads)
         return (f"note: TensorFlow already started with intra_op_threads={current or 'default'}; "
                 f"intra_op_threads={intra_op_threads} applies to a fresh process")
     return None
+
+
+_THREAD_NOTES_GIVEN: set[int] = set()
 
 
 def _tracing_counts(train_loop, evaluate, tools) -> dict[str, int]:

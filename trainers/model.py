@@ -332,12 +332,14 @@ def trainable_parameter_count(model: tf.keras.Model) -> int:
 
 
 def summary_lines(model: tf.keras.Model) -> list[str]:
-    """A short, plain-text layer table with parameter counts."""
-    lines = [f"{'layer':<12}{'output':>10}{'params':>10}"]
+    """A short, plain-text layer table with parameter counts; the name column fits the
+    longest layer name."""
+    rows = []
     for layer in all_layers(model):
         params = sum(w.shape.num_elements() for w in layer.trainable_weights)
         width = (layer.units if hasattr(layer, "units")
                  else layer.filters if hasattr(layer, "filters") else "-")
-        lines.append(f"{layer.name:<12}{width!s:>10}{params:>10,}")
-    lines.append(f"{'trainable':<12}{'':>10}{trainable_parameter_count(model):>10,}")
-    return lines
+        rows.append((layer.name, str(width), f"{params:,}"))
+    rows.append(("trainable", "", f"{trainable_parameter_count(model):,}"))
+    name = max(12, *(len(r[0]) + 2 for r in rows))
+    return [f"{a:<{name}}{b:>10}{c:>12}" for a, b, c in [("layer", "output", "params")] + rows]

@@ -19,7 +19,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from tapeloop.trainers import actions as actions_lib, step_dumps
+from tapeloop.trainers import actions as actions_lib, step_dumps, tables
 from tapeloop.trainers.actions import Action
 from tapeloop.trainers.run_dirs import SetupError
 
@@ -369,12 +369,13 @@ class EpochReport(Action):
         results["tracing"] = traces
         results["epoch_seconds"].append(seconds)
         results.update(train_loss=train_loss, train_accuracy=train_accuracy)
-        val_text = (f" | val loss {results['val_loss']:.4f} acc {results['val_accuracy']:.4f}"
+        num = tables.number
+        val_text = (f" | val loss {num(results['val_loss'])} acc {num(results['val_accuracy'])}"
                     if "val_loss" in results else "")
-        test_text = (f" | test loss {self.test.loss:.4f} acc {self.test.accuracy:.4f}"
+        test_text = (f" | test loss {num(self.test.loss)} acc {num(self.test.accuracy)}"
                      if self.test else "")
-        self._say(f"epoch {epoch + 1}/{self._epochs} step {step}: train loss {train_loss:.4f} "
-                  f"acc {train_accuracy:.4f}{val_text}{test_text} | {seconds:.1f} s",
+        self._say(f"epoch {epoch + 1}/{self._epochs} step {step}: train loss {num(train_loss)} "
+                  f"acc {num(train_accuracy)}{val_text}{test_text} | {seconds:.1f} s",
                   flush=True)
 
     def on_end(self, step, context):

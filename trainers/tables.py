@@ -71,6 +71,8 @@ def number(value: float | None, *, signed: bool = False) -> str:
     """A value with 4 decimals ("-" for None or NaN); `signed` shows + or - (never -0.0000)."""
     if value is None or math.isnan(value):
         return "-"
+    if abs(value) >= 1e5:  # a diverged loss: 9.883e+35, not 36 digits
+        return f"{value:+.4g}" if signed else f"{value:.4g}"
     return f"{round(value, 4) + 0.0:+.4f}" if signed else f"{value:.4f}"
 
 
