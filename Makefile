@@ -75,7 +75,7 @@ bench-tab: data
 scaling: data
 	$(BIN)/python -m tapeloop.trainers.bench --scaling --rounds=2 --epochs=3
 
-# README's pictures of the Forgetting tab, made by the browser test on the demo's runs
+# The docs' pictures of the Forgetting tab, made by the browser test on the demo's runs
 # (needs `make demo` first, and Chromium: apt-get install chromium chromium-driver).
 screenshots: data
 	TAPELOOP_DASHBOARD_LOGDIR=$(DEMO_LOGS) TAPELOOP_SCREENSHOTS=docs \

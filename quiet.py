@@ -7,6 +7,7 @@ tensorflow` after it run with the process's stderr pointed at /dev/null, probes 
 devices while it still is, and sets TensorFlow's Python logger to errors only (no
 retracing or checkpoint notices). A failing import still raises, with its traceback.
 
+A script that imports TensorFlow before tapeloop has had its lines printed already.
 `TAPELOOP_TF_LOGS=1` in the environment leaves all of it as TensorFlow has it.
 """
 

@@ -4,7 +4,7 @@ and what a person sees in headless Chromium (end to end).
 The browser tier needs Chromium and its driver (Debian: `apt-get install chromium
 chromium-driver`; `.ci/run` installs them) and selenium (the test extra); without
 them it is skipped, saying why. `make screenshots` runs it on `logs/demo` and keeps
-the pictures README shows (`TAPELOOP_DASHBOARD_LOGDIR`, `TAPELOOP_SCREENSHOTS`).
+the pictures README and docs/ show (`TAPELOOP_DASHBOARD_LOGDIR`, `TAPELOOP_SCREENSHOTS`).
 """
 
 import contextlib

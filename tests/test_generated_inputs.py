@@ -5,7 +5,7 @@ shapes, counts, label values, NaN and Inf, missing arrays, damaged headers, tf.d
 element specs) and asserts that tapeloop's data path either returns `Splits` whose
 invariants hold or raises `DataError` with a one-line message; never another exception.
 The last test sends generated refusals through the training script and checks that
-nothing was created. README's fault table quotes the number of inputs tried.
+nothing was created. the fault table, docs/reliability.md quotes the number of inputs tried.
 """
 
 import struct

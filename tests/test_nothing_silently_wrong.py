@@ -1,4 +1,4 @@
-"""Nothing silently wrong: each case a user hit (README's fault table) as a test.
+"""Nothing silently wrong: each case a user hit (the fault table, docs/reliability.md) as a test.
 
 Every bad input ends in one `error:` line, a non-zero exit and nothing created; what
 can work, works, and its record (config.json, HParams) is what it trained.
