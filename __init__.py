@@ -43,7 +43,11 @@ _EXPORTS = {
     "run_from_flags": "tapeloop.trainers.cli",
     # Errors a caller may catch (each message is one line).
     "SetupError": "tapeloop.trainers.run_dirs",
+    "RunDirError": "tapeloop.trainers.run_dirs",
     "DataError": "tapeloop.data.mnist",
+    "Interrupted": "tapeloop.trainers.standard_actions",
+    "StoppedAfter": "tapeloop.trainers.standard_actions",
+    "NonFiniteError": "tapeloop.trainers.controller",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -14,14 +14,3 @@ def mean_image(train: np.ndarray) -> np.ndarray:
     """The float32 mean of the training vectors (accumulated in float64)."""
     return train.mean(axis=0, dtype=np.float64).astype(np.float32)
 
-
-def subtract_mean(train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Subtracts the training split's mean vector from `train` and every other split.
-
-    The arrays are changed in place (float arrays the caller owns, such as those
-    `flatten_and_scale` returns) and returned in order: `train`, then `others`.
-    """
-    mean = mean_image(train)
-    for a in (train, *others):
-        a -= mean
-    return (train, *others)

@@ -111,11 +111,21 @@ def read_events(run_dir: Path) -> dict[str, dict[int, float]]:
     return events.read_scalars(run_dir)
 
 
+def tags_by_plugin(run_dir: Path) -> dict[str, list[str]]:
+    """`{plugin name: [tags]}` of everything written to a run (scalars, images, text, ...)."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    acc = event_accumulator.EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
+    acc.Reload()
+    out = {}
+    for tag in acc.Tags()["tensors"]:
+        out.setdefault(acc.SummaryMetadata(tag).plugin_data.plugin_name, []).append(tag)
+    return out
+
+
 def event_tags(run_dir: Path) -> list[str]:
     """Every tag of a run, of any plugin."""
-    from tapeloop.trainers import events
-
-    return [tag for tags in events.tags_by_plugin(run_dir).values() for tag in tags]
+    return [tag for tags in tags_by_plugin(run_dir).values() for tag in tags]
 
 
 SMALL_SORTED = dict(order="sorted", epochs=2, batch_size=6, hidden_sizes=(8,), steps_per_loop=4,

@@ -220,3 +220,17 @@ def test_an_actions_state_made_in_build_survives_a_resume_and_later_state_is_ref
     assert str(err.value) == ("StepCounter.checkpoint_items() lists seen, made after the "
                               "checkpoint was assembled: create them in build(model), or "
                               "they are never saved")
+
+
+def test_every_error_train_and_evaluate_documents_is_exported():
+    import re
+    from pathlib import Path
+
+    doc = tapeloop.train_and_evaluate.__doc__
+    raises = doc[doc.index("Raises"):doc.index('"""') if '"""' in doc else None]
+    named = set(re.findall(r"\b([A-Z][A-Za-z]*Error|Interrupted|StoppedAfter)\b", raises))
+    assert named == {"SetupError", "RunDirError", "DataError", "Interrupted",
+                     "NonFiniteError", "StoppedAfter"}
+    for name in named:
+        assert name in tapeloop.__all__ and issubclass(getattr(tapeloop, name), Exception)
+    assert (Path(tapeloop.__file__).parent / "py.typed").is_file()  # typed: PEP 561

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from tensorboard.plugins.custom_scalar import layout_pb2
 
-from tests.conftest import read_events
-from tapeloop.trainers import events
+from tests.conftest import read_events, tags_by_plugin
 
 
 def test_probe_and_drift_tags_at_every_multiple_of_the_cadence(small_sorted_run):
@@ -71,7 +70,7 @@ def test_drift_agrees_with_numpy_on_the_saved_weights(small_sorted_run):
 
 def test_layout_hparams_text_images_histograms_are_written(small_sorted_run):
     run_dir, _, config = small_sorted_run
-    by_plugin = events.tags_by_plugin(run_dir)
+    by_plugin = tags_by_plugin(run_dir)
     assert "config" in by_plugin["text"]
     assert "forgetting/accuracy_matrix" in by_plugin["images"]
     assert {"weights/dense_0/kernel", "weights/logits/bias"} <= set(by_plugin["histograms"])

@@ -5,7 +5,7 @@ import pytest
 
 from tapeloop.data import pipelines, splits
 from tests.conftest import SMALL_SORTED, fake_mnist, read_events
-from tapeloop.trainers import controller, loop
+from tapeloop.trainers import controller, losses, loop
 from tapeloop.trainers.config import Config
 
 
@@ -119,7 +119,7 @@ def test_inspect_returns_the_batch_and_the_update_it_applied():
     before = [v.numpy() for v in m.trainable_variables]
     with tf.GradientTape() as tape:
         logits = m(batch["image"], training=False)
-        loss = tf.reduce_mean(steps.cross_entropy(batch["label"], logits))
+        loss = tf.reduce_mean(losses.logits_cross_entropy(batch["label"], logits))
     grads = tape.gradient(loss, m.trainable_variables)
     out = train_loop.inspect(iter(tf.data.Dataset.from_tensors(batch).repeat()))
     after = [v.numpy() for v in m.trainable_variables]

@@ -12,13 +12,11 @@ def test_flatten_and_scale():
     np.testing.assert_allclose(out, [[0.0, 1.0, 0.2, 0.4]], rtol=1e-6)
 
 
-def test_mean_of_training_split_is_subtracted_from_every_split():
+def test_the_mean_image_is_the_training_splits_accumulated_in_float64():
     train = np.array([[0.0, 1.0], [2.0, 3.0]], np.float32)
-    test = np.array([[1.0, 1.0]], np.float32)
-    c_train, c_test = preprocess.subtract_mean(train, test)
-    np.testing.assert_allclose(c_train, [[-1.0, -1.0], [1.0, 1.0]])
-    np.testing.assert_allclose(c_test, [[0.0, -1.0]])  # the *training* mean (1, 2)
-    np.testing.assert_allclose(c_train.mean(axis=0), 0.0)
+    mean = preprocess.mean_image(train)
+    assert mean.dtype == np.float32
+    np.testing.assert_array_equal(mean, [1.0, 2.0])
 
 
 def test_noise_is_seeded_uniform_with_every_class():

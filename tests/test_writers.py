@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tapeloop.trainers import events, writers
+from tests.conftest import tags_by_plugin
 
 VALUES = [0.0, -0.0, 1.5, -2.25e-38, 3.4e38, math.inf, -math.inf, math.nan, 0.1]
 
@@ -64,7 +65,7 @@ def test_rows_and_scalars_land_at_their_steps(tmp_path):
     assert scalars["a/x"] == {5: 0.0, 6: 3.0, 7: 6.0, 8: 9.0}
     assert scalars["b/z"] == {5: 2.0, 6: 5.0, 7: 8.0, 8: 11.0}
     assert scalars["c/one"] == {15: 7.0} and scalars["c/two"] == {15: 0.5}
-    assert events.tags_by_plugin(tmp_path) == {"scalars": ["a/x", "a/y", "b/z", "c/one",
+    assert tags_by_plugin(tmp_path) == {"scalars": ["a/x", "a/y", "b/z", "c/one",
                                                            "c/two"]}
 
 

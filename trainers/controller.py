@@ -123,8 +123,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
       loss/accuracy, forgetting metrics (None with the probe off), steps, and seconds
       per epoch.
 
-    Raises:
-      SetupError (RunDirError), mnist.DataError: before anything is written.
+    Raises (each importable from `tapeloop`, each message one line):
+      SetupError (RunDirError), DataError: before anything is written.
       Interrupted: SIGINT/SIGTERM; a checkpoint was saved first.
       NonFiniteError: a loss or gradient was NaN/Inf; the last good checkpoint stays.
       StoppedAfter: `stop_after_steps` reached; a checkpoint was saved.

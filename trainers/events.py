@@ -34,15 +34,6 @@ def read_scalars(run_dir: Path) -> dict[str, dict[int, float]]:
     return out
 
 
-def tags_by_plugin(run_dir: Path) -> dict[str, list[str]]:
-    """`{plugin name: [tags]}` of everything written to a run (scalars, images, text, ...)."""
-    acc = _load(run_dir)
-    out = {}
-    for tag in acc.Tags()["tensors"]:
-        out.setdefault(acc.SummaryMetadata(tag).plugin_data.plugin_name, []).append(tag)
-    return out
-
-
 def wall_time(run_dir: Path, tag: str, step: int) -> float | None:
     """When `tag` was first written at `step` (seconds since the epoch); None if never."""
     acc = _load(run_dir)

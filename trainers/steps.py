@@ -12,7 +12,6 @@ import tensorflow as tf
 
 from tapeloop.trainers import losses, optimizers
 
-cross_entropy = losses.logits_cross_entropy
 MASKED = -1e9  # the logit a masked output gets: no probability, no gradient
 
 
