@@ -214,15 +214,15 @@ def _stream(images: np.ndarray, labels: np.ndarray, *, epochs: int, start_step: 
     `order[starts[b]:ends[b]]`, gathered from the arrays held in memory, with phase
     `batch_phase(e, b)`. The stream starts at batch `start_step` of the run: the
     order being a function of (seed, epoch), this is where the uninterrupted stream
-    would be, without replaying anything before it. One map stage per batch and a one-thread private pool keep
-    the input side to about 40 microseconds a batch on two cores.
+    would be, without replaying anything before it. One map stage per batch and a
+    one-thread private pool keep the input side off the training step's cores.
     """
     num_batches = len(starts)
     shard_index, num_shards = shard
     if not 0 <= shard_index < num_shards:
         raise ValueError(f"shard ({shard}) must be (i, n) with 0 <= i < n")
     # The arrays enter as a dataset input, held by reference: captured by the map
-    # function instead, they would be copied into its graph (twice, 170 MB each).
+    # function instead, they would be copied into its graph (twice).
     if pixel_mean is None:
         images = tf.constant(images, tf.float32)
 

@@ -165,7 +165,7 @@ class Config:
         lower=1)
     intra_op_threads: int = setting(
         1, "Threads TensorFlow may use inside one op (0: its default, all cores). 1 "
-        "measured fastest for the tutorial's MLP on 2 cores: see BENCHMARKS.md.", lower=0)
+        "is the default: BENCHMARKS.md, threads per op.", lower=0)
     jit_compile: bool = setting(
         False, "Train full batches in XLA programs (tf.function(jit_compile=True)); smaller "
         "batches stay in the plain graph. XLA draws other dropout masks and rounds "

@@ -99,7 +99,7 @@ class Instruments:
     def end(self, step: int, *, title: str) -> None:
         """The accuracy matrix as a labelled picture: Images tab and `RUN/accuracy_matrix.png`.
 
-        Drawn once, at the end (matplotlib takes ~0.1 s; the CSV is kept every epoch).
+        Drawn once, at the end (matplotlib is slow to start; the CSV is kept every epoch).
         The picture shows the last `HEATMAP_ROWS` rows (short class blocks make many).
         """
         if not self.matrix.rows:

@@ -258,8 +258,8 @@ def _when(predicate, fn, *, lower: bool = False) -> None:
 
     `tf.cond` marks its `If` ops for lowering to Switch/Merge nodes, and then every
     step that does not take the branch still passes each of the branch's nodes (the
-    probe's and the drift's: hundreds) a dead value: ~5% of an epoch of the tutorial's
-    model, measured against this (BUILD.md). Not lowered, an untaken branch is one
+    probe's and the drift's: hundreds) a dead value (BUILD.md, Speed, has its cost).
+    Not lowered, an untaken branch is one
     call of an empty function. The branch must not be differentiated. `lower`: leave
     it to `tf.cond` (lowered).
     """

@@ -31,8 +31,8 @@ from tapeloop.trainers import forgetting
 
 
 # TensorFlow's default writer flushes every 10 events, and each flush syncs the file:
-# with four scalars per step that is a disk sync every few steps, which measured up
-# to 0.2 s per epoch on this VM's disk (nothing on tmpfs). Events are flushed instead
+# with four scalars per step that is a disk sync every few steps, a cost that shows on
+# a slow disk (BUILD.md, Speed). Events are flushed instead
 # every FLUSH_MILLIS (TensorBoard shows them that late at most), when MAX_QUEUE are
 # waiting, at every checkpoint and at the end.
 MAX_QUEUE = 10_000
@@ -47,8 +47,8 @@ class MetricWriter:
     """Writes TensorBoard events to `logdir`, or nothing at all when `logdir` is None.
 
     Host-side writes are compiled: one call per set of tags (traced once per distinct
-    set) instead of one eager op per value, so a phase end writing ~50 scalars or an
-    epoch end writing histograms costs a fraction of a millisecond.
+    set) instead of one eager op per value, so a phase end writing dozens of scalars or
+    an epoch end writing histograms is one compiled call.
     """
 
     def __init__(self, logdir: str | None):
@@ -67,7 +67,7 @@ class MetricWriter:
 
         Leaving it flushes the events (TensorFlow's `as_default` does). Host-side
         writes inside it do not enter the writer again, so they do not flush (and
-        sync the file) one by one: about 1 ms each on this VM's disk.
+        sync the file) one by one.
         """
         with self._writer.as_default():
             self._active += 1
@@ -231,9 +231,8 @@ def histogram_buckets(data, bucket_count: int = 30) -> tf.Tensor:
     """TensorBoard's histogram buckets of `data`, (bucket_count, 3): left, right, count.
 
     The same edges and counts as `tf.summary.histogram` (a test compares them), but
-    counted with `bincount` instead of a (size x buckets) float64 one-hot matrix:
-    0.5 ms instead of 3.3 ms for the tutorial's six weight tensors. `data` must not
-    be empty.
+    counted with `bincount` instead of a (size x buckets) float64 one-hot matrix
+    (BUILD.md, Speed, has the comparison). `data` must not be empty.
     """
     data = tf.cast(tf.reshape(data, [-1]), tf.float64)
     low, high = tf.reduce_min(data), tf.reduce_max(data)
@@ -264,8 +263,7 @@ def scalar_rows_in_graph(first_step, tags, rows) -> None:
     """Writes row i of `rows` (n, len(tags)) at step `first_step + i`, one event per row.
 
     The writes are unrolled `ROWS_PER_ITERATION` to a loop iteration (the rest one by
-    one): a loop iteration costs more than a write, and this halved what per-step
-    logging adds to an epoch (BUILD.md).
+    one): a loop iteration costs more than a write (BUILD.md, Speed).
     """
     protos = ScalarProtos(tags)(rows)
     first_step = tf.cast(first_step, tf.int64)
