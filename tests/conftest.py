@@ -160,3 +160,23 @@ def get_json(url: str, timeout: float = 10):
     """GET `url` and decode its JSON."""
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read())
+
+
+# The test tiers (setup.cfg's markers; `make test` runs them in this order and times each):
+# a file named here is unit or end to end, any other integration; `slow` tests are end to end.
+TIERS = {
+    "unit": ("test_config", "test_drift", "test_forgetting", "test_mnist", "test_model",
+             "test_pipelines", "test_preprocess", "test_probe", "test_splits",
+             "test_standard_actions", "test_step_dumps", "test_writers"),
+    "end_to_end": ("test_dashboard", "test_dashboard_scale", "test_tensorboard_server",
+                   "test_examples", "test_packaging", "test_faults", "test_reliability"),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.path.stem
+        tier = next((t for t, files in TIERS.items() if module in files), "integration")
+        if item.get_closest_marker("slow") is not None:
+            tier = "end_to_end"
+        item.add_marker(getattr(pytest.mark, tier))
