@@ -89,20 +89,29 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
         snapshot right before it, the instruments after it. The conditionals hold
         only those, not the step (see `_when`).
         """
-        after = g + tf.cast(i, tf.int64) + 1
-        measured = tf.equal(after % k, 0) if k else None
-        if k and before_periodic is not None:
-            _when(measured, before_periodic, lower=lower_conditionals)
+        after, measured = before_step(g, i)
         if just_before is not None:
             just_before()
         metrics = step_fn(batch)
-        steps.check_metrics(metrics)
-        records = records.write(i, tf.stack([tf.cast(metrics[key], tf.float32)
-                                             for key in RECORD]))
+        records = records.write(i, row_of(metrics))
         if k:
             _when(measured, lambda: writers.scalars_in_graph(after, periodic(metrics)),
                   lower=lower_conditionals)
         return metrics, records
+
+    def before_step(g, i):
+        """Step `i` of a call from global step `g`: the global step after it, whether that
+        is a cadence step (None without instruments), and the snapshot before one."""
+        after = g + tf.cast(i, tf.int64) + 1
+        measured = tf.equal(after % k, 0) if k else None
+        if k and before_periodic is not None:
+            _when(measured, before_periodic, lower=lower_conditionals)
+        return after, measured
+
+    def row_of(metrics):
+        """A step's row of `RECORD` values (its metrics checked at trace time)."""
+        steps.check_metrics(metrics)
+        return tf.stack([tf.cast(metrics[key], tf.float32) for key in RECORD])
 
     def finish(g, rows):
         """After the steps: the global step, per-step scalars, the guard, the sums."""
@@ -155,15 +164,9 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
             return tf.stack([tf.cast(v, tf.float32) for v in values.values()])
 
         def body(i, records, measured_rows):
-            after = g + tf.cast(i, tf.int64) + 1
-            measured = tf.equal(after % k, 0) if k else tf.constant(False)
-            if k and before_periodic is not None:
-                tf.cond(measured, lambda: (before_periodic(), tf.constant(True))[1],
-                        lambda: tf.constant(False))
+            _, measured = before_step(g, i)
             metrics = train_step(tf.nest.map_structure(lambda t: t[i], batches))
-            steps.check_metrics(metrics)
-            records = records.write(i, tf.stack([tf.cast(metrics[key], tf.float32)
-                                                 for key in RECORD]))
+            records = records.write(i, row_of(metrics))
             if k:
                 width = []
 
