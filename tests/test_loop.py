@@ -79,30 +79,6 @@ def test_cadence_arithmetic_finds_every_multiple(g, n, k):
     assert measured == [s for s in range(g + 1, g + n + 1) if s % k == 0]
 
 
-@pytest.mark.parametrize("lower", [False, True])
-def test_the_cadence_conditionals_stay_if_ops(lower):
-    """The snapshot and instrument branches are not lowered to Switch/Merge (loop._when),
-    unless asked (tf.distribute, check_numerics)."""
-    import tensorflow as tf
-
-    global_step = tf.Variable(0, dtype=tf.int64)
-    train_loop = loop.make_train_loop(
-        lambda batch: {"loss": tf.constant(0.0), "accuracy": tf.constant(0.0),
-                       "count": tf.constant(1.0), "phase": batch,
-                       "grad_norm": tf.constant(0.0), "grad_norms": tf.zeros([1]),
-                       "correct": tf.constant(0.0), "regularization_loss": tf.constant(0.0)},
-        global_step, log_every_step=False, every_n_steps=2,
-        periodic=lambda metrics: {"x/loss": metrics["loss"]}, before_periodic=lambda: None,
-        lower_conditionals=lower)
-    fn = train_loop.get_concrete_function(
-        iter(tf.data.Dataset.from_tensors(tf.constant(0)).repeat()), tf.constant(3, tf.int64))
-    (while_op,) = [op for op in fn.graph.get_operations() if op.type in ("While", "StatelessWhile")]
-    ifs = [op for op in while_op._body_graph.get_operations()  # pylint: disable=protected-access
-           if op.type in ("If", "StatelessIf")]
-    assert len(ifs) == 2
-    assert [op.get_attr("_lower_using_switch_merge") for op in ifs] == [lower, lower]
-
-
 def test_inspect_returns_the_batch_and_the_update_it_applied():
     import tensorflow as tf
 

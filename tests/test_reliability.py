@@ -11,6 +11,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -162,12 +163,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, real
 
 @pytest.mark.slow
 def test_kill_while_a_checkpoint_is_written_loses_nothing(tmp_path):
-    """The test-only pause holds the process after a checkpoint's files are written and
-    before the index names it; SIGKILL there leaves the index at the previous one, and
-    the resume still finds the newest complete checkpoint from its files."""
-    proc = subprocess.Popen(_command(tmp_path, "run", "--order=sorted", *NOISE), cwd=REPO,
+    """tests/paused_save_train.py holds the process after a checkpoint's files are
+    written and before the index names it; SIGKILL there leaves the index at the
+    previous one, and the resume still finds the newest complete checkpoint from its files."""
+    command = [sys.executable, str(REPO / "tests" / "paused_save_train.py"), "0.5",
+               *_command(tmp_path, "run", "--order=sorted", *NOISE)[3:]]
+    proc = subprocess.Popen(command, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env=SCRIPT_ENV | {"TAPELOOP_TEST_SAVE_PAUSE": "0.5"})
+                            env=SCRIPT_ENV)
     written = []
     for line in proc.stdout:
         if line.startswith("checkpoint files written:"):

@@ -68,7 +68,7 @@ def test_evaluator_batches_add_up_and_absent_classes_are_nan():
     np.testing.assert_allclose(a.class_accuracy[:3], b.class_accuracy[:3])
     assert np.isnan(a.class_accuracy[3]) and a.class_count[3] == 0
     np.testing.assert_allclose(a.loss, b.loss, rtol=1e-6)
-    assert small.eval_step.experimental_get_tracing_count() == 1  # partial batch: no retrace
+    assert small.tracing_count() == 1  # partial batch: no retrace
 
 
 def test_k_step_loop_equals_k_single_steps_and_logs_each_step_once(tmp_path):
@@ -87,7 +87,7 @@ def test_k_step_loop_equals_k_single_steps_and_logs_each_step_once(tmp_path):
                 train_loop(it, tf.constant(k, tf.int64))
         writer.close()
         assert int(global_step) == 12
-        assert train_loop.experimental_get_tracing_count() == 1
+        assert train_loop.tracing_counts()["train_loop"] == 1
         results.append((m.get_weights(), read_events(tmp_path / f"k{k}")))
     (w1, ev1), (w6, ev6) = results
     for a, b in zip(w1, w6):

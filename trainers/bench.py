@@ -412,8 +412,10 @@ def op_type_table(logdir: str, title: str) -> str:
     """
     import glob
 
-    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as converter
-
+    from tapeloop.trainers import internals
+    converter = internals.profiler_converter()
+    if converter is None:
+        return f"{title}: no op-type table ({internals.why_off()}; internals.py)"
     planes = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
     raw, ok = converter.xspace_to_tools_data(planes, "framework_op_stats", {})
     if not ok:

@@ -18,7 +18,6 @@ previous checkpoint the latest one.
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 import tensorflow as tf
@@ -51,23 +50,11 @@ class RunState:
         self.global_step = global_step
         # A non-chief worker saves to its own directory but resumes from the chief's.
         self._restore_dir = Path(restore_dir or run_dir) / CHECKPOINT_DIR
-        # Test-only hook: pause after a checkpoint's files are written and before the
-        # manager's own callback updates the index, so a test can kill the process in
-        # the middle of a save.
-        self._options = None
-        delay = float(os.environ.get("TAPELOOP_TEST_SAVE_PAUSE", "0"))
-        if delay > 0:
-            def pause(save_path):
-                print(f"checkpoint files written: {save_path}", flush=True)
-                time.sleep(delay)
-
-            self._options = tf.train.CheckpointOptions(experimental_write_callbacks=[pause])
 
     def save(self, host_state: dict) -> str:
         """Saves everything, with `host_state` (JSON-serialisable); returns the path."""
         self._host.assign(json.dumps(host_state))
-        return self.manager().save(checkpoint_number=int(self.global_step),
-                                 options=self._options)
+        return self.manager().save(checkpoint_number=int(self.global_step))
 
     def manager(self) -> tf.train.CheckpointManager:
         if self._manager is None:

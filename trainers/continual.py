@@ -75,8 +75,7 @@ def task_evaluator(scenario, forward, *, input_dim: int, batch_size: int, batch_
                                      class_loss=loss, class_accuracy=accuracy,
                                      class_count=count)
 
-    evaluate.eval_step = evaluators[0].eval_step
-    return evaluate
+    return evaluation.Evaluator(evaluate, evaluators[0].eval_step)
 
 
 def _scored(forward, mask):

@@ -540,7 +540,8 @@ def _build(run: _Run, writer: writers.MetricWriter):
             model, optimizer, batch_splits=batch_splits,
             distributed=distribute.is_distributed(strategy), forward=forward,
             objective=objective, penalty=run.penalty, **continual_args)
-        regularized = bool(getattr(train_step, "regularized", True))
+        regularized = (train_step.regularized if isinstance(train_step, steps.TrainStep)
+                       else True)  # a user's own step: its regularization_loss is logged
         train_step = steps.user_code(train_step)  # a step of yours: converted by AutoGraph
         train_loop = loop.make_train_loop(
             distribute.run_train_step(strategy, train_step), global_step,
@@ -970,10 +971,7 @@ _THREAD_NOTES_GIVEN: set[int] = set()
 
 def _tracing_counts(train_loop, evaluate, tools) -> dict[str, int]:
     """How often each compiled function has been traced so far (1 = never retraced)."""
-    counts = {"train_loop": train_loop.experimental_get_tracing_count(),
-              "evaluate": evaluate.eval_step.experimental_get_tracing_count()}
-    if train_loop.inspect.experimental_get_tracing_count():
-        counts["inspect"] = train_loop.inspect.experimental_get_tracing_count()
+    counts = {**train_loop.tracing_counts(), "evaluate": evaluate.tracing_count()}
     if tools:
         counts["probe"] = tools.probe_tracing_count()
     return counts

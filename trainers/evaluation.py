@@ -1,6 +1,7 @@
 """Held-out evaluation: overall and per-class loss and accuracy of a fixed set."""
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -24,7 +25,7 @@ class EvalResult:
 
 
 def make_evaluator(model, *, num_classes: int, input_dim: int, batch_size: int = 1000,
-                   batch_splits: int = 1, strategy=None, objective=None):
+                   batch_splits: int = 1, strategy=None, objective=None) -> "Evaluator":
     """Returns `evaluate(images, labels) -> EvalResult`, compiled once for any set size.
 
     `model`: a Keras model or `forward(rows, training=False) -> outputs` taking flat
@@ -56,8 +57,21 @@ def make_evaluator(model, *, num_classes: int, input_dim: int, batch_size: int =
             sums = out if sums is None else {k: sums[k] + out[k] for k in sums}
         return result_from_sums(sums["loss_sum"], sums["correct"], sums["count"])
 
-    evaluate.eval_step = eval_step
-    return evaluate
+    return Evaluator(evaluate, eval_step)
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluator:
+    """`evaluate(images, labels) -> EvalResult`; `eval_step`: its compiled per-batch sums."""
+    evaluate: Callable[[np.ndarray, np.ndarray], EvalResult]
+    eval_step: Callable
+
+    def __call__(self, images: np.ndarray, labels: np.ndarray) -> EvalResult:
+        return self.evaluate(images, labels)
+
+    def tracing_count(self) -> int:
+        """How often `eval_step` has been traced (1: never retraced)."""
+        return self.eval_step.experimental_get_tracing_count()
 
 
 def result_from_sums(loss_sum: np.ndarray, correct: np.ndarray,

@@ -6,10 +6,12 @@ graph, at its own global step, and periodic instruments (the held-out probe,
 weight drift) still run at their exact cadence.
 """
 
-import tensorflow as tf
-from tensorflow.core.framework import attr_value_pb2
+import dataclasses
+from typing import Callable
 
-from tapeloop.trainers import steps, writers
+import tensorflow as tf
+
+from tapeloop.trainers import internals, steps, writers
 
 # A step's row of per-step values, kept in the graph until the call's steps are done.
 RECORD = ("loss", "accuracy", "phase", "grad_norm", "count", "regularization_loss")
@@ -60,12 +62,12 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
       jit_batch_rows: the rows of a full batch (with `jit_compile`).
 
     Returns:
-      A compiled function. Pass `num_steps` as an int64 tensor so that every call
+      A `TrainLoop`, called as a compiled function. Pass `num_steps` as an int64 tensor so that every call
       reuses one trace. It returns `loss_sum` and `correct` (example-weighted sums),
       `count` (examples seen), `loss`, `accuracy` of the last step, and
       `first_bad_step` (-1 while every loss and gradient was finite) with `bad_kind`
       (0: the loss, 1: a gradient).
-      `train_loop.experimental_get_tracing_count()` tells how often it was traced.
+      `train_loop.tracing_counts()` tells how often it was traced.
       `train_loop.inspect(iterator)` (compiled separately, traced on first use) runs
       exactly one step the way the loop would (same logging, cadence and guard) and
       also returns that step's batch (`image`, `label`, `phase`), `logits`,
@@ -251,9 +253,27 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
                 "grad_norms": metrics["grad_norms"],
                 "update": [v - b for v, b in zip(variables, before)]}
 
-    if variables is not None:
-        train_loop.inspect = inspect
-    return train_loop
+    return TrainLoop(train_loop, inspect if variables is not None else None)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainLoop:
+    """The compiled loop: `train_loop(iterator, num_steps) -> sums` (`run`), and
+    `inspect(iterator)`, one step run as the loop runs it that returns what it saw
+    (None when `make_train_loop` was given no `variables`)."""
+    run: Callable
+    inspect: Callable | None = None
+
+    def __call__(self, iterator, num_steps):
+        return self.run(iterator, num_steps)
+
+    def tracing_counts(self) -> dict[str, int]:
+        """How often each compiled function has been traced (1: never retraced);
+        `inspect` only once it has run."""
+        counts = {"train_loop": self.run.experimental_get_tracing_count()}
+        if self.inspect is not None and self.inspect.experimental_get_tracing_count():
+            counts["inspect"] = self.inspect.experimental_get_tracing_count()
+        return counts
 
 
 def _when(predicate, fn, *, lower: bool = False) -> None:
@@ -263,8 +283,8 @@ def _when(predicate, fn, *, lower: bool = False) -> None:
     step that does not take the branch still passes each of the branch's nodes (the
     probe's and the drift's: hundreds) a dead value (BUILD.md, Speed, has its cost).
     Not lowered, an untaken branch is one
-    call of an empty function. The branch must not be differentiated. `lower`: leave
-    it to `tf.cond` (lowered).
+    call of an empty function (`internals.keep_unlowered`; with internals off, lowered).
+    The branch must not be differentiated. `lower`: leave it to `tf.cond` (lowered).
     """
     if tf.executing_eagerly():  # --run_eagerly
         if predicate:
@@ -283,11 +303,8 @@ def _when(predicate, fn, *, lower: bool = False) -> None:
     ifs = [op for op in graph.get_operations()[first:] if op.type in ("If", "StatelessIf")]
     if len(ifs) != 1:
         raise AssertionError(f"expected one If op from tf.cond, found {len(ifs)}")
-    # The attribute tf.cond sets and TensorFlow's lowering pass reads (no public API).
-    ifs[0]._set_attr(_LOWER_ATTR, attr_value_pb2.AttrValue(b=False))  # pylint: disable=protected-access
+    internals.keep_unlowered(ifs[0])  # off: left to tf.cond (lowered)
 
-
-_LOWER_ATTR = "_lower_using_switch_merge"
 JIT_BLOCK = 10  # full batches per XLA program (--jit_compile)
 
 

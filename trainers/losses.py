@@ -84,9 +84,8 @@ def _from_compiled(compiled, probabilities: bool) -> Objective:
         raise ValueError(f"the model is compiled with loss {name!r}; tapeloop takes integer "
                          "class labels and knows categorical_crossentropy and "
                          "sparse_categorical_crossentropy: pass loss=... for any other")
-    from_logits = getattr(keras_loss, "from_logits", False)
-    if getattr(keras_loss, "_fn_kwargs", None):
-        from_logits = keras_loss._fn_kwargs.get("from_logits", from_logits)
+    config = keras_loss.get_config() if hasattr(keras_loss, "get_config") else {}
+    from_logits = bool(getattr(keras_loss, "from_logits", config.get("from_logits", False)))
     if from_logits and probabilities:
         raise ValueError(f"the model ends in a softmax but is compiled with {name!r} "
                          "from_logits=True: its probabilities would be treated as logits")

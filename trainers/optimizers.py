@@ -8,7 +8,12 @@ training kernels (one op per variable: `ResourceApplyAdam`,
 slot variables, so checkpoints and `optimizer.iterations` stay Keras's.
 """
 
+import dataclasses
+from typing import Callable
+
 import tensorflow as tf
+
+from tapeloop.trainers import internals
 
 
 def make_optimizer(name: str, *, learning_rate: float, momentum: float = 0.0,
@@ -34,28 +39,39 @@ def is_fused(optimizer: tf.keras.optimizers.Optimizer, variables: list) -> bool:
     return apply_fn(optimizer, variables).fused
 
 
-def apply_fn(optimizer: tf.keras.optimizers.Optimizer, variables: list):
+@dataclasses.dataclass(frozen=True)
+class Apply:
+    """`apply(grads)`: one optimizer update of `variables`; `fused`: with fused kernels."""
+    update: Callable[[list], None]
+    fused: bool
+
+    def __call__(self, grads: list) -> None:
+        self.update(grads)
+
+
+def apply_fn(optimizer: tf.keras.optimizers.Optimizer, variables: list) -> Apply:
     """Returns `apply(grads)`, updating `variables` as `optimizer.apply_gradients` would.
 
     Adam (without amsgrad) and SGD (with or without momentum), with no weight decay,
     clipping or moving average, on variables without constraints, use one fused kernel
-    per variable; anything else falls back to `optimizer.apply_gradients`. Build the
+    per variable on Keras's own slots (`internals.optimizer_slots`); anything else, or
+    internals switched off, falls back to `optimizer.apply_gradients`. Build the
     optimizer on `variables` first.
     """
     fused = None if any(getattr(v, "constraint", None) for v in variables) else (
         _fused_update(optimizer))
-    if fused is None:
+    slots = None if fused is None else internals.optimizer_slots(optimizer, variables)
+    if slots is None:
         def apply(grads):
             optimizer.apply_gradients(zip(grads, variables))
-    else:
-        slots = [optimizer._get_variable_index(v) for v in variables]  # Keras's slot order.
 
-        def apply(grads):
-            fused(grads, variables, slots)
-            optimizer.iterations.assign_add(1)
+        return Apply(apply, fused=False)
 
-    apply.fused = fused is not None
-    return apply
+    def apply_fused(grads):
+        fused(grads, variables, slots)
+        optimizer.iterations.assign_add(1)
+
+    return Apply(apply_fused, fused=True)
 
 
 def _fused_update(optimizer):
@@ -79,9 +95,9 @@ def _adam(opt):
         beta_1, beta_2 = tf.constant(opt.beta_1, tf.float32), tf.constant(opt.beta_2, tf.float32)
         beta_1_power, beta_2_power = tf.pow(beta_1, t), tf.pow(beta_2, t)
         epsilon = tf.constant(opt.epsilon, tf.float32)
-        for var, grad, i in zip(variables, grads, slots):
+        for var, grad, (m, v) in zip(variables, grads, slots):
             tf.raw_ops.ResourceApplyAdam(
-                var=_handle(var), m=_handle(opt._momentums[i]), v=_handle(opt._velocities[i]),
+                var=_handle(var), m=_handle(m), v=_handle(v),
                 beta1_power=beta_1_power, beta2_power=beta_2_power, lr=lr, beta1=beta_1,
                 beta2=beta_2, epsilon=epsilon, grad=grad)
 
@@ -91,10 +107,10 @@ def _adam(opt):
 def _sgd(opt):
     def update(grads, variables, slots):
         lr = tf.cast(opt.learning_rate, tf.float32)
-        for var, grad, i in zip(variables, grads, slots):
+        for var, grad, slot in zip(variables, grads, slots):
             if opt.momentum:
                 tf.raw_ops.ResourceApplyKerasMomentum(
-                    var=_handle(var), accum=_handle(opt.momentums[i]), lr=lr, grad=grad,
+                    var=_handle(var), accum=_handle(slot[0]), lr=lr, grad=grad,
                     momentum=tf.constant(opt.momentum, tf.float32), use_nesterov=opt.nesterov)
             else:
                 tf.raw_ops.ResourceApplyGradientDescent(var=_handle(var), alpha=lr, delta=grad)

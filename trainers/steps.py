@@ -6,7 +6,8 @@ The contract between a training step and the loop is `StepMetrics`: a custom ste
 every instrument keeps working.
 """
 
-from typing import TypedDict
+import dataclasses
+from typing import Callable, TypedDict
 
 import tensorflow as tf
 
@@ -111,7 +112,7 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
                     batch_splits: int = 1, distributed: bool = False, forward=None,
                     objective: losses.Objective | None = None, penalty=None,
                     output_mask=None, remedies=()):
-    """Returns `train_step(batch) -> StepMetrics` that updates `model` once.
+    """Returns `train_step(batch) -> StepMetrics` (a `TrainStep`) that updates `model` once.
 
     Args:
       model: the model whose trainable variables are updated; `model.losses` (weight and
@@ -266,8 +267,22 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
                 "regularization_loss": reg, "logits": logits, "example_loss": example_loss,
                 "image": images, "label": labels}
 
-    train_step.regularized = regularized
-    return train_step
+    return TrainStep(train_step, regularized)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainStep:
+    """`train_step(batch) -> StepMetrics`, tapeloop's own step (`make_train_step`).
+
+    `regularized`: its loss has a regularization term (the model's losses, a penalty or
+    a remedy's), so the loop logs `train/regularization_loss`. A step of your own is a
+    plain function; the loop logs that tag for it.
+    """
+    step: Callable[[dict], StepMetrics]
+    regularized: bool
+
+    def __call__(self, batch: dict) -> StepMetrics:
+        return self.step(batch)
 
 
 def make_eval_step(model, num_classes: int, *, batch_splits: int = 1,

@@ -104,14 +104,15 @@ def point_config(point: dict[str, str]) -> config_lib.Config:
     Raises:
       ValueError: a value a flag or the config rejects.
     """
-    saved = {name: FLAGS[name].value for name in point}
+    # absl's Flag.parse() parses and counts the flag as given (its public `present`):
+    # both are put back, so the point's values never count as the command line's.
+    saved = {name: (FLAGS[name].value, FLAGS[name].present) for name in point}
     try:
         for name, value in point.items():
             try:
                 FLAGS[name].parse(value)
             except flags.Error as e:
                 raise ValueError(f"--{name}={value}: {e}") from None
-            FLAGS[name].present -= 1  # parse() counts as given on the command line
         for name in point:
             for validator in FLAGS[name].validators:
                 try:
@@ -120,8 +121,8 @@ def point_config(point: dict[str, str]) -> config_lib.Config:
                     raise ValueError(f"--{name}={point[name]}: {e}") from None
         return train.config_from_flags(given=frozenset(point))
     finally:
-        for name, value in saved.items():
-            FLAGS[name].value = value
+        for name, (value, present) in saved.items():
+            FLAGS[name].value, FLAGS[name].present = value, present
 
 
 def script_command(script: str) -> list[str]:
