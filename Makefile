@@ -44,21 +44,21 @@ demo: data
 # third worker fills the gaps (BUILD.md, Tests). Plain `pytest` runs it in one process.
 test: data
 	@for tier in unit integration end_to_end; do start=$$(date +%s); \
-		$(BIN)/python -m pytest -n 3 -q -m "$$tier and not slow" || exit 1; \
+		$(BIN)/pytest -n 3 -q -m "$$tier and not slow" || exit 1; \
 		echo "tier $$tier: $$(( $$(date +%s) - start )) s"; done
 
 # The unit tier alone: no training run (setup.cfg's markers, tests/conftest.py TIERS).
 test-fast: data
-	$(BIN)/python -m pytest -n 2 -q -m unit
+	$(BIN)/pytest -n 2 -q -m unit
 
 # The slow tier: processes killed, signalled or distributed, benches, Debugger V2 (the
 # `slow` marker, setup.cfg; BUILD.md, Tests). CI runs it after
 # `make test`; `make test-all` runs both tiers in one pytest.
 test-slow: data
-	$(BIN)/python -m pytest -n 3 -m slow
+	$(BIN)/pytest -n 3 -m slow
 
 test-all: data
-	$(BIN)/python -m pytest -n 3
+	$(BIN)/pytest -n 3
 
 # What a user times: whole processes of the default run, logging off, the tutorial's
 # fit and a JAX loop (installed here from the `bench` extra), alternating; then the
@@ -74,7 +74,7 @@ bench: data
 bench-tab: data
 	TAPELOOP_TAB_BENCH=logs/bench_tab.md TAPELOOP_TAB_BENCH_RUNS=logs/bench_tab_runs \
 		$(if $(wildcard $(DEMO_LOGS)/sorted),TAPELOOP_DASHBOARD_LOGDIR=$(DEMO_LOGS)) \
-		$(BIN)/python -m pytest tests/test_dashboard_scale.py -p no:xdist -s -q
+		$(BIN)/pytest tests/test_dashboard_scale.py -p no:xdist -s -q
 	@cat logs/bench_tab.md
 
 # The scaling tables of BENCHMARKS.md (about 15 minutes).
@@ -85,7 +85,7 @@ scaling: data
 # (needs `make demo` first, and Chromium: apt-get install chromium chromium-driver).
 screenshots: data
 	TAPELOOP_DASHBOARD_LOGDIR=$(DEMO_LOGS) TAPELOOP_SCREENSHOTS=docs \
-		$(BIN)/python -m pytest tests/test_dashboard.py -k "sees or hparams or time_series or first_screen" -p no:xdist -s
+		$(BIN)/pytest tests/test_dashboard.py -k "sees or hparams or time_series or first_screen" -p no:xdist -s
 	$(BIN)/python -m tapeloop.trainers.report $(DEMO_LOGS)/shuffled $(DEMO_LOGS)/sorted \
 		--plot=docs/probe_curves.png > /dev/null
 	cp $(DEMO_LOGS)/sorted/accuracy_matrix.png docs/accuracy_matrix_sorted.png

@@ -26,7 +26,7 @@ from tensorboard import plugin_util
 from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
 
-from tapeloop.trainers import forgetting, tables
+from tapeloop.trainers.records import forgetting, tables
 
 PLUGIN_NAME = "forgetting"
 STATIC = Path(__file__).parent / "static"

@@ -5,9 +5,9 @@ Every pipeline yields, for all epochs in one stream, dicts of
 where `phase` names the block the batch belongs to: the class in `class_sorted`
 and `blocked`, the epoch in `shuffled`. Each epoch presents every training example
 exactly once. (The `replay` order is `class_sorted` with smaller batches: the
-replayed examples are mixed in by the reservoir remedy, `trainers.remedies.reservoir`,
+replayed examples are mixed in by the reservoir remedy, `trainers.extend.remedies.reservoir`,
 in the training step.) The tutorial's orders reach the controller as scenarios
-(`trainers.scenarios.orders`).
+(`trainers.extend.scenarios.orders`).
 
 The order is a pure function of (seed, epoch): epochs are shuffled with stateless
 random ops, so a run is reproducible, and epoch e's order does not depend on how

@@ -4,7 +4,7 @@ Any data set becomes `Splits`: MNIST (`mnist_splits`), the noise set (`noise_spl
 the user's own numpy arrays of any per-example shape (`from_arrays`), or finite
 `tf.data.Dataset`s of `(x, y)` (`from_datasets`, read once into arrays). The arrays are
 kept flat, one row of `input_dim` values per example, and `example_shape` records the
-shape each row is viewed as when it is fed to a model (`trainers.model.flat_forward`).
+shape each row is viewed as when it is fed to a model (`trainers.engine.model.flat_forward`).
 """
 
 import dataclasses

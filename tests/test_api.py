@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 import tapeloop
-from tapeloop.trainers import losses, model as model_lib, optimizers
-from tests.conftest import fake_mnist, read_events
+from tapeloop.trainers.engine import losses, model as model_lib, optimizers
+from helpers import fake_mnist, read_events
 
 SMALL = dict(order="sorted", epochs=1, batch_size=20, probe_per_class=5, eval_every_steps=4,
              seed=0, deterministic=True)  # with the script's own model
@@ -203,7 +203,7 @@ class StepCounter(tapeloop.Action):
 
 def test_an_actions_state_made_in_build_survives_a_resume_and_later_state_is_refused(tmp_path):
     config = tapeloop.Config(**dict(MLP, epochs=2))
-    from tapeloop.trainers.standard_actions import StoppedAfter
+    from tapeloop.trainers.run.standard_actions import StoppedAfter
 
     first = StepCounter()
     with pytest.raises(StoppedAfter):

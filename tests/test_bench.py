@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from helpers import REPO
 from tapeloop.trainers import bench, bench_whole, peers
 
 

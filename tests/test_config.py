@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from tapeloop.trainers.config import Config
+from tapeloop.trainers.records.config import Config
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -8,9 +8,12 @@ import pytest
 import tensorflow as tf
 
 import tapeloop
-from tapeloop.trainers import continual, forgetting, model as model_lib, remedies, scenarios
-from tapeloop.trainers.remedies import ewc
-from tests.conftest import fake_mnist, run_train_here
+from tapeloop.trainers.extend import remedies, scenarios
+from tapeloop.trainers.engine import model as model_lib
+from tapeloop.trainers.instruments import continual
+from tapeloop.trainers.records import forgetting
+from tapeloop.trainers.extend.remedies import ewc
+from helpers import fake_mnist, run_train_here
 
 SMALL = dict(epochs=1, batch_size=16, hidden_sizes=(12,), dropout=0.0, probe_per_class=4,
              eval_every_steps=2, steps_per_loop=4, validation_split=0.0, seed=0,
@@ -23,7 +26,7 @@ def _data():
 
 
 def test_built_in_names_are_the_flags_choices():
-    from tapeloop.trainers import config
+    from tapeloop.trainers.records import config
     assert tuple(remedies.BUILT_IN) == config.REMEDIES
     assert set(scenarios.FAMILIES) == set(config.SCENARIO_FAMILIES)
     assert all(scenarios.make(n, steps_per_task=1).name == n for n in config.SCENARIOS)
@@ -194,7 +197,7 @@ def test_remedies_as_objects_train_save_and_resume_bit_exactly(tmp_path):
             remedies=made, verbose=False, **kwargs)
 
     whole = run(tmp_path / "whole")
-    with pytest.raises(tapeloop.trainers.standard_actions.StoppedAfter):
+    with pytest.raises(tapeloop.trainers.run.standard_actions.StoppedAfter):
         run(tmp_path / "stopped", stop_after_steps=7)  # inside task 1, after task 0's work
     run(tmp_path / "stopped")
     a, b = _final(tmp_path / "whole"), _final(tmp_path / "stopped")
@@ -203,7 +206,7 @@ def test_remedies_as_objects_train_save_and_resume_bit_exactly(tmp_path):
     saved = json.loads((tmp_path / "whole" / "config.json").read_text())
     recorded = {r["name"]: r["hparams"] for r in saved["recorded"]["remedies"]}
     assert recorded["l2_anchor"] == {"strength": 0.5} and recorded["ewc"]["lambda"] == 10.0
-    from tapeloop.trainers import instruments
+    from tapeloop.trainers.instruments import suite as instruments
     hparams = instruments.hparams_of(saved)  # what the HParams dashboard shows
     assert hparams["remedies"] == "l2_anchor+replay+ewc+si+lwf+agem"
     assert hparams["l2_anchor.strength"] == 0.5 and hparams["si.c"] == 1.0
@@ -229,10 +232,10 @@ def test_the_tutorial_orders_are_scenario_objects_and_replay_a_remedy(tmp_path):
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert by_name["test_accuracy"] == by_object["test_accuracy"]
     assert len(by_name["test_class_accuracy"]) == 10  # scored per class, as the tutorial
-    from tapeloop.trainers import instruments
+    from tapeloop.trainers.instruments import suite as instruments
     saved = json.loads((tmp_path / "by_object" / "config.json").read_text())
     assert saved["recorded"]["remedies"][0]["hparams"] == {"capacity": 20, "fraction": 0.25}
-    assert saved["recorded"]["order"] == "tapeloop.trainers.scenarios.orders:Sorted"
+    assert saved["recorded"]["order"] == "tapeloop.trainers.extend.scenarios.orders:Sorted"
     hparams = instruments.hparams_of(saved)  # the object's settings, not the unused flags'
     assert hparams["reservoir.capacity"] == 20 and "replay_capacity" not in hparams
     assert "ewc_lambda" not in hparams and hparams["order"] == "sorted"
@@ -269,5 +272,5 @@ def test_scenario_flags_run_the_protocol_and_refuse_what_cannot_apply(tmp_path):
             saved["ewc_lambda"], saved["batch_size"], saved["epochs"]) == (
         [400, 400], 1e-3, 0.0, 7.0, 1e9, 8, 1)
     assert saved["recorded"]["remedies"] == [
-        {"name": "si", "class": "tapeloop.trainers.remedies.si:SI",
+        {"name": "si", "class": "tapeloop.trainers.extend.remedies.si:SI",
          "hparams": {"c": 7.0, "epsilon": 0.1}}]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from tapeloop.data import pipelines, splits
-from tests.conftest import event_tags, fake_mnist, read_events
-from tapeloop.trainers import controller
-from tapeloop.trainers.config import Config
+from helpers import event_tags, fake_mnist, read_events
+from tapeloop.trainers.run import controller
+from tapeloop.trainers.records.config import Config
 
 NOISE = dict(dataset="noise", noise_examples=200, hidden_sizes=(16,), dropout=0.0,
              batch_size=50, epochs=3, steps_per_loop=2, learning_rate=0.01, probe_per_class=20,
@@ -110,7 +110,7 @@ def test_same_seed_same_results(tmp_path):
 
 def test_numbers_read_well_a_diverged_loss_a_single_phase_and_chained_runs(capsys):
     """No 36-digit loss, no `BWT +nan` after one phase, the threads note said once."""
-    from tapeloop.trainers import tables
+    from tapeloop.trainers.records import tables
 
     assert tables.number(988329098754827508587523421516070912.0) == "9.883e+35"
     assert tables.number(-2.5e7, signed=True) == "-2.5e+07" and tables.number(0.5) == "0.5000"

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from tapeloop.dashboard import plugin
-from tapeloop.trainers import controller
-from tapeloop.trainers.config import Config
-from tests.conftest import free_port, get_json, read_events
+from tapeloop.trainers.run import controller
+from tapeloop.trainers.records.config import Config
+from helpers import free_port, get_json, read_events
 
 
 def test_the_view_has_phases_matrix_rows_and_the_final_table():

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from tapeloop.trainers import controller
-from tapeloop.trainers.config import Config
-from tests.conftest import get_json
-from tests.test_dashboard import _browser, all_drawn, serve
+from tapeloop.trainers.run import controller
+from tapeloop.trainers.records.config import Config
+from helpers import get_json
+from test_dashboard import _browser, all_drawn, serve
 
 pytestmark = pytest.mark.slow
 

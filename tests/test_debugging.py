@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, SCRIPT_ENV, read_events, run_train, run_train_here
-from tapeloop.trainers import step_dumps
+from helpers import REPO, SCRIPT_ENV, read_events, run_train, run_train_here
+from tapeloop.trainers.instruments import step_dumps
 
 NOISE = ["--dataset=noise", "--noise_examples=300", "--hidden_sizes=16", "--dropout=0.2",
          "--batch_size=30", "--probe_per_class=20", "--eval_every_steps=3"]

@@ -9,9 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import (REPO, SCRIPT_ENV, read_events, run_train, run_train_here,
+from helpers import (REPO, SCRIPT_ENV, read_events, run_train, run_train_here,
                             train_command)
-from tapeloop.trainers import step_dumps
+from tapeloop.trainers.instruments import step_dumps
 
 SMALL = ["--dataset=noise", "--noise_examples=300", "--hidden_sizes=16", "--batch_size=30",
          "--probe_per_class=20", "--eval_every_steps=3", "--epochs=2", "--dropout=0",

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tapeloop.trainers import drift, model as model_lib
+from tapeloop.trainers.engine import model as model_lib
+from tapeloop.trainers.instruments import drift
 
 
 def _model():
@@ -64,7 +65,7 @@ def test_drift_metrics_match_numpy():
 
 
 def test_train_step_grad_norms_match_the_weight_change():
-    from tapeloop.trainers import steps
+    from tapeloop.trainers.engine import steps
 
     m = _model()
     before = [v.numpy() for v in m.trainable_variables]
@@ -81,8 +82,8 @@ def test_train_step_grad_norms_match_the_weight_change():
 def test_update_norm_in_the_loop_is_the_last_steps_change(tmp_path):
     """At cadence step s the logged update norm is |W_s - W_(s-1)|, the snapshot being
     taken in-graph right before the step (and never on other steps)."""
-    from tests.conftest import read_events
-    from tapeloop.trainers import loop, steps
+    from helpers import read_events
+    from tapeloop.trainers.engine import loop, steps
 
     rng = np.random.default_rng(0)
     batch = {"image": tf.constant(rng.normal(size=(8, 3)).astype(np.float32)),

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tapeloop.trainers import checkpoints
-from tests.conftest import REPO, SCRIPT_ENV, event_tags
+from tapeloop.trainers.run import checkpoints
+from helpers import REPO, SCRIPT_ENV, event_tags
 
 SMALL = ["--max_train_examples=600", "--max_test_examples=500", "--probe_per_class=10",
          "--epochs=1", "--batch_size=50"]
@@ -103,7 +103,7 @@ def test_subclassed_model_on_tf_data_killed_and_resumed_bit_exactly(tmp_path, re
 def test_users_own_remedy_killed_and_resumed_bit_exactly_strength_recorded(tmp_path):
     """examples/mas_remedy.py: a remedy written as a user would, no edit to tapeloop.
     (Another strength on resume is refused: tests/test_continual.py.)"""
-    from tests.conftest import fake_mnist
+    from helpers import fake_mnist
     np.savez(tmp_path / "small.npz", **fake_mnist(n_train=400, n_test=60)._asdict())
     args = ["--scenario=split_mnist_task", f"--data_dir={tmp_path / 'small.npz'}",
             "--steps_per_task=30", "--batch_size=16", "--hidden_sizes=32",

@@ -17,8 +17,9 @@ import time
 import numpy as np
 import pytest
 
-from tapeloop.trainers import cli, run_dirs
-from tests.conftest import REPO, SCRIPT_ENV, run_train_here, train_command
+from tapeloop.trainers import cli
+from tapeloop.trainers.records import run_dirs
+from helpers import REPO, SCRIPT_ENV, run_train_here, train_command
 
 NOISE = ["--dataset=noise", "--noise_examples=600", "--hidden_sizes=64", "--batch_size=10",
          "--probe_per_class=20", "--eval_every_steps=5", "--checkpoint_every_steps=10",
@@ -154,7 +155,7 @@ FAULTY_SCRIPT = """
 import errno, sys
 from absl import app
 import tapeloop
-from tapeloop.trainers import instruments
+from tapeloop.trainers.instruments import suite as instruments
 
 def fail(path, payload):
     raise OSError(errno.{errno_name}, "injected", str(path))

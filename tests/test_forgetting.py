@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tapeloop.trainers import forgetting
+from tapeloop.trainers.records import forgetting
 
 # Three single-class phases (sorted order, one epoch), three classes.
 # Row t: probe accuracy per class after phase t.

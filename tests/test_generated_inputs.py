@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from tapeloop.data import mnist, splits
 from tapeloop.data.mnist import DataError
-from tests.conftest import run_train_here
+from helpers import run_train_here
 
 EXAMPLES = 300  # inputs per property (the tf.data one: a fifth of that)
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,

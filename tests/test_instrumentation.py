@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from tensorboard.plugins.custom_scalar import layout_pb2
 
-from tests.conftest import read_events, tags_by_plugin
+from helpers import read_events, tags_by_plugin
 
 
 def test_probe_and_drift_tags_at_every_multiple_of_the_cadence(small_sorted_run):
@@ -118,9 +118,9 @@ def test_each_probe_step_is_written_once_on_and_off_the_cadence(tmp_path):
     from tensorboard.backend.event_processing import event_accumulator
 
     from tapeloop.data import splits
-    from tapeloop.trainers import controller
-    from tapeloop.trainers.config import Config
-    from tests.conftest import SMALL_SORTED, fake_mnist
+    from tapeloop.trainers.run import controller
+    from tapeloop.trainers.records.config import Config
+    from helpers import SMALL_SORTED, fake_mnist
 
     config = Config(**{**SMALL_SORTED, "eval_every_steps": 4, "epochs": 1})
     data = splits.mnist_splits(fake_mnist(n_train=200, n_test=60), validation_split=0.1)

@@ -1,4 +1,4 @@
-"""tapeloop's private TensorFlow/Keras internals (trainers/internals.py): each one used on
+"""tapeloop's private TensorFlow/Keras internals (trainers/engine/internals.py): each one used on
 the versions it was tried on, and each with its public fallback, taken when they are
 switched off (TAPELOOP_NO_INTERNALS=1) or the versions differ. Both paths run here."""
 
@@ -7,8 +7,9 @@ import pytest
 import tensorflow as tf
 
 import tapeloop
-from tapeloop.trainers import bench, internals, loop, optimizers
-from tests.conftest import fake_mnist
+from tapeloop.trainers import bench
+from tapeloop.trainers.engine import internals, loop, optimizers
+from helpers import fake_mnist
 
 PATHS = {"internals": {}, "public fallback": {internals.OFF_SWITCH: "1"}}
 

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from tapeloop.data import pipelines, splits
-from tests.conftest import SMALL_SORTED, fake_mnist, read_events
-from tapeloop.trainers import controller, losses, loop
-from tapeloop.trainers.config import Config
+from helpers import SMALL_SORTED, fake_mnist, read_events
+from tapeloop.trainers.engine import loop, losses
+from tapeloop.trainers.run import controller
+from tapeloop.trainers.records.config import Config
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,7 @@ def test_cadence_arithmetic_finds_every_multiple(g, n, k):
 def test_inspect_returns_the_batch_and_the_update_it_applied():
     import tensorflow as tf
 
-    from tapeloop.trainers import model as model_lib, optimizers, steps
+    from tapeloop.trainers.engine import model as model_lib, optimizers, steps
 
     m = model_lib.build_mlp(input_dim=4, hidden_sizes=(5,), num_classes=3, dropout=0.0, seed=0)
     opt = optimizers.make_optimizer("sgd", learning_rate=0.5)
@@ -134,7 +135,7 @@ def test_jit_compile_results_depend_on_the_batches_alone_and_resume_bit_exactly(
                 "weights/drift/from_phase_start/model", "weights/drift/update_norm/model"):
         assert events[tag] == other[tag], tag
     assert sorted(events["probe/loss"]) == list(range(0, 61, 3))  # every cadence step
-    with pytest.raises(tapeloop.trainers.standard_actions.StoppedAfter):
+    with pytest.raises(tapeloop.trainers.run.standard_actions.StoppedAfter):
         run("stopped", steps_per_loop=7, stop_after_steps=23)
     run("stopped", steps_per_loop=7)
     assert all(np.array_equal(final("stopped")[w], final("k7")[w]) for w in final("k7").files)
@@ -177,7 +178,7 @@ def test_jit_compile_trains_full_batches_in_xla_and_smaller_ones_in_the_plain_gr
 def test_jit_compile_refuses_a_step_xla_cannot_compile_in_one_line():
     """Replay's memory sample has a size known only at run time, which XLA cannot compile."""
     import tapeloop
-    from tapeloop.trainers import remedies, scenarios
+    from tapeloop.trainers.extend import remedies, scenarios
 
     with pytest.raises(tapeloop.SetupError, match=r"^jit_compile: XLA cannot compile the "
                        r"training step \(.*compile-time constant.*\); train without") as e:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tapeloop.data import mnist
-from tests.conftest import fake_mnist, idx_bytes, write_idx_dir
+from helpers import fake_mnist, idx_bytes, write_idx_dir
 
 
 def _save_npz(path, m):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tapeloop.trainers import model as model_lib, optimizers
+from tapeloop.trainers.engine import model as model_lib, optimizers
 
 
 @pytest.mark.parametrize("input_dim,hidden,classes,dropout,expected", [

@@ -17,8 +17,9 @@ import pytest
 import tensorflow as tf
 
 import tapeloop
-from tapeloop.trainers import controller, report, sweep
-from tests.conftest import REPO, SCRIPT_ENV, read_events, run_train_here
+from tapeloop.trainers import report, sweep
+from tapeloop.trainers.run import controller
+from helpers import REPO, SCRIPT_ENV, read_events, run_train_here
 
 
 # What TensorFlow's C++ runtime logs as it starts (in a fresh process): not tapeloop's.
@@ -432,7 +433,7 @@ def test_a_users_script_record_is_what_it_trained(tmp_path):
     assert recorded["data"]["validation_examples"] == 52
     assert recorded["model"]["builder"] == "user_script.py:cnn"
     assert recorded["model"]["trainable_parameters"] == 2 * 9 + 2 + 10 * 10 * 2 * 4 + 4
-    assert recorded["train_step"] == "tapeloop.trainers.steps:make_train_step"
+    assert recorded["train_step"] == "tapeloop.trainers.engine.steps:make_train_step"
     assert recorded["script_flags"] == {"width": 2}
     hparams = _session_hparams(logdir / "r")
     assert hparams["width"] == "2" and hparams["data"] == "fashion"  # integers as text
@@ -448,7 +449,7 @@ def test_a_users_script_record_is_what_it_trained(tmp_path):
 
 
 def test_a_resume_with_another_loss_or_train_step_is_refused_naming_it(tmp_path):
-    from tapeloop.trainers import run_dirs
+    from tapeloop.trainers.records import run_dirs
 
     (tmp_path / "config.json").write_text(json.dumps({"recorded": {
         "objective": "softmax cross-entropy", "train_step": "mine.py:make_step",

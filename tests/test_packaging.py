@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from helpers import REPO
 
 
 def test_a_project_with_its_own_data_and_trainers_runs_an_example(tmp_path):

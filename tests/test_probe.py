@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tapeloop.trainers import evaluation, model as model_lib, probe
+from tapeloop.trainers.engine import evaluation, model as model_lib
+from tapeloop.trainers.instruments import probe
 
 
 def test_select_probe_takes_the_first_examples_of_each_class():

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import (REPO, SCRIPT_ENV, read_events, run_train, run_train_here,
+from helpers import (REPO, SCRIPT_ENV, read_events, run_train, run_train_here,
                             train_command)
-from tapeloop.trainers import checkpoints
+from tapeloop.trainers.run import checkpoints
 
 RUN = ["--max_train_examples=2000", "--max_test_examples=1000", "--probe_per_class=50",
        "--batch_size=10", "--epochs=2", "--checkpoint_every_steps=10", "--deterministic",
@@ -192,8 +192,8 @@ def test_kill_while_a_checkpoint_is_written_loses_nothing(tmp_path):
 def test_a_nan_after_checkpoints_keeps_the_last_good_one(tmp_path):
     """The loss turns NaN at step 25 (a penalty that counts its calls): checkpoints 10
     and 20 stay, finite, and the error names step 25 and checkpoint 20."""
-    from tapeloop.trainers import controller
-    from tapeloop.trainers.config import Config
+    from tapeloop.trainers.run import controller
+    from tapeloop.trainers.records.config import Config
 
     calls = tf.Variable(0, dtype=tf.int64)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import run_train_here as run_train
-from tapeloop.trainers.remedies import reservoir
+from helpers import run_train_here as run_train
+from tapeloop.trainers.extend.remedies import reservoir
 
 
 def _add_ids(memory, ids, batch=7):
@@ -99,8 +99,8 @@ def test_replay_run_resumes_exactly_with_its_memory(tmp_path):
 
 
 def test_an_inspected_replay_step_dumps_the_mixed_batch(tmp_path):
-    from tests.conftest import read_events
-    from tapeloop.trainers import step_dumps
+    from helpers import read_events
+    from tapeloop.trainers.instruments import step_dumps
 
     proc = run_train(*NOISE, "--epochs=1", "--inspect_steps=0,5", f"--logdir={tmp_path}",
                      "--run_name=run")

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, read_events
+from helpers import REPO, read_events
 from tapeloop.trainers import report
 
 
@@ -59,8 +59,9 @@ def test_missing_or_unfinished_runs_are_named(tmp_path):
 def test_runs_with_other_tags_and_class_counts_are_read_and_what_they_lack_named(
         small_sorted_run, tmp_path):
     """A user's loop that wrote only train/loss, and a 3-class run beside a 10-class one."""
-    from tapeloop.trainers import controller, writers
-    from tapeloop.trainers.config import Config
+    from tapeloop.trainers.records import writers
+    from tapeloop.trainers.run import controller
+    from tapeloop.trainers.records.config import Config
 
     own = tmp_path / "own_loop"
     writer = writers.MetricWriter(own)

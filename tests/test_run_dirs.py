@@ -7,9 +7,11 @@ import sys
 
 import pytest
 
-from tapeloop.trainers import checkpoints, cli, controller, run_dirs
-from tapeloop.trainers.config import Config
-from tests.conftest import REPO, SCRIPT_ENV
+from tapeloop.trainers import cli
+from tapeloop.trainers.records import run_dirs
+from tapeloop.trainers.run import checkpoints, controller
+from tapeloop.trainers.records.config import Config
+from helpers import REPO, SCRIPT_ENV
 
 NOISE = dict(dataset="noise", noise_examples=200, hidden_sizes=(16,), dropout=0.0,
              batch_size=50, epochs=2, steps_per_loop=2, learning_rate=0.01, probe_per_class=20,
@@ -60,7 +62,7 @@ def test_the_lock_refuses_a_second_holder_naming_the_first(tmp_path):
         lock.acquire()
         assert run_dirs.lock_holder(run) == os.getpid()
         other = subprocess.run(
-            [sys.executable, "-c", "import sys; from tapeloop.trainers import run_dirs\n"
+            [sys.executable, "-c", "import sys; from tapeloop.trainers.records import run_dirs\n"
              f"run_dirs.RunLock({str(run)!r}).acquire()"],
             cwd=REPO, env=SCRIPT_ENV, capture_output=True, text=True, timeout=60)
         assert other.returncode != 0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tapeloop.data import splits
-from tests.conftest import fake_mnist
+from helpers import fake_mnist
 
 
 def test_holdout_takes_the_last_fraction_of_each_class():

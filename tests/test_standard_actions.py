@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tapeloop.data import pipelines
-from tapeloop.trainers import actions, controller, standard_actions
+from tapeloop.trainers.extend import actions
+from tapeloop.trainers.run import controller, standard_actions
 
 
 class FakeTrainer:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tapeloop.trainers import step_dumps
+from tapeloop.trainers.instruments import step_dumps
 
 
 def test_save_returns_the_dump_that_load_reads_back(tmp_path):

@@ -3,8 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
-from tests.conftest import read_events
-from tapeloop.trainers import evaluation, losses, loop, model as model_lib, steps
+from helpers import read_events
+from tapeloop.trainers.engine import evaluation, loop, losses, model as model_lib, steps
 
 
 def _batch(n=64, dim=8, classes=4, seed=0):
@@ -140,7 +140,7 @@ def test_code_of_yours_is_converted_by_autograph_and_tapeloops_is_not():
                 total = tf.constant(1e6)
             return 1e-3 * total
 
-    from tests.conftest import fake_mnist
+    from helpers import fake_mnist
     data = tapeloop.from_arrays(*fake_mnist(n_train=400, n_test=80), validation_split=0.0,
                                 name="fake")
     config = tapeloop.Config(scenario="split_mnist_class", epochs=1, validation_split=0.0,

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, SCRIPT_ENV, event_tags, run_train_here
+from helpers import REPO, SCRIPT_ENV, event_tags, run_train_here
 
 NOISE = ["--dataset=noise", "--noise_examples=300", "--hidden_sizes=16", "--batch_size=30",
          "--probe_per_class=20", "--eval_every_steps=3", "--epochs=2", "--deterministic"]

@@ -7,7 +7,7 @@ import urllib.parse
 
 import pytest
 
-from tests.conftest import free_port, get_json, read_events
+from helpers import free_port, get_json, read_events
 
 
 def test_tensorboard_serves_the_probe_curves(small_sorted_run):

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.conftest import (fake_mnist, read_events, run_train as _train,
+from helpers import (fake_mnist, read_events, run_train as _train,
                             run_train_here as _here, write_idx_dir)
 
 
@@ -110,7 +110,7 @@ def test_every_flag_default_is_the_config_default():
     import dataclasses
     import xml.etree.ElementTree as ET
 
-    from tapeloop.trainers.config import Config
+    from tapeloop.trainers.records.config import Config
 
     proc = _train("--helpxml", timeout=60)
     flags = {f.findtext("name"): f.findtext("default") or ""

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from tapeloop.trainers import events, writers
-from tests.conftest import tags_by_plugin
+from tapeloop.trainers.records import events, writers
+from helpers import tags_by_plugin
 
 VALUES = [0.0, -0.0, 1.5, -2.25e-38, 3.4e38, math.inf, -math.inf, math.nan, 0.1]
 
@@ -35,7 +35,7 @@ def test_forgetting_metrics_carry_their_definition_for_tensorboard():
     say what they are; other tags carry none (their bytes are as before)."""
     import tensorflow as tf
     from tensorflow.core.framework import summary_pb2
-    from tapeloop.trainers import forgetting
+    from tapeloop.trainers.records import forgetting
 
     tags = ["forgetting/average", "forgetting/bwt", "result/min_acc", "train/loss"]
     proto = writers.ScalarProtos(tags)(tf.constant([0.1, -0.2, 0.5, 1.0])).numpy()

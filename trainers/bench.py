@@ -123,7 +123,7 @@ def _time_keras(data, *, steps_per_execution: int, epochs: int, batch_size: int,
                 hidden: tuple[int, ...]) -> list[float]:
     import tensorflow as tf
 
-    from tapeloop.trainers import model as model_lib
+    from tapeloop.trainers.engine import model as model_lib
 
     tf.keras.utils.set_random_seed(0)
     model = model_lib.build(model_lib.builder(_MODEL.value, hidden_sizes=hidden, dropout=0.5,
@@ -150,8 +150,8 @@ def _time_tapeloop(data, *, full: bool, epochs: int, batch_size: int, hidden: tu
                    eval_every: int, steps_per_loop: int | None, batch_splits: int | None,
                    intra_op_threads: int | None, checkpoint_every: int = 0,
                    test_every_epoch: bool = False) -> list[float]:
-    from tapeloop.trainers import controller
-    from tapeloop.trainers.config import Config
+    from tapeloop.trainers.run import controller
+    from tapeloop.trainers.records.config import Config
 
     extra = {k: v for k, v in (("steps_per_loop", steps_per_loop),
                                ("batch_splits", batch_splits),
@@ -176,7 +176,7 @@ def _time_tapeloop_xla(data, *, epochs: int, batch_size: int, hidden: tuple[int,
     import tensorflow as tf
 
     from tapeloop.data import pipelines
-    from tapeloop.trainers import model as model_lib, steps
+    from tapeloop.trainers.engine import model as model_lib, steps
 
     if _MODEL.value != "mlp":
         raise ValueError("tapeloop_xla times the MLP only")
@@ -354,8 +354,9 @@ def profile_op_types(logdir: str) -> str:
     import tensorflow as tf
 
     from tapeloop.data import pipelines
-    from tapeloop.trainers import controller, loop, model as model_lib, steps
-    from tapeloop.trainers.config import Config
+    from tapeloop.trainers.engine import loop, model as model_lib, steps
+    from tapeloop.trainers.run import controller
+    from tapeloop.trainers.records.config import Config
 
     config = Config()
     controller.configure_threads(config.intra_op_threads)
@@ -412,7 +413,7 @@ def op_type_table(logdir: str, title: str) -> str:
     """
     import glob
 
-    from tapeloop.trainers import internals
+    from tapeloop.trainers.engine import internals
     converter = internals.profiler_converter()
     if converter is None:
         return f"{title}: no op-type table ({internals.why_off()}; internals.py)"

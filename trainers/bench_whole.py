@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags, logging
 
-from tapeloop.trainers import events, peers
+from tapeloop.trainers import peers
+from tapeloop.trainers.records import events
 
 CONFIGS = Path(__file__).parent / "configs"
 TRAIN = [sys.executable, "-m", "tapeloop.trainers.train",

@@ -34,8 +34,8 @@ from pathlib import Path
 
 from absl import flags
 
-from tapeloop.trainers import config as config_lib, run_dirs
-from tapeloop.trainers.config import setting
+from tapeloop.trainers.records import config as config_lib, run_dirs
+from tapeloop.trainers.records.config import setting
 
 FLAGS = flags.FLAGS
 MAX_INSPECT_STEPS = 1000  # Each dump is about 1 MB for the tutorial's MLP.
@@ -240,7 +240,7 @@ def config_from_flags(*, own_model: bool = False,
     """
     values = {f.name: _value(f, FLAGS[f.name].value) for f in dataclasses.fields(config_lib.Config)}
     if values["scenario"] is not None and values["scenario"] in config_lib.SCENARIOS:
-        from tapeloop.trainers import scenarios
+        from tapeloop.trainers.extend import scenarios
         values.update({k: v for k, v in scenarios.protocol(values["scenario"]).items()
                        if not FLAGS[k].present and k not in given
                        and not (own_model and k in config_lib.MODEL_SETTINGS)})
@@ -291,7 +291,7 @@ def main(argv, **train_args) -> dict | None:
     from absl import logging
 
     from tapeloop.data.mnist import DataError
-    from tapeloop.trainers import controller
+    from tapeloop.trainers.run import controller
 
     logging.set_verbosity(logging.WARNING)  # TensorFlow logs every checkpoint save at INFO.
     try:
@@ -430,7 +430,8 @@ def _make_strategy(config: config_lib.Config, control: RunControl):
     Raises:
       ValueError: a cluster that cannot be built.
     """
-    from tapeloop.trainers import controller, distribute
+    from tapeloop.trainers.engine import distribute
+    from tapeloop.trainers.run import controller
 
     if control.cpu_devices:
         distribute.split_cpu(control.cpu_devices)

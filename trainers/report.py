@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags, logging
 
-from tapeloop.trainers import events, forgetting, run_dirs, step_dumps, tables
+from tapeloop.trainers.instruments import step_dumps
+from tapeloop.trainers.records import events, forgetting, run_dirs, tables
 
 _CSV = flags.DEFINE_string("csv", None, "Also write the per-class probe accuracy curves to "
                            "this CSV file: run, step, class_0, class_1, ...")
@@ -219,7 +220,7 @@ def largest_drop(summary: RunSummary, cls: int) -> str:
 
 def plot(runs: list[RunSummary]) -> bytes:
     """A PNG of each run's per-class probe curves with its phases shaded (`plots`)."""
-    from tapeloop.trainers import plots
+    from tapeloop.trainers.records import plots
 
     panels = []
     for r in runs:

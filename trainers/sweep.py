@@ -27,7 +27,8 @@ from pathlib import Path
 
 from absl import app, flags
 
-from tapeloop.trainers import cli, config as config_lib, run_dirs, tables
+from tapeloop.trainers import cli
+from tapeloop.trainers.records import config as config_lib, run_dirs, tables
 from tapeloop.trainers import train  # Defines the training flags: the base of every point.
 
 FLAGS = flags.FLAGS

@@ -1,0 +1,1 @@
+"""The compiled engine: model, loss, optimizer, steps, the K-step loop, evaluation, tf.distribute, TF internals."""

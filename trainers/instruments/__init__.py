@@ -1,0 +1,1 @@
+"""The instruments that watch forgetting: probe, weight drift, step dumps, continual evaluation."""

@@ -1,0 +1,1 @@
+"""The base layer: what a run writes and reads back (config, run directories, summaries, events, tables, plots)."""

@@ -1,0 +1,1 @@
+"""The run: the controller around the compiled loop, its standard actions, checkpoints, stopping."""
