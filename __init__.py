@@ -19,7 +19,7 @@ _EXPORTS = {
     "Splits": "tapeloop.data.splits",
     "from_arrays": "tapeloop.data.splits",
     "from_datasets": "tapeloop.data.splits",
-    "load_splits": "tapeloop.trainers.run.controller",
+    "load_splits": "tapeloop.trainers.run.setup",
     "FASHION_MNIST_CLASSES": "tapeloop.data.splits",
     # Extending: the step's contract, the default step, losses, actions.
     "StepMetrics": "tapeloop.trainers.engine.steps",

@@ -8,6 +8,7 @@ import pytest
 from tapeloop.data import pipelines, splits
 from helpers import event_tags, fake_mnist, read_events
 from tapeloop.trainers.run import controller
+from tapeloop.trainers.records import run_dirs
 from tapeloop.trainers.records.config import Config
 
 NOISE = dict(dataset="noise", noise_examples=200, hidden_sizes=(16,), dropout=0.0,
@@ -98,7 +99,7 @@ def test_run_dir_holding_a_run_resumes_refuses_or_is_overwritten(tmp_path):
 def test_run_dir_under_a_file_is_refused(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(controller.RunDirError, match="is a file"):
-        controller.check_run_dir(tmp_path / "afile" / "run", overwrite=False)
+        run_dirs.check_run_dir(tmp_path / "afile" / "run", overwrite=False)
 
 
 def test_same_seed_same_results(tmp_path):

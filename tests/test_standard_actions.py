@@ -5,6 +5,8 @@ A fake trainer counts steps and records the size of each compiled call, so the c
 points, the order of events and the resume bookkeeping are checked exactly.
 """
 
+import types
+
 import numpy as np
 import pytest
 
@@ -58,8 +60,9 @@ def plan(epoch=0):  # two phases a epoch: class 0 for 3 steps, class 1 for 2
 
 def run(trainer, acts, *, epochs=2, steps_per_loop=4, finished=lambda end: False,
         progress=None):
-    controller.run_epochs(trainer, acts, None, epochs=epochs, epoch_plan=plan,
-                          steps_per_epoch=5, steps_per_loop=steps_per_loop,
+    phases = types.SimpleNamespace(epoch_plan=plan, steps_per_epoch=5)  # a Plan's two fields
+    controller.run_epochs(trainer, acts, None, epochs=epochs, plan=phases,
+                          steps_per_loop=steps_per_loop,
                           finished=finished, progress=progress or standard_actions.Progress())
 
 

@@ -12,50 +12,24 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
-from tapeloop.data import mnist, pipelines, splits
-from tapeloop.trainers.extend import remedies as remedies_lib, scenarios as scenarios_lib
-from tapeloop.trainers.engine import distribute, evaluation, loop, losses, model as model_lib, optimizers, steps
-from tapeloop.trainers.instruments import continual, drift, probe, suite as instruments
+from tapeloop.data import splits
+from tapeloop.trainers.engine import (distribute, evaluation, loop, model as model_lib,
+                                      optimizers, steps)
+from tapeloop.trainers.extend import actions as actions_lib, remedies as remedies_lib
+from tapeloop.trainers.instruments import continual, drift, suite as instruments
 from tapeloop.trainers.records import events, forgetting, run_dirs, tables, writers
-from tapeloop.trainers.extend import actions as actions_lib
-from tapeloop.trainers.run import checkpoints, standard_actions, stopping
-from tapeloop.trainers.records import config as config_lib
 from tapeloop.trainers.records.config import Config
-from tapeloop.trainers.records.run_dirs import (RunDirError, SetupError,  # noqa: F401 (API)
-                                        check_recorded, check_run_dir)
+from tapeloop.trainers.records.run_dirs import RunDirError, SetupError  # noqa: F401 (API)
+from tapeloop.trainers.run import checkpoints, standard_actions, stopping
+from tapeloop.trainers.run.setup import (Plan, Request, Run, checked_control,
+                                         checked_remedies, load_splits, prepare)  # noqa: F401
 
 
 Interrupted, StoppedAfter = standard_actions.Interrupted, standard_actions.StoppedAfter
-
-
-def load_splits(config: Config) -> splits.Splits:
-    """Loads and preprocesses the data set named by `config`.
-
-    Raises:
-      mnist.DataError: the MNIST source is missing or bad.
-    """
-    if config.data_dir:  # the user's own files: any example shape, any number of classes
-        arrays = mnist.load_user_copy(Path(config.data_dir))
-        return splits.from_arrays(
-            *arrays, validation_split=config.validation_split,
-            max_train_examples=config.max_train_examples,
-            max_test_examples=config.max_test_examples, name=Path(config.data_dir).name,
-            source=f"data_dir {config.data_dir}")
-    if config.dataset == "noise":
-        return splits.noise_splits(
-            num_examples=config.noise_examples, input_dim=config.noise_dim,
-            num_classes=config.noise_classes, validation_split=config.validation_split,
-            seed=config.seed)
-    m, source = mnist.load_mnist()
-    return splits.mnist_splits(
-        m, validation_split=config.validation_split,
-        max_train_examples=config.max_train_examples,
-        max_test_examples=config.max_test_examples, source=source)
 
 
 def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
@@ -130,9 +104,15 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
       NonFiniteError: a loss or gradient was NaN/Inf; the last good checkpoint stays.
       StoppedAfter: `stop_after_steps` reached; a checkpoint was saved.
     """
-    actions = _checked_control(run_dir, actions=actions, stop_after_steps=stop_after_steps,
+    actions = checked_control(run_dir, actions=actions, stop_after_steps=stop_after_steps,
                                profile_steps=profile_steps, inspect_steps=inspect_steps)
-    remedies = _checked_remedies(config, scenario, remedies, train_step)
+    remedies = checked_remedies(config, scenario, remedies, train_step)
+    request = Request(data=data, model=model, loss=loss, penalty=penalty, make_step=train_step,
+                      actions=actions, scenario=scenario, remedies=tuple(remedies),
+                      overwrite=overwrite, resume=resume, verbose=verbose,
+                      stop_after_steps=stop_after_steps, profile_steps=profile_steps,
+                      inspect_steps=frozenset(inspect_steps), check_numerics=check_numerics,
+                      script_flags=script_flags)
     if config.jit_compile and (check_numerics or (strategy is not None
                                                   and distribute.is_distributed(strategy))):
         raise SetupError("jit_compile: not with " + ("check_numerics (XLA has no numeric "
@@ -142,6 +122,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
             strategy = distribute.make_strategy(config.strategy)
         except ValueError as e:
             raise SetupError(str(e)) from None
+    request = dataclasses.replace(request, strategy=strategy)
     chief = distribute.is_chief(strategy)
     say = print if verbose and chief else (lambda *a, **k: None)  # the chief speaks for all
     threads_note = configure_threads(config.intra_op_threads)
@@ -149,336 +130,15 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     # One process trains a run directory at a time: the chief holds its lock throughout.
     lock = run_dirs.RunLock(run_dir) if run_dir is not None and chief else None
     with lock or contextlib.nullcontext():
-        run = _prepare(config, run_dir, chief=chief, lock=lock, say=say, threads_note=threads_note,
-                       data=data, model=model, loss=loss, penalty=penalty,
-                       train_step=train_step, actions=actions, scenario=scenario,
-                       remedies=remedies, overwrite=overwrite,
-                       resume=resume, verbose=verbose, stop_after_steps=stop_after_steps,
-                       profile_steps=profile_steps, inspect_steps=inspect_steps,
-                       strategy=strategy, check_numerics=check_numerics,
-                       script_flags=script_flags)
+        run = prepare(config, run_dir, request, chief=chief, lock=lock, say=say,
+                       threads_note=threads_note)
         try:
             return _train(run)
         finally:
-            if run.own_dir is not None and run.own_dir != run_dir:
-                shutil.rmtree(run.own_dir, ignore_errors=True)
+            if run.where.own_dir is not None and run.where.own_dir != run_dir:
+                shutil.rmtree(run.where.own_dir, ignore_errors=True)
 
-
-def _prepare(config: Config, run_dir: Path | None, *, chief: bool, lock, say, threads_note, data,
-             model, loss, penalty, train_step, actions, scenario, remedies, overwrite: bool,
-             resume: bool,
-             verbose: bool, stop_after_steps: int, profile_steps, inspect_steps, strategy,
-             check_numerics: bool, script_flags: dict | None) -> "_Run":
-    """Judges the run dir, loads the data, builds the model, starts the run dir if fresh.
-
-    `lock`: the chief's `run_dirs.RunLock` (None on other workers, or without a run dir).
-    """
-    config, data = _passed_in(config, data, model)
-    config = _order_settings(config, scenario)
-    resuming = False
-    if run_dir is not None and chief:
-        resuming = check_run_dir(run_dir, overwrite=overwrite, resume=resume, config=config)
-    elif run_dir is not None:  # Only the chief judges the run dir; workers follow its checkpoint.
-        resuming = resume and not overwrite and checkpoints.latest_step(run_dir) is not None
-    data = data if data is not None else load_splits(config)
-    if len(data.y_train) == 0:
-        raise SetupError(f"the training split is empty (validation {len(data.y_val)}, test "
-                         f"{len(data.y_test)} examples): give more examples "
-                         "(--max_train_examples) or a smaller --validation_split")
-    scenario = _bound_scenario(config, scenario, remedies, data)
-    probe_set = _probe_set(config, data) if scenario.unit == "class" else None
-    stream_batch = config.batch_size  # the stream's part of a batch (the rest: a remedy's)
-    for remedy in remedies:
-        stream_batch = remedy.stream_batch_size(stream_batch)
-    epoch_plan = functools.partial(scenario.plan, batch_size=stream_batch,
-                                   joint=any(r.joint for r in remedies))
-    steps_per_epoch = epoch_plan(epoch=0).total_steps
-    last_step = config.epochs * steps_per_epoch - 1
-    if any(s > last_step for s in inspect_steps):
-        raise SetupError(f"inspect_steps ({', '.join(map(str, sorted(inspect_steps)))}) must "
-                         f"be steps of this run, 0..{last_step}")
-    known = {"data": data.describe(),
-             **({"script_flags": script_flags} if script_flags is not None else {})}
-    if resuming and chief:  # before the model: a changed data set or flag is named as such
-        check_recorded(run_dir, known)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    built, objective = _make_model(config, data, strategy, model, loss, scenario.num_outputs,
-                                   scenario.example_shape(data))
-    if scenario.kind == "task" and objective.probabilities:
-        raise SetupError("a task-incremental scenario masks the other tasks' logits: the "
-                         "model must output logits, not probabilities (drop its softmax)")
-    recorded = {"model": model_lib.describe(built, _builder_name(config, model)),
-                "objective": objective.name,
-                "train_step": qualified_name(train_step or steps.make_train_step), **known}
-    if scenario.unit == "task":  # the tutorial's orders: config.json's order and class_order
-        recorded["scenario"] = {**scenario.table(), "class": qualified_name(type(scenario))}
-    else:  # and the order's class (a user's own subclass, passed in)
-        recorded["order"] = qualified_name(type(scenario))
-    if scenario.unit == "task" or remedies:
-        recorded["remedies"] = [{"name": r.name, "class": qualified_name(type(r)),
-                                 "hparams": r.hparams()} for r in remedies]
-    if resuming and chief:
-        check_recorded(run_dir, recorded)
-    if run_dir is not None and not resuming and chief:
-        if not lock.held:  # The parent did not exist: nobody else can have been in it.
-            lock.acquire()
-            if run_dir.is_dir() and any(run_dir.iterdir()):
-                raise RunDirError(f"{run_dir} was started by another process meanwhile: "
-                                  "choose another --run_name, or run again to resume it")
-        _start_run_dir(run_dir, config, recorded)
-    # Non-chief workers write checkpoints (saving takes every worker) to a temporary
-    # directory, and nothing else.
-    own_dir = None if run_dir is None else distribute.worker_dir(run_dir, strategy)
-    return _Run(config=config, data=data, probe_set=probe_set, model=built, scenario=scenario,
-                test_x=scenario.inputs(data, data.x_test),
-                remedies=tuple(remedies),
-               objective=objective, recorded=recorded, strategy=strategy, run_dir=run_dir,
-               own_dir=own_dir, log_dir=run_dir if chief else None, resuming=resuming,
-               say=say, verbose=verbose, stream_batch=stream_batch, epoch_plan=epoch_plan,
-               steps_per_epoch=steps_per_epoch, threads_note=threads_note, penalty=penalty,
-               make_step=train_step, actions=tuple(actions) + tuple(remedies),
-               stop_after_steps=stop_after_steps,
-               profile_steps=profile_steps, inspect_steps=inspect_steps,
-               check_numerics=check_numerics)
-
-
-def _passed_in(config: Config, data: splits.Splits | None, model) -> tuple:
-    """The config and data of a run whose script passes its own data or model.
-
-    The settings of tapeloop's own data and model cannot apply: they are refused if
-    set, and recorded as None (`config.passed_in`). How the splits are cut applies to
-    the script's data too: a setting given (not its default) cuts the data again
-    (`Splits.remake`); one left at its default records how the script cut it.
-
-    Raises:
-      SetupError: a setting that would be silently ignored, or a cut the data cannot
-        take again.
-    """
-    if data is None and model is None:
-        return config, data
-    try:
-        config = config_lib.passed_in(config, data=data is not None, model=model is not None)
-    except ValueError as e:
-        raise SetupError(str(e)) from None
-    if data is None:
-        return config, data
-    cut = {}
-    for name in config_lib.CUT_SETTINGS:
-        mine, its = getattr(config, name), getattr(data, name)
-        keep_its = mine == config_lib.DEFAULTS[name] or its == mine
-        cut[name] = its if keep_its and its is not None else mine
-    changed = {k: v for k, v in cut.items() if v != getattr(data, k)}
-    if changed and (data.remake is None or any(getattr(data, k) is None for k in changed)):
-        name, value = next(iter(changed.items()))
-        raise SetupError(f"--{name}={value} cannot be applied: this script passes data that "
-                         "tapeloop cannot cut again (pass it where the script makes its data)")
-    if changed:
-        data = data.remake(**cut)
-    return dataclasses.replace(config, **cut), data
-
-
-def _order_settings(config: Config, scenario) -> Config:
-    """The config of a run passed one of the tutorial's orders as an object: its order,
-    class order and block length, so that config.json records what trains.
-
-    Raises:
-      SetupError: a setting given (not its default) that the object contradicts.
-    """
-    if not isinstance(scenario, scenarios_lib.orders.Order):
-        return config
-    own = {"order": scenario.order, "class_order": scenario.class_order,
-           "block_steps": scenario.block_steps}
-    for name, value in own.items():
-        given = getattr(config, name)
-        if given != config_lib.DEFAULTS[name] and given != value:
-            raise SetupError(f"--{name}={given} contradicts the order passed in "
-                             f"({type(scenario).__name__}, {name} {value}): give one of them")
-    try:
-        return dataclasses.replace(config, **own)
-    except ValueError as e:
-        raise SetupError(str(e)) from None
-
-
-def _checked_control(run_dir, *, actions, stop_after_steps: int, profile_steps,
-                     inspect_steps) -> tuple:
-    """The run-control arguments, checked; returns the actions as a tuple.
-
-    Raises:
-      SetupError: one of them is invalid (the message echoes it).
-    """
-    if profile_steps is not None and not 0 <= profile_steps[0] < profile_steps[1]:
-        raise SetupError(f"profile_steps ({profile_steps}) must be two steps A < B")
-    if stop_after_steps < 0:
-        raise SetupError(f"stop_after_steps ({stop_after_steps}) must be >= 0")
-    if inspect_steps and run_dir is None:
-        raise SetupError("inspect_steps needs a run directory to write its dumps to")
-    if any(s < 0 for s in inspect_steps):
-        raise SetupError(f"inspect_steps ({sorted(inspect_steps)}) must be steps >= 0")
-    actions = tuple(actions)
-    if any(not isinstance(a, actions_lib.Action) for a in actions):
-        raise SetupError("actions must be tapeloop.Action objects")
-    return actions
-
-
-def _checked_remedies(config: Config, scenario, remedies, train_step) -> list:
-    """The run's remedies: the built-in ones `config.remedy` names, then the caller's.
-
-    Raises:
-      SetupError: a remedy that is not a `Remedy`, or remedies without a scenario.
-    """
-    remedies = list(remedies)
-    if any(not isinstance(r, remedies_lib.Remedy) for r in remedies):
-        raise SetupError("remedies must be tapeloop.Remedy objects")
-    try:
-        remedies = remedies_lib.make(config) + remedies
-    except ValueError as e:
-        raise SetupError(str(e)) from None
-    continual = config.scenario is not None or (scenario is not None and scenario.unit == "task")
-    if train_step is not None and (continual or remedies):
-        raise SetupError(f"{'a scenario' if continual else 'a remedy'} trains with tapeloop's "
-                         "training step (task masks and remedies enter there): leave out "
-                         "train_step")
-    # A remedy that takes a share of the stream's batch (the reservoir) mixes first.
-    remedies.sort(key=lambda r: type(r).stream_batch_size is remedies_lib.Remedy.stream_batch_size)
-    if any(r.joint for r in remedies) and (len(remedies) > 1 or not continual):
-        raise SetupError("joint training is a bound of a scenario's tasks: it takes no other "
-                         "remedy, and no order of the tutorial's")
-    return remedies
-
-
-def _bound_scenario(config: Config, scenario, remedies, data: splits.Splits):
-    """The run's scenario, cut from its data: the object passed, `config.scenario`, or
-    the tutorial's order `config.order` (`scenarios.orders`)."""
-    if scenario is not None and config.scenario is not None:
-        raise SetupError(f"pass a scenario object or --scenario={config.scenario}, not both")
-    if scenario is None and config.scenario is None:
-        scenario = scenarios_lib.orders.from_config(config)
-    if isinstance(scenario, scenarios_lib.orders.Shuffled):
-        acting = [r.name for r in remedies if type(r).on_phase_end is not
-                  actions_lib.Action.on_phase_end]
-        if acting:
-            raise SetupError(f"remedy {', '.join(acting)} acts at task ends: the shuffled order "
-                             "has none (its phases are epochs); give a sorted order or a "
-                             "scenario")
-    if scenario is not None and scenario.unit == "class":
-        return _bind(scenario, data)
-    if config.validation_split:
-        raise SetupError(f"a scenario is scored on its probe and test split per task: "
-                         f"--validation_split={config.validation_split:g} would hold out "
-                         "examples it never uses (give 0)")
-    if scenario is not None and config.epochs != 1:
-        raise SetupError(f"a scenario trains its tasks once (epochs {config.epochs}): "
-                         "its steps per task set its length")
-    return _bind(scenario or scenarios_lib.make(config.scenario,
-                                                steps_per_task=config.steps_per_task), data)
-
-
-def _bind(scenario, data: splits.Splits):
-    try:
-        return scenario.bind(data)
-    except ValueError as e:  # e.g. a class order that does not fit the data
-        raise SetupError(str(e)) from None
-
-
-def _probe_set(config: Config, data: splits.Splits):
-    """The probe's (rows, labels), or None with the probe off."""
-    if not config.eval_every_steps:
-        return None
-    try:
-        return probe.select_probe(data.x_test, data.y_test, per_class=config.probe_per_class,
-                                  num_classes=data.num_classes)
-    except ValueError as e:
-        raise SetupError(str(e)) from None
-
-
-def _start_run_dir(run_dir: Path, config: Config, recorded: dict) -> None:
-    """Creates `run_dir` (or empties it of what tapeloop wrote) with its `config.json`."""
-    try:
-        if run_dir.is_dir():
-            run_dirs.clear_run_dir(run_dir)  # --overwrite, or a run without a checkpoint
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(config.to_json(recorded=recorded) + "\n")
-    except OSError as e:
-        raise RunDirError(f"{run_dir} cannot be created or written: "
-                          f"{e.strerror or e}") from None
-
-
-@dataclasses.dataclass(frozen=True)
-class _Run:
-    """A run, set up by `train_and_evaluate`: everything `_train` needs."""
-
-    config: Config
-    data: splits.Splits
-    probe_set: tuple | None  # (rows, labels); None: the probe is off (or scored per task)
-    scenario: object  # the order of the data (`trainers.extend.scenarios`), bound to it
-    test_x: np.ndarray  # the test split's rows as the scenario presents them
-    model: tf.keras.Model
-    objective: losses.Objective
-    recorded: dict  # what config.json records of the model, objective and data
-    strategy: tf.distribute.Strategy
-    run_dir: Path | None
-    own_dir: Path | None  # where this process checkpoints (a non-chief: a temporary dir)
-    log_dir: Path | None  # where it writes everything else (None off the chief)
-    resuming: bool
-    say: Callable[..., None]
-    verbose: bool
-    stream_batch: int  # the stream's examples per batch (the others: a remedy's)
-    epoch_plan: Callable[..., pipelines.EpochPlan]  # epoch_plan(epoch=e)
-    steps_per_epoch: int
-    threads_note: str | None
-    penalty: Callable | None
-    make_step: Callable | None
-    actions: tuple  # the user's actions, then the remedies
-    remedies: tuple
-    stop_after_steps: int
-    profile_steps: tuple[int, int] | None
-    inspect_steps: frozenset[int]
-    check_numerics: bool
-
-
-def _make_model(config: Config, data: splits.Splits, strategy, model, loss, outputs: int,
-                shape: tuple[int, ...]):
-    """Builds (or checks) the run's model under the strategy's scope; its objective.
-
-    Raises:
-      SetupError: the model cannot take the data, or its outputs or loss do not fit.
-    """
-    try:
-        with strategy.scope():
-            tf.keras.utils.set_random_seed(config.seed)
-            if isinstance(model, tf.keras.Model):
-                built = model_lib.checked(model, shape, outputs)
-            else:
-                make = model or model_lib.builder(
-                    config.model, hidden_sizes=config.hidden_sizes,
-                    activation=config.activation, dropout=config.dropout, seed=config.seed,
-                    dropout_alg="philox" if config.jit_compile else None)
-                built = model_lib.build(make, shape, outputs)
-        return built, losses.make_objective(built, loss)
-    except ValueError as e:
-        raise SetupError(f"model {_builder_name(config, model)}: {e}") from None
-    except (tf.errors.ResourceExhaustedError, MemoryError) as e:
-        raise SetupError(f"model {_builder_name(config, model)}: out of memory building it "
-                         f"({run_dirs.error_line(e)}): use a smaller model") from None
-
-
-def _builder_name(config: Config, model) -> str:
-    if model is None:
-        return config.model
-    return qualified_name(model if not isinstance(model, tf.keras.Model) else type(model))
-
-
-def qualified_name(target) -> str:
-    """`module:qualname` of a function or class (what config.json records of it)."""
-    target = getattr(target, "func", target)  # a functools.partial: its function
-    module = getattr(target, "__module__", "?")
-    if module == "__main__":  # the script itself: name its file
-        module = Path(getattr(sys.modules["__main__"], "__file__", "__main__")).name
-    return f"{module}:{getattr(target, '__qualname__', '?')}"
-
-
-def _build(run: _Run, writer: writers.MetricWriter):
+def _build(run: Run, writer: writers.MetricWriter):
     """The optimizer, step counter, instruments, compiled functions and context of a run.
 
     Everything is created under `strategy.scope()`, so a tf.distribute strategy
@@ -487,8 +147,8 @@ def _build(run: _Run, writer: writers.MetricWriter):
     batch statistics (`model.has_batch_statistics`), which a split would change.
     The actions' and remedies' state is built here, before the checkpoint is assembled.
     """
-    config, data, model, strategy = run.config, run.data, run.model, run.strategy
-    objective, scenario = run.objective, run.scenario
+    config, data, model, strategy = run.config, run.data, run.model, run.request.strategy
+    objective, scenario = run.objective, run.plan.scenario
     per_task = scenario.unit == "task"
     global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     splits_ok = not model_lib.has_batch_statistics(model)
@@ -513,7 +173,7 @@ def _build(run: _Run, writer: writers.MetricWriter):
             batch_splits=batch_splits, strategy=strategy, objective=objective)
         context = actions_lib.RunContext(
             model=model, write_scalars=writer.write_scalars, evaluate=evaluate, data=data,
-            run_dir=run.log_dir, say=run.say, forward=_task_forward(forward, mask),
+            run_dir=run.where.log_dir, say=run.say, forward=_task_forward(forward, mask),
             strategy=strategy, scenario=scenario, seed=config.seed,
             batch_size=config.batch_size,
             train_x=scenario.inputs(data, data.x_train),
@@ -522,25 +182,25 @@ def _build(run: _Run, writer: writers.MetricWriter):
             if isinstance(action, remedies_lib.Remedy):
                 action.context = context
             action.build(model)
-        probing = run.probe_set is not None or (per_task and config.eval_every_steps)
+        probing = run.plan.probe_set is not None or (per_task and config.eval_every_steps)
         task_probe = (continual.task_probe(
-            scenario, forward, run.test_x, data.y_test,
+            scenario, forward, run.plan.test_x, data.y_test,
             per_class=config.probe_per_class, batch_splits=batch_splits, strategy=strategy,
             objective=objective) if per_task and probing else None)
-        tools = (instruments.Instruments(model, run.probe_set, num_classes=data.num_classes,
-                                         writer=writer, run_dir=run.log_dir,
+        tools = (instruments.Instruments(model, run.plan.probe_set, num_classes=data.num_classes,
+                                         writer=writer, run_dir=run.where.log_dir,
                                          batch_splits=batch_splits, strategy=strategy,
                                          forward=forward, objective=objective,
                                          every_n_steps=config.eval_every_steps,
                                          task_probe=task_probe,
                                          num_tasks=scenario.num_tasks if per_task else 0)
                  if probing else None)
-        continual_args = ({} if run.make_step is not None else  # a user's step: no remedies
-                          {"output_mask": mask, "remedies": run.remedies})
-        train_step = (run.make_step or steps.make_train_step)(
+        continual_args = ({} if run.request.make_step is not None else  # a user's step:
+                          {"output_mask": mask, "remedies": run.request.remedies})  # none
+        train_step = (run.request.make_step or steps.make_train_step)(
             model, optimizer, batch_splits=batch_splits,
             distributed=distribute.is_distributed(strategy), forward=forward,
-            objective=objective, penalty=run.penalty, **continual_args)
+            objective=objective, penalty=run.request.penalty, **continual_args)
         regularized = (train_step.regularized if isinstance(train_step, steps.TrainStep)
                        else True)  # a user's own step: its regularization_loss is logged
         train_step = steps.user_code(train_step)  # a step of yours: converted by AutoGraph
@@ -553,15 +213,32 @@ def _build(run: _Run, writer: writers.MetricWriter):
             before_periodic=tools.before_periodic if tools else None,
             variables=model.trainable_variables,
             lower_conditionals=(distribute.is_distributed(strategy)
-                                or run.check_numerics),
+                                or run.request.check_numerics),
             log_regularization=regularized, jit_compile=config.jit_compile,
-            jit_batch_rows=run.stream_batch)
-    return optimizer, global_step, tools, train_loop, evaluate, test, context
+            jit_batch_rows=run.plan.stream_batch)
+    return Parts(optimizer=optimizer, global_step=global_step, tools=tools,
+                 train_loop=train_loop, evaluate=evaluate, test=test, context=context,
+                 writer=writer)
 
 
-def _example_shape(run: _Run) -> tuple[int, ...]:
+@dataclasses.dataclass(frozen=True)
+class Parts:
+    """What `_build` makes of a run: its optimizer, step counter, instruments (None with
+    the probe off), compiled loop, evaluators (`test`: per task in a scenario), context."""
+
+    optimizer: object
+    global_step: tf.Variable
+    tools: object
+    train_loop: loop.TrainLoop
+    evaluate: evaluation.Evaluator
+    test: evaluation.Evaluator
+    context: actions_lib.RunContext
+    writer: writers.MetricWriter
+
+
+def _example_shape(run: Run) -> tuple[int, ...]:
     """One example's shape as the model sees it (a scenario may transform it)."""
-    return run.scenario.example_shape(run.data)
+    return run.plan.scenario.example_shape(run.data)
 
 
 def _task_forward(forward, mask: np.ndarray | None):
@@ -652,13 +329,15 @@ class Trainer:
 
 
 def run_epochs(trainer: Trainer, actions, context: actions_lib.RunContext, *,
-               epochs: int, epoch_plan, steps_per_epoch: int, steps_per_loop: int,
-               finished, progress: standard_actions.Progress) -> None:
+               epochs: int, plan: Plan, steps_per_loop: int, finished,
+               progress: standard_actions.Progress) -> None:
     """The loop: train up to the next step an action asks for, and tell the actions.
 
-    `finished(end_step)` says whether a phase or epoch ending there was done before
-    (`Checkpointing.finished`: a resumed run skips those).
+    `plan`: the epochs' phases (`plan.epoch_plan`) and length. `finished(end_step)` says
+    whether a phase or epoch ending there was done before (`Checkpointing.finished`: a
+    resumed run skips those).
     """
+    epoch_plan, steps_per_epoch = plan.epoch_plan, plan.steps_per_epoch
     dispatch = actions_lib.dispatch
     dispatch(actions, "on_begin", trainer.step, context)
     for epoch in range(epochs):
@@ -683,19 +362,23 @@ def run_epochs(trainer: Trainer, actions, context: actions_lib.RunContext, *,
     dispatch(actions, "on_end", trainer.step, context)
 
 
-def _train(run: _Run) -> dict:
+def _train(run: Run) -> dict:
     """Builds the run's pieces, resumes it if asked, runs the loop, returns the results."""
     config, model, data = run.config, run.model, run.data
-    writer = writers.MetricWriter(run.log_dir)
-    optimizer, global_step, tools, train_loop, evaluate, test, context = _build(run, writer)
+    writer = writers.MetricWriter(run.where.log_dir)
+    parts = _build(run, writer)
+    optimizer, global_step, tools, train_loop, evaluate, test, context = (
+        parts.optimizer, parts.global_step, parts.tools, parts.train_loop, parts.evaluate,
+        parts.test, parts.context)
     extra = {f"action_{i}": actions_lib.checkpointed(a) for i, a in enumerate(run.actions)
              if a.checkpoint_items()}
     saved_items = {i: frozenset(a.checkpoint_items()) for i, a in enumerate(run.actions)}
     state = (checkpoints.RunState(model=model, optimizer=optimizer, global_step=global_step,
                                   drift=tools.drift if tools else None,
-                                  run_dir=run.own_dir, restore_dir=run.run_dir, extra=extra)
-             if run.run_dir is not None else None)
-    if state is not None and not run.resuming:
+                                  run_dir=run.where.own_dir, restore_dir=run.where.run_dir,
+                                  extra=extra)
+             if run.where.run_dir is not None else None)
+    if state is not None and not run.where.resuming:
         _say_disk_use(run, state)
     results = {"epoch_seconds": []}
     progress = standard_actions.Progress()
@@ -704,42 +387,42 @@ def _train(run: _Run) -> dict:
         steps_per_loop=config.steps_per_loop, flush=writer.flush,
         host_state=lambda: {"results": results,
                             "matrix": tools.matrix.to_dict() if tools else None})
-    if run.resuming:
+    if run.where.resuming:
         finished = _resume(run, checkpointing, results, tools)
         if finished is not None:
             writer.close()
             return finished
-    scenario = run.scenario
-    stream = distribute.distribute_stream(run.strategy, lambda shard, shards: scenario.pipeline(
-        data, context.train_x, batch_size=run.stream_batch, seed=config.seed,
-        epochs=config.epochs, start_step=int(global_step),
-        joint=any(r.joint for r in run.remedies), shard=(shard, shards)))
+    scenario = run.plan.scenario
+    stream = distribute.distribute_stream(
+        run.request.strategy, lambda shard, shards: scenario.pipeline(
+            data, context.train_x, batch_size=run.plan.stream_batch, seed=config.seed,
+            epochs=config.epochs, start_step=int(global_step),
+            joint=any(r.joint for r in run.request.remedies), shard=(shard, shards)))
     trainer = Trainer(train_loop, stream, global_step, checkpointing)
     _say_setup(run, optimizer, start_step=trainer.step)
-    if not run.resuming and run.log_dir is not None:
-        instruments.save_weights(run.log_dir / "weights" / "initial.npz", model)
+    if not run.where.resuming and run.where.log_dir is not None:
+        instruments.save_weights(run.where.log_dir / "weights" / "initial.npz", model)
     report = standard_actions.EpochReport(
-        epochs=config.epochs, steps_per_epoch=run.steps_per_epoch, progress=progress,
+        epochs=config.epochs, steps_per_epoch=run.plan.steps_per_epoch, progress=progress,
         results=results, writer=writer, evaluate=test,
-        test_set=(run.test_x, data.y_test),
-        test_every_epoch=config.test_every_epoch, bar=run.verbose and _tty(), say=run.say,
+        test_set=(run.plan.test_x, data.y_test),
+        test_every_epoch=config.test_every_epoch, bar=run.request.verbose and _tty(), say=run.say,
         tracing_counts=lambda: _tracing_counts(train_loop, evaluate, tools),
         unit=scenario.unit)
     stop = stopping.StopRequests()
-    every = _standard_actions(run, trainer=trainer, checkpointing=checkpointing, stop=stop,
-                              report=report, tools=tools, progress=progress, writer=writer,
-                              evaluate=evaluate, results=results, saved_items=saved_items)
+    every = _standard_actions(run, parts, trainer=trainer, checkpointing=checkpointing,
+                              stop=stop, report=report, progress=progress,
+                              results=results, saved_items=saved_items)
     try:
         with writer.as_default(), stop:
-            if not run.resuming:
+            if not run.where.resuming:
                 instruments.describe_run(writer, config, instrumented=tools is not None,
-                                         recorded=run.recorded, run_dir=run.log_dir)
+                                         recorded=run.recorded, run_dir=run.where.log_dir)
                 if tools:
                     loop.make_periodic_writer(tools.periodic, global_step,
                                               len(model.trainable_variables))()
             try:
-                run_epochs(trainer, every, context, epochs=config.epochs,
-                           epoch_plan=run.epoch_plan, steps_per_epoch=run.steps_per_epoch,
+                run_epochs(trainer, every, context, epochs=config.epochs, plan=run.plan,
                            steps_per_loop=config.steps_per_loop,
                            finished=checkpointing.finished, progress=progress)
                 writer.flush()
@@ -750,8 +433,8 @@ def _train(run: _Run) -> dict:
                                   + ": run the same command again to resume into a new "
                                   "event file") from None
             final = tools.summary() if tools else None
-            if final and scenario.unit == "task" and run.log_dir is not None:
-                final.update(_stability(run.log_dir, tools, scenario))
+            if final and scenario.unit == "task" and run.where.log_dir is not None:
+                final.update(_stability(run.where.log_dir, tools, scenario))
             writer.write_scalars(trainer.step, {
                 "result/test_accuracy": report.test.accuracy,
                 **({"result/average_forgetting": final["average_forgetting"],
@@ -777,7 +460,7 @@ def _stability(log_dir: Path, tools, scenario) -> dict:
     return forgetting.stability_metrics(probe_steps, accuracy, task_ends)
 
 
-def _resume(run: _Run, checkpointing, results: dict, tools) -> dict | None:
+def _resume(run: Run, checkpointing, results: dict, tools) -> dict | None:
     """Restores the latest checkpoint; returns the saved results if the run is finished.
 
     Raises:
@@ -786,7 +469,7 @@ def _resume(run: _Run, checkpointing, results: dict, tools) -> dict | None:
     try:
         host = checkpointing.restore()
     except checkpoints.NoCheckpoint as e:
-        raise RunDirError(f"{run.run_dir}: {e}: pass --overwrite to start it again, or "
+        raise RunDirError(f"{run.where.run_dir}: {e}: pass --overwrite to start it again, or "
                           "choose another --run_name") from None
     for line in checkpointing.skipped:
         run.say(f"note: {line}")
@@ -795,25 +478,27 @@ def _resume(run: _Run, checkpointing, results: dict, tools) -> dict | None:
     if tools and host["matrix"]:
         tools.matrix = forgetting.AccuracyMatrix.from_dict(host["matrix"])
     step, epochs = checkpointing.start_step, run.config.epochs
-    total = epochs * run.steps_per_epoch
+    total = epochs * run.plan.steps_per_epoch
     if step > total:
-        raise SetupError(f"{run.run_dir} is at step {step}, past the {epochs} epochs asked "
+        raise SetupError(f"{run.where.run_dir} is at step {step}, past the {epochs} epochs asked "
                          f"for ({total} steps): pass more --epochs to continue it, or "
                          "--overwrite to start it again")
-    if step == total and (run.run_dir / "results.json").is_file():
-        run.say(f"{run.run_dir} already finished its {epochs} epochs (step {step}); nothing "
+    if step == total and (run.where.run_dir / "results.json").is_file():
+        run.say(f"{run.where.run_dir} already finished its {epochs} epochs (step {step}); nothing "
                 "to do (--epochs more to continue it, --overwrite to start it again)")
-        return run_dirs.read_json(run.run_dir / "results.json")
+        return run_dirs.read_json(run.where.run_dir / "results.json")
     return None
 
 
-def _standard_actions(run: _Run, *, trainer, checkpointing, stop, report, tools, progress,
-                      writer, evaluate, results, saved_items) -> list:
+def _standard_actions(run: Run, parts: Parts, *, trainer, checkpointing, stop, report,
+                      progress, results, saved_items) -> list:
     """The run's actions, in the order they act on one event (see `standard_actions`)."""
-    scenario = run.scenario
-    task_of = functools.partial(scenario.trained_in, joint=any(r.joint for r in run.remedies))
+    tools, writer, evaluate = parts.tools, parts.writer, parts.evaluate
+    scenario = run.plan.scenario
+    remedies = run.request.remedies
+    task_of = functools.partial(scenario.trained_in, joint=any(r.joint for r in remedies))
     if scenario.unit == "task":
-        what = f"{scenario.name}, {'+'.join(r.name for r in run.remedies) or 'none'}"
+        what = f"{scenario.name}, {'+'.join(r.name for r in remedies) or 'none'}"
     else:
         what = f"{scenario.name}, {run.data.name}"
     sa = standard_actions
@@ -823,16 +508,16 @@ def _standard_actions(run: _Run, *, trainer, checkpointing, stop, report, tools,
                          once_per_epoch=getattr(scenario, "validate_once_per_epoch", False))]
     if tools:
         own.append(sa.Instrumentation(tools, progress, task_of=task_of, title=(
-            f"accuracy matrix: {run.run_dir.name if run.run_dir else 'run'} ({what})")))
+            f"accuracy matrix: {run.where.run_dir.name if run.where.run_dir else 'run'} ({what})")))
     own += [report, *run.actions, sa.ActionStateCheck(run.actions, saved_items)]
-    if run.profile_steps:
-        own.append(sa.Profiling(*run.profile_steps, run.run_dir, run.say))
-    if run.inspect_steps:
-        own.append(sa.Inspection(run.inspect_steps, trainer, run.run_dir,
+    if run.request.profile_steps:
+        own.append(sa.Profiling(*run.request.profile_steps, run.where.run_dir, run.say))
+    if run.request.inspect_steps:
+        own.append(sa.Inspection(run.request.inspect_steps, trainer, run.where.run_dir,
                                  drift.variable_names(run.model), run.say))
     own.append(sa.StopOnSignal(stop, checkpointing))
-    if run.stop_after_steps:
-        own.append(sa.StopAfter(run.stop_after_steps, checkpointing))
+    if run.request.stop_after_steps:
+        own.append(sa.StopAfter(run.request.stop_after_steps, checkpointing))
     return own + [checkpointing]
 
 
@@ -840,38 +525,41 @@ def _standard_actions(run: _Run, *, trainer, checkpointing, stop, report, tools,
 LARGE_RUN_BYTES = 2 << 30
 
 
-def _say_disk_use(run: _Run, state: checkpoints.RunState) -> None:
+def _say_disk_use(run: Run, state: checkpoints.RunState) -> None:
     """Says, before training, when the checkpoints will take gigabytes of disk."""
     each = state.size_bytes()
     parameters = model_lib.trainable_parameter_count(run.model)
     total = each * state.kept + 2 * 4 * parameters  # and the initial and final weights
     if total > LARGE_RUN_BYTES:
-        run.say(f"note: {run.run_dir} will take about {total / 2**30:.1f} GB: each checkpoint "
+        run.say(f"note: {run.where.run_dir} will take about {total / 2**30:.1f} GB: each "
+                f"checkpoint "
                 f"holds {each / 2**30:.1f} GB (model {parameters:,} parameters, optimizer "
                 f"slots, drift references), {state.kept} are kept; a smaller model (or "
                 "input) takes less")
 
 
-def _say_setup(run: _Run, optimizer, *, start_step: int) -> None:
+def _say_setup(run: Run, optimizer, *, start_step: int) -> None:
     """Prints what the run trains on, with what, and where it writes."""
-    say, config, data, model, strategy = run.say, run.config, run.data, run.model, run.strategy
-    run_dir, probe_set, per_task = run.run_dir, run.probe_set, run.scenario.unit == "task"
-    replayed = config.batch_size - run.stream_batch
+    say, config, data, model = run.say, run.config, run.data, run.model
+    strategy, run_dir, probe_set = run.request.strategy, run.where.run_dir, run.plan.probe_set
+    per_task = run.plan.scenario.unit == "task"
+    replayed = config.batch_size - run.plan.stream_batch
     if run.threads_note:
         say(run.threads_note)
     say(f"data: {data.source}")
     if per_task:
-        say(run.scenario.describe())
-    if per_task or run.remedies:
+        say(run.plan.scenario.describe())
+    if per_task or run.request.remedies:
         say("remedies: " + (", ".join(
             f"{r.name}" + (" (" + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
                                             for k, v in r.hparams().items()) + ")"
-                           if r.hparams() else "") for r in run.remedies) or "none (fine-tuning)"))
+                           if r.hparams() else "") for r in run.request.remedies)
+                or "none (fine-tuning)"))
     say(f"train {len(data.y_train)}, validation {len(data.y_val)} "
         f"({config.validation_scope}), test {len(data.y_test)} examples; "
-        + (f"order {run.scenario.name}, " if not per_task else "")
+        + (f"order {run.plan.scenario.name}, " if not per_task else "")
         + f"batch {config.batch_size}"
-        + (f" ({run.stream_batch} new + {replayed} remembered)" if replayed else "")
+        + (f" ({run.plan.stream_batch} new + {replayed} remembered)" if replayed else "")
         + (f", class blocks of {config.block_steps} batches" if config.block_steps else ""))
     untested = np.flatnonzero(np.bincount(data.y_test, minlength=data.num_classes) == 0)
     if len(untested):
@@ -889,7 +577,7 @@ def _say_setup(run: _Run, optimizer, *, start_step: int) -> None:
     say(f"model {run.recorded['model']['builder']}: examples of shape "
         f"{tuple(model_lib.model_input_shape(model, _example_shape(run)))}, "
         f"{run.recorded['model']['outputs']} out, "
-        + (f"trained with {run.objective.name}" if run.make_step is None else
+        + (f"trained with {run.objective.name}" if run.request.make_step is None else
            f"trained by the step {run.recorded['train_step']} (evaluated with "
            f"{run.objective.name})")
         + ("" if optimizers.is_fused(optimizer, model.trainable_variables) else
@@ -903,15 +591,16 @@ def _say_setup(run: _Run, optimizer, *, start_step: int) -> None:
             f"{config.batch_size // strategy.num_replicas_in_sync} examples each per batch")
     if run_dir is not None:
         say(f"logging to {run_dir}  (tensorboard --logdir {run_dir.parent})")
-    if run.resuming:
-        per_epoch = run.steps_per_epoch
+    if run.where.resuming:
+        per_epoch = run.plan.steps_per_epoch
         say(f"resuming {run_dir} from its checkpoint at step {start_step} (epoch "
             f"{start_step // per_epoch + 1}, step {start_step % per_epoch} of {per_epoch})")
 
 
-def _finish(run: _Run, results: dict, test, final: dict | None, *, step: int) -> dict:
+def _finish(run: Run, results: dict, test, final: dict | None, *, step: int) -> dict:
     """The results: completed, saved with the final weights, printed."""
-    config, model, strategy, log_dir, say = (run.config, run.model, run.strategy, run.log_dir,
+    config, model, strategy, log_dir, say = (run.config, run.model, run.request.strategy,
+                                             run.where.log_dir,
                                              run.say)
     results.update(
         steps=step, epochs=config.epochs, test_loss=test.loss,
@@ -927,7 +616,7 @@ def _finish(run: _Run, results: dict, test, final: dict | None, *, step: int) ->
     if distribute.task_name(strategy):  # Workers in sync print the same fingerprint.
         print(f"{distribute.task_name(strategy)}: final weights fingerprint "
               f"{distribute.weights_fingerprint(model.trainable_variables)}", flush=True)
-    unit = run.scenario.unit
+    unit = run.plan.scenario.unit
     say(f"\ntest accuracy per {unit}" + ("" if unit == "class" else
                                         " (all: the mean over tasks)") + ":")
     say(tables.class_accuracy_table({"test": (test.accuracy, test.class_accuracy)},
@@ -978,7 +667,7 @@ def _tracing_counts(train_loop, evaluate, tools) -> dict[str, int]:
     return counts
 
 
-def _validation_sets(run: _Run) -> dict:
+def _validation_sets(run: Run) -> dict:
     """Maps each phase after which validation runs to its (images, labels).
 
     `all_classes`: every phase validates on the whole held-out split.
@@ -988,7 +677,7 @@ def _validation_sets(run: _Run) -> dict:
     config, data = run.config, run.data
     if len(data.y_val) == 0:
         return {}
-    phases = sorted({p for e in range(config.epochs) for p in run.epoch_plan(epoch=e).phases})
+    phases = sorted({p for e in range(config.epochs) for p in run.plan.epoch_plan(epoch=e).phases})
     if config.validation_scope == "current_class":
         sets = {c: (data.x_val[data.y_val == c], data.y_val[data.y_val == c]) for c in phases}
         return {c: s for c, s in sets.items() if len(s[1])}
