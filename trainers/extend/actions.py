@@ -25,7 +25,26 @@ import tensorflow as tf
 
 @dataclasses.dataclass(frozen=True)
 class RunContext:
-    """What an action may use: the run's model and instruments, by reference."""
+    """What an action may use: the run's model and instruments, by reference.
+
+    Attributes:
+      model: the Keras model being trained.
+      write_scalars: `write_scalars(step, {tag: value})`: to the run's event file.
+      evaluate: `evaluate(rows, labels) -> EvalResult` (loss, accuracy, class_accuracy,
+        class_count) of flat rows, compiled and batched as the run's own evaluation.
+      data: the run's `Splits` (flat rows; `data.shape` is one example's shape).
+      run_dir: where the run writes (None: nothing is written).
+      say: print, when the run prints (silent on other workers and with verbose off).
+      forward: `forward(rows, tasks=None, training=False) -> outputs`: the model on flat
+        rows; with `tasks` ((B,) int32), a task-incremental scenario's masks applied.
+      strategy: the tf.distribute strategy the run trains under.
+      scenario: the continual-learning scenario (a `Scenario`), or None.
+      seed: the run's seed.
+      batch_size: the stream's batch size (global, over replicas).
+      train_x: the training rows as the scenario reads them (before its transform).
+      forward_of: `forward_of(other_model) -> forward` for another model of the same
+        input shape (LwF's frozen copy).
+    """
 
     model: Any  # the Keras model being trained
     write_scalars: Callable[[int, dict], None]  # write_scalars(step, {tag: value})

@@ -103,7 +103,7 @@ class Scenario:
 
     @property
     def num_outputs(self) -> int:
-        """The network's outputs: every task's outputs, or (domain) one task's."""
+        """How many outputs the network has (every task's; one task's in the domain kind)."""
         if self.kind == "domain":
             return max(len(t.classes) for t in self.tasks)
         return 1 + max(max(t.outputs) for t in self.tasks)
