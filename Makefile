@@ -48,10 +48,11 @@ test: data
 		echo "tier $$tier: $$(( $$(date +%s) - start )) s"; done
 
 # The API reference (docs/api/, Sphinx autodoc from the docstrings), built offline into
-# docs/api/_build/html; -W -n: any warning or unresolved reference fails the build.
+# docs/api/_build/html, from scratch each time (-E: a changed docstring is read again);
+# -W -n: any warning or unresolved reference fails the build.
 docs: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[docs]'
-	$(BIN)/sphinx-build -q -W -n --keep-going -b html docs/api docs/api/_build/html
+	$(BIN)/sphinx-build -q -E -W -n --keep-going -b html docs/api docs/api/_build/html
 	@echo "API reference: docs/api/_build/html/index.html"
 
 # The unit tier alone: no training run (setup.cfg's markers, tests/conftest.py TIERS).
