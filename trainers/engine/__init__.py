@@ -1,1 +1,4 @@
-"""The compiled engine: model, loss, optimizer, steps, the K-step loop, evaluation, tf.distribute, TF internals."""
+"""The compiled engine.
+
+Model, loss, optimizer, the steps, the K-step loop, evaluation, tf.distribute, TF internals.
+"""

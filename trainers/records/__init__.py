@@ -1,1 +1,4 @@
-"""The base layer: what a run writes and reads back (config, run directories, summaries, events, tables, plots)."""
+"""The base layer: what a run writes and reads back.
+
+Config, run directories, summary writers, event files, forgetting metrics, tables, plots.
+"""

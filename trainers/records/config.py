@@ -17,7 +17,7 @@ VALIDATION_SCOPES = ("all_classes", "current_class")
 RESUME_FREE = ("data_dir", "epochs", "steps_per_loop", "eval_batch_size", "log_every_step",
                "test_every_epoch", "checkpoint_every_steps", "strategy")
 STRATEGIES = ("default", "mirrored", "multi_worker")
-# Continual learning: the built-in scenarios and remedies (trainers/extend/scenarios, trainers/extend/remedies).
+# Continual learning: the built-in scenarios and remedies (trainers/extend/).
 SCENARIO_FAMILIES = ("split_mnist", "permuted_mnist")  # trainers/extend/scenarios.FAMILIES
 SCENARIO_KINDS = ("task", "domain", "class")  # task-, domain-, class-incremental
 SCENARIOS = tuple(f"{family}_{kind}" for family in SCENARIO_FAMILIES for kind in SCENARIO_KINDS)
