@@ -107,12 +107,6 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     actions = checked_control(run_dir, actions=actions, stop_after_steps=stop_after_steps,
                                profile_steps=profile_steps, inspect_steps=inspect_steps)
     remedies = checked_remedies(config, scenario, remedies, train_step)
-    request = Request(data=data, model=model, loss=loss, penalty=penalty, make_step=train_step,
-                      actions=actions, scenario=scenario, remedies=tuple(remedies),
-                      overwrite=overwrite, resume=resume, verbose=verbose,
-                      stop_after_steps=stop_after_steps, profile_steps=profile_steps,
-                      inspect_steps=frozenset(inspect_steps), check_numerics=check_numerics,
-                      script_flags=script_flags)
     if config.jit_compile and (check_numerics or (strategy is not None
                                                   and distribute.is_distributed(strategy))):
         raise SetupError("jit_compile: not with " + ("check_numerics (XLA has no numeric "
@@ -122,7 +116,12 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
             strategy = distribute.make_strategy(config.strategy)
         except ValueError as e:
             raise SetupError(str(e)) from None
-    request = dataclasses.replace(request, strategy=strategy)
+    request = Request(data=data, model=model, loss=loss, penalty=penalty, make_step=train_step,
+                      actions=actions, scenario=scenario, remedies=tuple(remedies),
+                      overwrite=overwrite, resume=resume, verbose=verbose,
+                      stop_after_steps=stop_after_steps, profile_steps=profile_steps,
+                      inspect_steps=frozenset(inspect_steps), check_numerics=check_numerics,
+                      script_flags=script_flags, strategy=strategy)
     chief = distribute.is_chief(strategy)
     say = print if verbose and chief else (lambda *a, **k: None)  # the chief speaks for all
     threads_note = configure_threads(config.intra_op_threads)

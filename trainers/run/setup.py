@@ -123,7 +123,7 @@ def prepare(config: Config, run_dir: Path | None, request: "Request", *, chief: 
                   resuming=resuming)
     plan = Plan(scenario=scenario, probe_set=probe_set, test_x=scenario.inputs(data, data.x_test),
                 stream_batch=stream_batch, epoch_plan=epoch_plan, steps_per_epoch=steps_per_epoch)
-    return Run(config=config, request=dataclasses.replace(request, strategy=strategy), data=data,
+    return Run(config=config, request=request, data=data,
                 model=built, objective=objective, recorded=recorded, where=where, plan=plan,
                 say=say, threads_note=threads_note,
                 actions=tuple(request.actions) + tuple(remedies))
@@ -310,7 +310,7 @@ class Request:
     inspect_steps: frozenset[int]
     check_numerics: bool
     script_flags: dict | None
-    strategy: tf.distribute.Strategy | None = None
+    strategy: tf.distribute.Strategy  # the caller's, or built from config.strategy
 
 
 @dataclasses.dataclass(frozen=True)
