@@ -271,6 +271,9 @@ def test_scenario_flags_run_the_protocol_and_refuse_what_cannot_apply(tmp_path):
     assert (saved["hidden_sizes"], saved["learning_rate"], saved["dropout"], saved["si_c"],
             saved["ewc_lambda"], saved["batch_size"], saved["epochs"]) == (
         [400, 400], 1e-3, 0.0, 7.0, 1e9, 8, 1)
+    # The scenario's tasks set the order: no order of the tutorial's is recorded.
+    assert (saved["order"], saved["scenario"], saved["steps_per_task"]) == (
+        None, "split_mnist_class", 2)
     assert saved["recorded"]["remedies"] == [
         {"name": "si", "class": "tapeloop.trainers.extend.remedies.si:SI",
          "hparams": {"c": 7.0, "epsilon": 0.1}}]

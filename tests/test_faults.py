@@ -146,6 +146,7 @@ def test_a_full_disk_stops_with_one_line_and_the_rerun_continues_exactly(tmp_pat
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"from its checkpoint at step {step}" in resumed.stdout
     straight = run_train_here(*NOISE, "--epochs=3", f"--logdir={tmp_path}", "--run_name=straight")
+    assert straight.returncode == 0, straight.stderr[-2000:]
     _assert_same_weights(tmp_path / "straight", run)
 
 

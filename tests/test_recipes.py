@@ -7,8 +7,11 @@ import json
 import numpy as np
 import tensorflow as tf
 
+import pytest
+
 import tapeloop
 from helpers import fake_mnist
+from tapeloop.trainers.instruments import suite
 
 SMALL = dict(epochs=1, batch_size=16, probe_per_class=4,
              eval_every_steps=2, steps_per_loop=4, validation_split=0.0, seed=0,
@@ -72,7 +75,15 @@ def test_a_new_scenario_remedy_and_model_train_and_are_recorded(tmp_path):
         scenario=EvenOdd("task", steps_per_task=6), remedies=[PullToTaskStart(0.5)])
     assert results["steps"] == 12
     assert len(results["test_class_accuracy"]) == 2  # scored per task: even, odd
-    recorded = json.loads((run / "config.json").read_text())["recorded"]
+    saved = json.loads((run / "config.json").read_text())
+    recorded = saved["recorded"]
+    # The top level says what trained: the object's tasks set the order and their length.
+    assert (saved["order"], saved["scenario"], saved["steps_per_task"]) == (None, None, 6)
+    hparams = suite.hparams_of(saved)
+    assert (hparams["scenario"], hparams["steps_per_task"], hparams["remedies"],
+            hparams["pull.strength"], hparams["model"]) == (
+        "even_odd_task", 6, "pull", 0.5, "test_recipes:my_builder")
+    assert "order" not in hparams
     assert recorded["scenario"]["class"].endswith(":EvenOdd")
     assert [t["name"] for t in recorded["scenario"]["tasks"]] == ["even", "odd"]
     assert recorded["remedies"] == [{"name": "pull", "class": recorded["remedies"][0]["class"],
@@ -80,3 +91,10 @@ def test_a_new_scenario_remedy_and_model_train_and_are_recorded(tmp_path):
     assert recorded["remedies"][0]["class"].endswith(":PullToTaskStart")
     assert recorded["model"]["builder"].endswith(":my_builder")
     assert np.isfinite(results["test_loss"])
+    with pytest.raises(tapeloop.SetupError, match="--steps_per_task=50 contradicts the scenario"):
+        tapeloop.train_and_evaluate(
+            tapeloop.Config(**SMALL, steps_per_task=50), None, data=data, model=my_builder,
+            scenario=EvenOdd("task", steps_per_task=6), verbose=False)
+    with pytest.raises(tapeloop.SetupError, match="order None needs a scenario"):
+        tapeloop.train_and_evaluate(tapeloop.Config(**SMALL, order=None), None, data=data,
+                                    verbose=False)

@@ -306,8 +306,10 @@ def main(argv, **train_args) -> dict | None:
             sys.exit(f"error: {e}")
     if run_dir is None:
         data_name = re.sub(r"[^\w.-]+", "-", data.name) if data is not None else config.dataset
-        what = (config.order if config.scenario is None and train_args.get("scenario") is None
-                else f"{config.scenario or 'scenario'}_{'+'.join(config.remedy)}")
+        passed = train_args.get("scenario")  # an object: named by its own name
+        what = (passed.name if passed is not None and passed.unit == "class"
+                else config.order if passed is None and config.scenario is None
+                else f"{config.scenario or passed.name}_{'+'.join(config.remedy)}")
         run_dir = _run_dir(control, f"{data_name}_{what}_"
                                     f"{datetime.datetime.now():%Y%m%d-%H%M%S}")
     # MetricWriter compiles one small function per tag set; TensorFlow counts those as

@@ -23,7 +23,7 @@ from tapeloop.trainers.records import config as config_lib, forgetting, plots, r
 
 HEATMAP_ROWS = 400
 # What HParams shows of a run with no sibling to differ from.
-KEY_HPARAMS = ("order", "model", "optimizer", "learning_rate", "epochs", "seed")
+KEY_HPARAMS = ("order", "scenario", "model", "optimizer", "learning_rate", "epochs", "seed")
 FINAL_METRICS = ("result/test_accuracy", "result/average_forgetting", "result/bwt")
 
 
@@ -176,6 +176,8 @@ def hparams_of(saved: dict) -> dict:
         out["data"] = recorded["data"].get("name")
     if saved.get("model", "") is None and "model" in recorded:
         out["model"] = recorded["model"].get("builder")
+    if saved.get("scenario", "") is None and "scenario" in recorded:  # an object passed in
+        out["scenario"] = recorded["scenario"].get("name")
     for name, value in (recorded.get("script_flags") or {}).items():
         out[name] = tuple(value) if isinstance(value, list) else value
     remedies = recorded.get("remedies")

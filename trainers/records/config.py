@@ -83,7 +83,7 @@ class Config:
         "current_class (sorted order only): only the class just trained, the tutorial's "
         "pitfall.", choices=VALIDATION_SCOPES)
     # Order of presentation.
-    order: str = setting(
+    order: str | None = setting(  # None: a scenario's tasks set the order (`setup.order_settings`)
         "shuffled", "shuffled: i.i.d. minibatches. sorted: each epoch all 0s, then all 1s, "
         "... (class blocks). blocked: single-class batches, classes taking turns every "
         "--block_steps batches. replay: sorted, with part of every batch drawn from a "
@@ -194,7 +194,8 @@ class Config:
                                    "every class (never trained on).", lower=1)
 
     def __post_init__(self):
-        _one_of("order", self.order, ORDERS)
+        if self.order is not None:
+            _one_of("order", self.order, ORDERS)
         _one_of("strategy", self.strategy, STRATEGIES)
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("validation_scope", self.validation_scope, VALIDATION_SCOPES)
@@ -253,7 +254,7 @@ class Config:
                 raise ValueError(f"remedy {','.join(self.remedy)} needs a --scenario (the "
                                  "tutorial's orders have --order=replay)")
             return
-        if self.order != "shuffled" or self.class_order is not None or self.block_steps:
+        if self.order not in (None, "shuffled") or self.class_order is not None or self.block_steps:
             raise ValueError(f"scenario {self.scenario} sets the order of the data: leave out "
                              "--order, --class_order and --block_steps")
         if self.epochs != 1:

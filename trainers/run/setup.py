@@ -165,20 +165,35 @@ def passed_in(config: Config, data: splits.Splits | None, model) -> tuple:
 
 
 def order_settings(config: Config, scenario) -> Config:
-    """The config of a run passed one of the tutorial's orders as an object: its order,
-    class order and block length, so that config.json records what trains.
+    """The config of a run whose order is set by an object or a scenario, so that
+    config.json and HParams record what trains: a tutorial's order passed as an object
+    gives its order, class order and block length; a scenario (`--scenario` or an object)
+    makes `order` None, and an object gives its `steps_per_task` (its name is recorded
+    under `recorded.scenario`).
 
     Raises:
-      SetupError: a setting given (not its default) that the object contradicts.
+      SetupError: a setting given (not its default) that the object contradicts, or no
+        order at all (`order` None without a scenario).
     """
-    if not isinstance(scenario, scenarios_lib.orders.Order):
+    if isinstance(scenario, scenarios_lib.orders.Order):
+        own = {"order": scenario.order, "class_order": scenario.class_order,
+               "block_steps": scenario.block_steps}
+    elif scenario is not None:
+        own = {"order": None, "class_order": None, "block_steps": 0,
+               "steps_per_task": scenario.steps_per_task}
+    elif config.scenario is not None:
+        return dataclasses.replace(config, order=None)
+    elif config.order is None:
+        raise SetupError("order None needs a scenario: give an order, --scenario or a "
+                         "scenario object")
+    else:
         return config
-    own = {"order": scenario.order, "class_order": scenario.class_order,
-           "block_steps": scenario.block_steps}
+    what = "order" if isinstance(scenario, scenarios_lib.orders.Order) else "scenario"
     for name, value in own.items():
         given = getattr(config, name)
-        if given != config_lib.DEFAULTS[name] and given != value:
-            raise SetupError(f"--{name}={given} contradicts the order passed in "
+        if given not in (config_lib.DEFAULTS[name], value):
+            shown = ",".join(map(str, given)) if isinstance(given, tuple) else given
+            raise SetupError(f"--{name}={shown} contradicts the {what} passed in "
                              f"({type(scenario).__name__}, {name} {value}): give one of them")
     try:
         return dataclasses.replace(config, **own)
