@@ -10,11 +10,11 @@ resumes bit-exactly), its settings are `hparams` (config.json, HParams; a resume
 another lambda is refused).
 """
 
-import numpy as np
-import tensorflow as tf
 from absl import app, flags
 
-import tapeloop
+import tapeloop  # before TensorFlow: its start-up lines stay off the terminal
+import numpy as np
+import tensorflow as tf
 
 tapeloop.define_flags()
 _LAMBDA = flags.DEFINE_float("mas_lambda", 1.0, "MAS: strength of the importance-weighted "

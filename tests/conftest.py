@@ -34,9 +34,9 @@ def small_sorted_run(tmp_path_factory):
 
 
 TIERS = {
-    "unit": ("test_config", "test_drift", "test_layout", "test_forgetting", "test_mnist", "test_model",
-             "test_pipelines", "test_preprocess", "test_probe", "test_splits",
-             "test_standard_actions", "test_step_dumps", "test_writers"),
+    "unit": ("test_config", "test_docs", "test_drift", "test_layout", "test_forgetting",
+             "test_mnist", "test_model", "test_pipelines", "test_preprocess", "test_probe",
+             "test_splits", "test_standard_actions", "test_step_dumps", "test_writers"),
     "end_to_end": ("test_dashboard", "test_dashboard_scale", "test_tensorboard_server",
                    "test_examples", "test_packaging", "test_faults", "test_reliability"),
 }

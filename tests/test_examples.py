@@ -81,6 +81,26 @@ def test_l2_to_phase_start_example_pulls_and_logs_its_penalty(tmp_path, real_mni
     assert any("anchor_0" in k for k in reader.get_variable_to_shape_map())
 
 
+def test_noisy_step_example_trains_its_own_step_and_action_and_records_its_flags(
+        tmp_path, real_mnist):
+    from tapeloop.trainers.instruments import suite
+    from helpers import read_events
+    proc = _example("noisy_step.py", tmp_path, "noisy", "--noise=0.3", "--norm_every=4",
+                    "--order=sorted", *SMALL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr == ""  # tapeloop imported first: no TensorFlow start-up lines
+    saved = json.loads((tmp_path / "noisy" / "config.json").read_text())
+    recorded = saved["recorded"]
+    assert recorded["train_step"] == "noisy_step.py:noisy_step"
+    assert recorded["script_flags"] == {"noise": 0.3, "norm_every": 4}
+    hparams = suite.hparams_of(saved)
+    assert (hparams["noise"], hparams["order"], hparams["max_train_examples"]) == (
+        0.3, "sorted", 600)
+    norms = read_events(tmp_path / "noisy")["mine/weight_norm"]
+    steps = json.loads((tmp_path / "noisy" / "results.json").read_text())["steps"]
+    assert sorted(norms) == list(range(4, steps + 1, 4)) and len(set(norms.values())) > 1
+
+
 @pytest.mark.slow
 def test_subclassed_model_on_tf_data_killed_and_resumed_bit_exactly(tmp_path, real_mnist):
     args = ["--order=sorted", "--max_train_examples=2000", "--epochs=2", "--deterministic",

@@ -98,3 +98,46 @@ def test_a_new_scenario_remedy_and_model_train_and_are_recorded(tmp_path):
     with pytest.raises(tapeloop.SetupError, match="order None needs a scenario"):
         tapeloop.train_and_evaluate(tapeloop.Config(**SMALL, order=None), None, data=data,
                                     verbose=False)
+
+
+class LargestLogit(tapeloop.Action):
+    """Recipe 'a metric of your own': an Action measuring at its steps, written beside
+    tapeloop's scalars."""
+
+    def on_step(self, step, context):
+        logits = context.forward(context.train_x[:32], training=False)
+        context.write_scalars(step, {"mine/largest_logit": float(tf.reduce_max(logits))})
+
+
+def largest_logit_step(model, optimizer, **kwargs):
+    """Recipe 'a metric in tapeloop', step part: the step returns the metric."""
+    step = tapeloop.make_train_step(model, optimizer, **kwargs)
+
+    def train(batch):
+        metrics = step(batch)
+        return dict(metrics, largest_logit=tf.reduce_max(metrics["logits"]))
+    return train
+
+
+def test_a_new_metric_by_an_action_and_in_the_per_step_row(tmp_path, monkeypatch):
+    """BUILD.md's 'Adding a metric', both ways: an Action (no edit of tapeloop) logs at its
+    cadence; a step's new entry added to `loop.RECORD` and `loop.LOGGED` (the edit the
+    recipe names, made here with monkeypatch) is logged at every step."""
+    from tapeloop.trainers.engine import loop
+    from helpers import read_events
+    monkeypatch.setattr(loop, "RECORD", loop.RECORD + ("largest_logit",))
+    monkeypatch.setattr(loop, "LOGGED", dict(loop.LOGGED, largest_logit="train/largest_logit"))
+    m = fake_mnist(n_train=160, n_test=40)
+    data = tapeloop.from_arrays(*m, validation_split=0.0, name="fake")
+    run = tmp_path / "metric"
+    results = tapeloop.train_and_evaluate(
+        tapeloop.Config(**SMALL), run, data=data, verbose=False, train_step=largest_logit_step,
+        actions=[LargestLogit(every_steps=5)])
+    scalars = read_events(run)
+    assert results["steps"] == 10
+    assert sorted(scalars["train/largest_logit"]) == list(range(10))  # every step
+    assert sorted(scalars["mine/largest_logit"]) == [5, 10]  # the action's cadence
+    values = list(scalars["train/largest_logit"].values()) + list(
+        scalars["mine/largest_logit"].values())
+    assert all(np.isfinite(v) and v > 0 for v in values)
+    assert len(set(scalars["train/largest_logit"].values())) > 1  # measured, not a constant
