@@ -269,8 +269,10 @@ def test_scenario_flags_run_the_protocol_and_refuse_what_cannot_apply(tmp_path):
     assert "min-ACC" in out.stdout and "WC-ACC" in out.stdout
     saved = json.loads((tmp_path / "protocol" / "config.json").read_text())
     assert (saved["hidden_sizes"], saved["learning_rate"], saved["dropout"], saved["si_c"],
-            saved["ewc_lambda"], saved["batch_size"], saved["epochs"]) == (
-        [400, 400], 1e-3, 0.0, 7.0, 1e9, 8, 1)
+            saved["si_epsilon"], saved["batch_size"], saved["epochs"]) == (
+        [400, 400], 1e-3, 0.0, 7.0, 0.1, 8, 1)
+    # Only the settings that apply: not EWC's (an SI run), nor the noise data set's.
+    assert saved["ewc_lambda"] is None and saved["noise_dim"] is None
     # The scenario's tasks set the order: no order of the tutorial's is recorded.
     assert (saved["order"], saved["scenario"], saved["steps_per_task"]) == (
         None, "split_mnist_class", 2)

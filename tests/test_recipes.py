@@ -84,6 +84,8 @@ def test_a_new_scenario_remedy_and_model_train_and_are_recorded(tmp_path):
             hparams["pull.strength"], hparams["model"]) == (
         "even_odd_task", 6, "pull", 0.5, "test_recipes:my_builder")
     assert "order" not in hparams
+    # The remedy passed in, not the flags': no built-in remedy's setting is recorded.
+    assert saved["remedy"] is None and saved["ewc_lambda"] is None and "ewc_lambda" not in hparams
     assert recorded["scenario"]["class"].endswith(":EvenOdd")
     assert [t["name"] for t in recorded["scenario"]["tasks"]] == ["even", "odd"]
     assert recorded["remedies"] == [{"name": "pull", "class": recorded["remedies"][0]["class"],
@@ -141,3 +143,47 @@ def test_a_new_metric_by_an_action_and_in_the_per_step_row(tmp_path, monkeypatch
         scalars["mine/largest_logit"].values())
     assert all(np.isfinite(v) and v > 0 for v in values)
     assert len(set(scalars["train/largest_logit"].values())) > 1  # measured, not a constant
+
+
+SCRIPT = """
+from absl import app, flags
+import tapeloop
+from tapeloop.trainers.extend.remedies import EWC
+tapeloop.define_flags()
+
+class EvenOdd(tapeloop.Scenario):
+    def make_tasks(self, data):
+        return [tapeloop.Task(classes=(0, 2, 4, 6, 8), outputs=(0, 2, 4, 6, 8), name="even"),
+                tapeloop.Task(classes=(1, 3, 5, 7, 9), outputs=(1, 3, 5, 7, 9), name="odd")]
+
+def main(argv):
+    tapeloop.run_from_flags(argv, scenario=EvenOdd("task", steps_per_task=4),
+                            remedies=[EWC(strength=3.0)])
+
+app.run(main)
+"""
+
+
+def test_a_script_passing_a_scenario_object_needs_no_scenario_flags(tmp_path):
+    """A task sequence trains its tasks once, without a validation split: a script passing
+    its own scenario gets those settings from its flags' defaults; given otherwise, one line."""
+    import subprocess
+    import sys
+    from helpers import SCRIPT_ENV
+    (tmp_path / "my_cl.py").write_text(SCRIPT)
+    np.savez(tmp_path / "small.npz", **fake_mnist(n_train=200, n_test=40)._asdict())
+    base = [sys.executable, "my_cl.py", f"--data_dir={tmp_path / 'small.npz'}", "--batch_size=8",
+            "--probe_per_class=2", "--logdir=.", "--hidden_sizes=16"]
+    ok = subprocess.run([*base, "--run_name=ok"], cwd=tmp_path, capture_output=True, text=True,
+                        env=SCRIPT_ENV, timeout=300)
+    assert ok.returncode == 0 and ok.stderr == "", ok.stderr[-2000:]
+    saved = json.loads((tmp_path / "ok" / "config.json").read_text())
+    assert (saved["epochs"], saved["validation_split"], saved["steps_per_task"], saved["order"],
+            saved["remedy"]) == (1, 0.0, 4, None, None)
+    assert saved["recorded"]["remedies"][0]["hparams"]["lambda"] == 3.0
+    for flag, message in (("--epochs=3", "trains its tasks once"),
+                          ("--steps_per_task=9", "--steps_per_task=9 contradicts the scenario")):
+        bad = subprocess.run([*base, "--run_name=bad", flag], cwd=tmp_path, capture_output=True,
+                             text=True, env=SCRIPT_ENV, timeout=300)
+        assert bad.returncode == 1 and message in bad.stderr, bad.stderr
+        assert bad.stderr.count("\n") == 1 and not (tmp_path / "bad").exists()

@@ -229,21 +229,28 @@ def _json_value(value):
     return list(value) if isinstance(value, (list, tuple)) else str(value)
 
 
-def config_from_flags(*, own_model: bool = False,
-                      given: frozenset = frozenset()) -> config_lib.Config:
+def config_from_flags(*, own_model: bool = False, given: frozenset = frozenset(),
+                      scenario=None) -> config_lib.Config:
     """The run's `Config`, from the parsed flags.
 
     With `--scenario`, every setting of its reference protocol (`scenarios.protocol`)
     that the command line (or a flag file) does not give takes the protocol's value;
     `own_model`: the script passes its own model, whose settings stay unset; `given`:
-    settings given otherwise (a sweep's point), which the protocol leaves too.
+    settings given otherwise (a sweep's point), which the protocol leaves too;
+    `scenario`: the script's own scenario object: a task sequence's settings
+    (`scenarios.TASK_SEQUENCE`: its tasks once, no validation split) unless given.
     """
     values = {f.name: _value(f, FLAGS[f.name].value) for f in dataclasses.fields(config_lib.Config)}
+    from tapeloop.trainers.extend import scenarios
     if values["scenario"] is not None and values["scenario"] in config_lib.SCENARIOS:
-        from tapeloop.trainers.extend import scenarios
-        values.update({k: v for k, v in scenarios.protocol(values["scenario"]).items()
-                       if not FLAGS[k].present and k not in given
-                       and not (own_model and k in config_lib.MODEL_SETTINGS)})
+        defaults = scenarios.protocol(values["scenario"])
+    elif scenario is not None and scenario.unit == "task":
+        defaults = scenarios.TASK_SEQUENCE
+    else:
+        defaults = {}
+    values.update({k: v for k, v in defaults.items()
+                   if not FLAGS[k].present and k not in given
+                   and not (own_model and k in config_lib.MODEL_SETTINGS)})
     return config_lib.Config(**values)
 
 
@@ -281,7 +288,8 @@ def main(argv, **train_args) -> dict | None:
                     if "script_flags" in unknown else
                     " (the run's control comes from the flags)"))
     try:
-        config = config_from_flags(own_model=train_args.get("model") is not None)
+        config = config_from_flags(own_model=train_args.get("model") is not None,
+                                   scenario=train_args.get("scenario"))
         control = from_flags(RunControl)
     except ValueError as e:
         sys.exit(f"error: {e}")

@@ -33,7 +33,8 @@ REMEDY_SETTINGS = {"ewc_lambda": ("ewc", "online_ewc"), "fisher_samples": ("ewc"
 MODELS = ("mlp", "cnn")  # built in; any package.module:function names the user's builder
 # Settings that choose and build tapeloop's own data or model: a script that passes its
 # own cannot apply them, so they are refused if set and recorded as None (`passed_in`).
-DATA_SETTINGS = ("dataset", "data_dir", "noise_examples", "noise_dim", "noise_classes")
+NOISE_SETTINGS = ("noise_examples", "noise_dim", "noise_classes")  # dataset "noise" only
+DATA_SETTINGS = ("dataset", "data_dir", *NOISE_SETTINGS)
 MODEL_SETTINGS = ("model", "hidden_sizes", "activation", "dropout")
 # How the splits are cut: applied to a script's own data too (`data.splits.Splits.remake`).
 CUT_SETTINGS = ("validation_split", "max_train_examples", "max_test_examples")
@@ -241,6 +242,8 @@ class Config:
     def _check_continual(self) -> None:
         if self.scenario is not None:
             _one_of("scenario", self.scenario, SCENARIOS)
+        if self.remedy is None:  # the script passes its own remedies (`applied_settings`)
+            return
         for name in self.remedy:
             _one_of("remedy", name, REMEDIES)
         if len(set(self.remedy)) != len(self.remedy) or not self.remedy:
@@ -262,9 +265,9 @@ class Config:
                              f"{self.epochs}): --steps_per_task sets its length")
         if self.validation_scope != "all_classes":
             raise ValueError("validation_scope 'current_class' applies to the sorted order only")
-        if not 0 < self.online_ewc_gamma <= 1:
+        if self.online_ewc_gamma is not None and not 0 < self.online_ewc_gamma <= 1:
             raise ValueError(f"online_ewc_gamma ({self.online_ewc_gamma}) must lie in (0, 1]")
-        if not self.si_epsilon > 0 or not self.lwf_temperature > 0:
+        if any(v is not None and not v > 0 for v in (self.si_epsilon, self.lwf_temperature)):
             raise ValueError("si_epsilon and lwf_temperature must be positive")
 
     def _check_data_and_model(self) -> None:
@@ -302,9 +305,11 @@ class Config:
         and how many epochs to run (a resumed run may be extended) are free to change.
         """
         mine = json.loads(self.to_json())
-        # A script's own data or model (None) against tapeloop's: the recorded data and
-        # model are compared instead (`run_dirs.check_recorded`), naming what changed.
-        passed_in = {k for k in DATA_SETTINGS + MODEL_SETTINGS
+        # A setting that does not apply (None: a script's own data, model, scenario or
+        # remedies; an unused remedy's) against one that does: the recorded data, model,
+        # scenario and remedies are compared instead (`run_dirs.check_recorded`).
+        passed_in = {k for k in (*DATA_SETTINGS, *MODEL_SETTINGS, *REMEDY_SETTINGS, "remedy",
+                                 "order")
                      if mine.get(k) is None or saved.get(k) is None}
         return sorted(k for k in mine.keys() | saved.keys()
                       if k not in RESUME_FREE and k != "recorded" and k not in passed_in
@@ -333,6 +338,21 @@ def passed_in(config: Config, *, data: bool, model: bool) -> Config:
             raise ValueError(f"--{name}={shown} has no effect: this script passes its own "
                              f"{what} (leave --{name} out, or let the script use it)")
     return dataclasses.replace(config, **{name: None for name in names})
+
+
+def applied_settings(config: Config, *, remedies_passed: bool) -> Config:
+    """`config` with only the settings that apply, so that config.json records nothing
+    the run did not do: the settings of built-in remedies the run does not use
+    (`REMEDY_SETTINGS`) and of the noise data set when it is not the data become None,
+    and `remedy` too when the script passes its own remedies and the flags name none
+    (`recorded.remedies` holds them)."""
+    chosen = set(config.remedy or ()) | ({"reservoir"} if config.order == "replay" else set())
+    unused = {k: None for k, users in REMEDY_SETTINGS.items() if not chosen & set(users)}
+    if config.dataset != "noise" or config.data_dir:
+        unused.update(dict.fromkeys(NOISE_SETTINGS))
+    if remedies_passed and tuple(config.remedy or ()) == ("none",):
+        unused["remedy"] = None
+    return dataclasses.replace(config, **unused)
 
 
 def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -106,7 +106,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path | None, *,
     """
     actions = checked_control(run_dir, actions=actions, stop_after_steps=stop_after_steps,
                                profile_steps=profile_steps, inspect_steps=inspect_steps)
-    remedies = checked_remedies(config, scenario, remedies, train_step)
+    config, remedies = checked_remedies(config, scenario, remedies, train_step)
     if config.jit_compile and (check_numerics or (strategy is not None
                                                   and distribute.is_distributed(strategy))):
         raise SetupError("jit_compile: not with " + ("check_numerics (XLA has no numeric "

@@ -222,8 +222,10 @@ def checked_control(run_dir, *, actions, stop_after_steps: int, profile_steps,
     return actions
 
 
-def checked_remedies(config: Config, scenario, remedies, train_step) -> list:
-    """The run's remedies: the built-in ones `config.remedy` names, then the caller's.
+def checked_remedies(config: Config, scenario, remedies, train_step) -> tuple:
+    """The run's remedies: the built-in ones `config.remedy` names, then the caller's;
+    returns the config with only the remedy settings that apply
+    (`config.applied_settings`) and the remedies.
 
     Raises:
       SetupError: a remedy that is not a `Remedy`, or remedies without a scenario.
@@ -231,6 +233,7 @@ def checked_remedies(config: Config, scenario, remedies, train_step) -> list:
     remedies = list(remedies)
     if any(not isinstance(r, remedies_lib.Remedy) for r in remedies):
         raise SetupError("remedies must be tapeloop.Remedy objects")
+    passed = bool(remedies)
     try:
         remedies = remedies_lib.make(config) + remedies
     except ValueError as e:
@@ -245,7 +248,7 @@ def checked_remedies(config: Config, scenario, remedies, train_step) -> list:
     if any(r.joint for r in remedies) and (len(remedies) > 1 or not continual):
         raise SetupError("joint training is a bound of a scenario's tasks: it takes no other "
                          "remedy, and no order of the tutorial's")
-    return remedies
+    return config_lib.applied_settings(config, remedies_passed=passed), remedies
 
 
 def bound_scenario(config: Config, scenario, remedies, data: splits.Splits):

@@ -33,6 +33,6 @@ NAMES = tuple(BUILT_IN)  # as config.REMEDIES lists them (the flag's choices; te
 
 def make(config) -> list[Remedy]:
     """The built-in remedies `config.remedy` names, with their settings from `config`."""
-    names = tuple(config.remedy) + (("reservoir",) if config.order == "replay" else ())
+    names = tuple(config.remedy or ()) + (("reservoir",) if config.order == "replay" else ())
     made = [BUILT_IN[name](config) for name in names]
     return [r for r in made if r is not None]

@@ -18,7 +18,10 @@ FAMILIES = dict(zip(SCENARIO_FAMILIES, (Split, Permuted)))
 # The reference protocol of each scenario family and kind, from van de Ven's code
 # (GMvandeVen/continual-learning, params/param_values.py and compare.py): what
 # `--scenario=NAME` alone runs. Settings given on the command line take precedence.
-_COMMON = {"epochs": 1, "validation_split": 0.0, "activation": "relu", "dropout": 0.0,
+# What every task sequence runs with (its tasks once; scored on the probe and test split),
+# whichever scenario: a script passing its own scenario object gets these too.
+TASK_SEQUENCE = {"epochs": 1, "validation_split": 0.0}
+_COMMON = {**TASK_SEQUENCE, "activation": "relu", "dropout": 0.0,
            "optimizer": "adam", "batch_size": 128, "lwf_temperature": 2.0,
            "agem_epsilon": 1e-7, "si_epsilon": 0.1}
 PROTOCOLS = {
