@@ -29,7 +29,8 @@ def train_command(*args) -> list[str]:
 
 
 def run_train(*args, timeout: float = 300, env: dict | None = None):
-    """Runs `python -m tapeloop.trainers.train` with `args` to completion; output captured as text."""
+    """Runs `python -m tapeloop.trainers.train` with `args` to completion; output captured
+    as text."""
     return subprocess.run(train_command(*args), cwd=REPO, capture_output=True, text=True,
                           timeout=timeout, env=SCRIPT_ENV | (env or {}))
 

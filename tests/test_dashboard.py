@@ -259,7 +259,8 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
             assert int(curve.get_attribute("data-points")) == len(
                 [s for s, _ in view["probe"][str(view["classes"][0])] if start <= s <= end])
         browser.save_screenshot(str(shots / "dashboard_epoch.png"))
-        browser.find_element(By.CSS_SELECTOR, matrix).screenshot(str(shots / "matrix_last_epoch.png"))
+        browser.find_element(By.CSS_SELECTOR, matrix).screenshot(
+            str(shots / "matrix_last_epoch.png"))
         # The zoom and the axis are kept in TensorBoard's URL: a reload opens the same view.
         browser.switch_to.default_content()
         assert f"p.forgetting.zoom={last - 1}%2C{last}" in browser.current_url.replace(",", "%2C")
@@ -295,7 +296,8 @@ def test_a_person_sees_forgetting_at_a_glance(tensorboard, logdir, tmp_path):
         steps = get_json(f"{tensorboard}/data/plugin/forgetting/data?" + urllib.parse.urlencode(
             {"run": runs[0]["run"]}))["matrix"]["steps"]
         cell.click()
-        wait.until(lambda b: b.find_element(By.ID, "to").get_attribute("value") == str(steps[phase]))
+        wait.until(lambda b: b.find_element(By.ID, "to").get_attribute("value")
+                   == str(steps[phase]))
         assert browser.find_element(By.ID, "from").get_attribute("value") == str(
             steps[phase - 1] if phase else 0)
         for card in browser.find_elements(By.CSS_SELECTOR, ".card.run"):
@@ -349,7 +351,8 @@ def test_two_runs_side_by_side_and_every_export(tensorboard, logdir, tmp_path):
         a, b = views
         classes = sorted(set(a["classes"]) | set(b["classes"]))
         same = a["matrix"]["steps"] == b["matrix"]["steps"] and len(a["matrix"]["steps"]) <= 40
-        rows = len(a["matrix"]["steps"]) if same else min(len(a["epoch_ends"]), len(b["epoch_ends"]))
+        rows = (len(a["matrix"]["steps"]) if same
+                else min(len(a["epoch_ends"]), len(b["epoch_ends"])))
         assert len(cells) == (rows + 1) * len(classes)
 
         def probe_at(view, c, step):  # the probe point nearest the step, as the tab takes it
@@ -374,7 +377,8 @@ def test_two_runs_side_by_side_and_every_export(tensorboard, logdir, tmp_path):
         for what in ("curves", "matrix", "probe-svg", "probe-png"):
             card.find_element(By.CSS_SELECTOR, f"a.export-link[data-what='{what}']").click()
         run = runs[0]["run"]
-        files = [downloads / f"{run}_{x}" for x in ("curves.csv", "matrix.csv", "probe.svg", "probe.png")]
+        files = [downloads / f"{run}_{x}"
+                 for x in ("curves.csv", "matrix.csv", "probe.svg", "probe.png")]
         deadline = time.monotonic() + 30
         while not all(f.exists() and f.stat().st_size for f in files):
             assert time.monotonic() < deadline, sorted(p.name for p in downloads.iterdir())

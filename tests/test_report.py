@@ -30,9 +30,9 @@ def test_summary_numbers_come_from_the_events(small_sorted_run):
 
 def test_comparison_text_and_csv(small_sorted_run, tmp_path):
     run_dir, results, _ = small_sorted_run
-    out = subprocess.run([sys.executable, "-m", "tapeloop.trainers.report", str(run_dir), str(run_dir),
-                          f"--csv={tmp_path / 'curves.csv'}"], cwd=REPO, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "tapeloop.trainers.report", str(run_dir),
+                          str(run_dir), f"--csv={tmp_path / 'curves.csv'}"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["small_sorted", "small_sorted"]

@@ -288,7 +288,8 @@ def run_scaling(rounds: int) -> str:
     for table, label, m, samples in rows:
         if table != current:
             out += ["", f"### {table}", "",
-                    f"| {table} | (c) s/epoch | (d) s/epoch | d/c | (c) samples/s | (d) samples/s |",
+                    f"| {table} | (c) s/epoch | (d) s/epoch | d/c | (c) samples/s "
+                    "| (d) samples/s |",
                     "| --- | --- | --- | --- | --- | --- |"]
             current = table
         c, d = m["tapeloop"], m["tapeloop_full"]

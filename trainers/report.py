@@ -1,4 +1,5 @@
-"""Prints runs side by side from their event files: `python -m tapeloop.trainers.report RUN_DIR ...`.
+"""Prints runs side by side from their event files:
+`python -m tapeloop.trainers.report RUN_DIR ...`.
 
 Everything is read back with TensorBoard's own reader (a step written twice keeps
 its latest value), so the report shows exactly what the dashboards show.

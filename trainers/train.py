@@ -1,4 +1,5 @@
-"""Trains one run: `python -m tapeloop.trainers.train --flagfile=trainers/configs/mnist_sorted.flags`.
+"""Trains one run:
+`python -m tapeloop.trainers.train --flagfile=trainers/configs/mnist_sorted.flags`.
 
 This file is intentionally kept short: the flags come from the settings' one
 definition (`trainers.cli`), and `cli.main` turns them into a `Config` and calls

@@ -5,11 +5,13 @@ on (`TESTED`), and each function here returns None or False otherwise, or when t
 environment variable `TAPELOOP_NO_INTERNALS=1` is set, and its caller then takes the
 public way:
 
-| internal | used for | public fallback |
-| --- | --- | --- |
-| `Operation._set_attr("_lower_using_switch_merge")` | the loop's cadence conditionals stay one `If` op (`loop._when`) | `tf.cond` lowers them to Switch/Merge |
-| `Optimizer._get_variable_index`, `Adam._momentums`, `Adam._velocities`, `SGD.momentums` | fused update kernels on Keras's own slots (`optimizers.apply_fn`) | `optimizer.apply_gradients` |
-| `tensorflow.python.profiler.internal._pywrap_profiler_plugin` | the op-type table of `bench --profile` | the table is left out, with a line saying why |
+- `Operation._set_attr("_lower_using_switch_merge")`: the loop's cadence conditionals
+  stay one `If` op (`loop._when`). Public way: `tf.cond` lowers them to Switch/Merge.
+- `Optimizer._get_variable_index`, `Adam._momentums`, `Adam._velocities`,
+  `SGD.momentums`: fused update kernels on Keras's own slots (`optimizers.apply_fn`).
+  Public way: `optimizer.apply_gradients`.
+- `tensorflow.python.profiler.internal._pywrap_profiler_plugin`: the op-type table of
+  `bench --profile`. Public way: the table is left out, with a line saying why.
 """
 
 import os
@@ -57,7 +59,8 @@ def keep_unlowered(if_op) -> bool:
     if not enabled():
         return False
     from tensorflow.core.framework import attr_value_pb2
-    if_op._set_attr(LOWER_ATTR, attr_value_pb2.AttrValue(b=False))  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    if_op._set_attr(LOWER_ATTR, attr_value_pb2.AttrValue(b=False))
     return True
 
 
@@ -72,7 +75,8 @@ def optimizer_slots(optimizer, variables: list):
     if not enabled() or not hasattr(optimizer, "_get_variable_index"):
         return None
     try:
-        index = [optimizer._get_variable_index(v) for v in variables]  # pylint: disable=protected-access
+        # pylint: disable-next=protected-access
+        index = [optimizer._get_variable_index(v) for v in variables]
     except (KeyError, ValueError, AttributeError):
         return None
     if isinstance(optimizer, tf.keras.optimizers.Adam):

@@ -63,10 +63,10 @@ def make_train_loop(train_step, global_step: tf.Variable, *, log_every_step: boo
       jit_batch_rows: the rows of a full batch (with `jit_compile`).
 
     Returns:
-      A `TrainLoop`, called as a compiled function. Pass `num_steps` as an int64 tensor so that every call
-      reuses one trace. It returns `loss_sum` and `correct` (example-weighted sums),
-      `count` (examples seen), `loss`, `accuracy` of the last step, and
-      `first_bad_step` (-1 while every loss and gradient was finite) with `bad_kind`
+      A `TrainLoop`, called as a compiled function. Pass `num_steps` as an int64 tensor
+      so that every call reuses one trace. It returns `loss_sum` and `correct`
+      (example-weighted sums), `count` (examples seen), `loss`, `accuracy` of the last
+      step, and `first_bad_step` (-1 while every loss and gradient was finite) with `bad_kind`
       (0: the loss, 1: a gradient).
       `train_loop.tracing_counts()` tells how often it was traced.
       `train_loop.inspect(iterator)` (compiled separately, traced on first use) runs

@@ -1,4 +1,5 @@
-"""Models: the built-in ones (the tutorial's MLP, a small CNN), the user's, and what tapeloop reads of any.
+"""Models: the built-in ones (the tutorial's MLP, a small CNN), the user's, and what
+tapeloop reads of any.
 
 A model is any Keras model (Sequential, functional or subclassed) that maps a batch of
 examples to one output per class: logits, or probabilities when it ends in a softmax

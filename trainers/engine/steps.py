@@ -271,7 +271,8 @@ def make_train_step(model: tf.keras.Model, optimizer: tf.keras.optimizers.Optimi
             after(grads)
         grad_norms = tf.stack([tf.norm(g) for g in grads])
         correct = correct_predictions(labels, logits)
-        return {"loss": loss, "accuracy": tf.reduce_mean(correct), "correct": tf.reduce_sum(correct),
+        return {"loss": loss, "accuracy": tf.reduce_mean(correct),
+                "correct": tf.reduce_sum(correct),
                 "count": count, "phase": batch["phase"], "grad_norms": grad_norms,
                 "grad_norm": tf.sqrt(tf.reduce_sum(tf.square(grad_norms))),
                 "regularization_loss": reg, "logits": logits, "example_loss": example_loss,

@@ -229,7 +229,8 @@ def drift_growth(drift: dict[int, float], phase_of_step: dict[int, int]) -> dict
             "rising_blocks": sum(int(b[-1] > b[0]) for b in runs), "blocks": len(runs)}
 
 
-# Continual evaluation (De Lange, van de Ven & Tuytelaars, ICLR 2023; see trainers/instruments/continual.py).
+# Continual evaluation (De Lange, van de Ven & Tuytelaars, ICLR 2023;
+# see trainers/instruments/continual.py).
 WINDOW_STEPS = 100  # WF^w's window, in training steps
 STABILITY_METRICS = ("min_acc", "wc_acc", f"wf_{WINDOW_STEPS}")  # result/* scalars
 

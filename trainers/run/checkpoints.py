@@ -23,8 +23,8 @@ from pathlib import Path
 import tensorflow as tf
 
 from tapeloop.trainers.engine.model import all_layers
-from tapeloop.trainers.records.run_dirs import (CHECKPOINT_DIR, error_line, latest_step,  # noqa: F401
-                                        saved_steps)
+from tapeloop.trainers.records.run_dirs import (  # noqa: F401 (latest_step: re-exported)
+    CHECKPOINT_DIR, error_line, latest_step, saved_steps)
 
 
 
