@@ -383,7 +383,7 @@ if __name__ == "__main__":
 
 @pytest.mark.parametrize("setting,value,what", [
     ("model", "cnn", "model"), ("dropout", 0.3, "model"), ("activation", "tanh", "model"),
-    ("dataset", "noise", "data"), ("data_dir", "d.npz", "data"), ("noise_dim", 3, "data")])
+    ("dataset", "noise", "data"), ("data_dir", "d.npz", "data")])
 def test_settings_of_tapeloops_own_model_or_data_are_refused_when_the_script_passes_its_own(
         tmp_path, setting, value, what):
     config = tapeloop.Config(**{setting: value})
@@ -393,6 +393,14 @@ def test_settings_of_tapeloops_own_model_or_data_are_refused_when_the_script_pas
                                                   f"script passes its own {what}"):
         tapeloop.train_and_evaluate(config, tmp_path / "r", verbose=False, **kwargs)
     assert not (tmp_path / "r").exists()
+
+
+def test_a_noise_setting_for_another_data_set_is_refused():
+    """The noise data set's settings would be ignored for any other data: refused, and
+    refused on the command line in one line before anything is created."""
+    with pytest.raises(ValueError, match="noise_dim \\(3\\) applies to dataset 'noise' only"):
+        tapeloop.Config(noise_dim=3)
+    assert tapeloop.Config(dataset="noise", noise_dim=3).noise_dim == 3
 
 
 def _session_hparams(run_dir):

@@ -279,6 +279,12 @@ class Config:
         if self.model is not None and self.model not in MODELS and ":" not in self.model:
             raise ValueError(f"model ({self.model!r}) must be one of {', '.join(MODELS)}, or "
                              "package.module:function naming your own builder")
+        if self.dataset != "noise":  # given for another data set, it would be ignored
+            fields = type(self).__dataclass_fields__
+            given = [n for n in NOISE_SETTINGS if getattr(self, n) not in (None, fields[n].default)]
+            if given:
+                raise ValueError(f"{given[0]} ({getattr(self, given[0])}) applies to dataset "
+                                 f"'noise' only (dataset is {self.dataset!r})")
         for name in ("noise_examples", "noise_dim"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
@@ -348,7 +354,7 @@ def applied_settings(config: Config, *, remedies_passed: bool) -> Config:
     (`recorded.remedies` holds them)."""
     chosen = set(config.remedy or ()) | ({"reservoir"} if config.order == "replay" else set())
     unused = {k: None for k, users in REMEDY_SETTINGS.items() if not chosen & set(users)}
-    if config.dataset != "noise" or config.data_dir:
+    if config.dataset != "noise":  # (given for another data set, refused by Config)
         unused.update(dict.fromkeys(NOISE_SETTINGS))
     if remedies_passed and tuple(config.remedy or ()) == ("none",):
         unused["remedy"] = None
