@@ -23,7 +23,8 @@ from tapeloop.trainers.records import config as config_lib, forgetting, plots, r
 
 HEATMAP_ROWS = 400
 # What HParams shows of a run with no sibling to differ from.
-KEY_HPARAMS = ("order", "scenario", "model", "optimizer", "learning_rate", "epochs", "seed")
+KEY_HPARAMS = ("order", "scenario", "remedies", "model", "optimizer", "learning_rate", "epochs",
+               "seed")
 FINAL_METRICS = ("result/test_accuracy", "result/average_forgetting", "result/bwt")
 
 

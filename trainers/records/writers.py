@@ -340,6 +340,8 @@ def write_experiment(logdir: Path, runs: list[dict], metric_tags: list[str], *,
     values = [hparam_values(run) for run in runs]
     differs = {k: len({json.dumps(v.get(k)) for v in values}) > 1 for k in names}
     shown = [k for k in names if differs[k]] or [k for k in fallback if k in names]
+    # The key settings first: TensorBoard's table shows the first few columns only.
+    shown.sort(key=lambda k: fallback.index(k) if k in fallback else len(fallback))
     summary = hp.hparams_config_pb(hparams=[hp.HParam(k) for k in shown],
                                    metrics=[hp.Metric(t) for t in metric_tags])
     value = summary.value[0]
