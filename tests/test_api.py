@@ -234,3 +234,59 @@ def test_every_error_train_and_evaluate_documents_is_exported():
     for name in named:
         assert name in tapeloop.__all__ and issubclass(getattr(tapeloop, name), Exception)
     assert (Path(tapeloop.__file__).parent / "py.typed").is_file()  # typed: PEP 561
+
+
+def test_an_error_in_the_users_step_is_one_line_naming_it_and_the_batch(tmp_path):
+    def wrong_key_step(model, optimizer, **kwargs):
+        step = tapeloop.make_train_step(model, optimizer, **kwargs)
+
+        def train(batch):
+            return step(dict(batch, image=batch["x"] * 2.0))  # the batch has no "x"
+        return train
+
+    with pytest.raises(tapeloop.SetupError) as err:
+        tapeloop.train_and_evaluate(tapeloop.Config(**MLP), tmp_path / "r", data=_data(),
+                                    verbose=False, train_step=wrong_key_step)
+    line = str(err.value)
+    assert line.startswith("test_api.py:test_an_error_in_the_users_step_is_one_line_naming_it"
+                           "_and_the_batch.<locals>.wrong_key_step.<locals>.train (line ")
+    assert line.endswith("raised KeyError: 'x' while tapeloop compiled it; its batch holds "
+                         "image, label, phase") and "\n" not in line
+    with pytest.raises(tapeloop.SetupError, match="^a train step must return a dict of "
+                                                  "StepMetrics, not float$"):
+        tapeloop.train_and_evaluate(tapeloop.Config(**MLP), tmp_path / "s", data=_data(),
+                                    verbose=False,
+                                    train_step=lambda model, optimizer, **kw: lambda b: 0.0)
+
+
+class CalledAction(tapeloop.Action):
+    def __call__(self, context):  # not a hook
+        raise AssertionError("never called")
+
+
+class StepsForgotten(tapeloop.Action):
+    every_steps = 25  # a class attribute: Action.__init__ sets the instance's (0)
+
+    def on_step(self, step, context):
+        raise AssertionError("never called")
+
+
+@pytest.mark.parametrize("action, why", [
+    (CalledAction(), "CalledAction overrides none of Action's hooks, on_begin, on_step, "
+                     "on_epoch_start, on_phase_start, on_phase_end, on_epoch_end, on_end "
+                     "(__call__ is not one: name it on_step(self, step, context)): it would "
+                     "never run"),
+    (StepsForgotten(), "StepsForgotten.on_step runs at the steps it asks for, and it asks "
+                       "for none: pass every_steps= or on_steps= to Action.__init__: it would "
+                       "never run")])
+def test_an_action_that_would_never_run_is_refused_before_anything_is_created(
+        tmp_path, action, why):
+    with pytest.raises(tapeloop.SetupError) as err:
+        tapeloop.train_and_evaluate(tapeloop.Config(**MLP), tmp_path / "r", data=_data(),
+                                    verbose=False, actions=[action])
+    assert str(err.value) == why
+    assert not any(tmp_path.iterdir())
+    from tapeloop.trainers.extend.actions import never_runs
+
+    assert never_runs(StepsForgotten(on_steps=(3,))) is None  # asked for a step: runs
+    assert never_runs(CountingAction()) is None

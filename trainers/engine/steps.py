@@ -7,11 +7,13 @@ every instrument keeps working.
 """
 
 import dataclasses
+from pathlib import Path
 from typing import Callable, TypedDict
 
 import tensorflow as tf
 
 from tapeloop.trainers.engine import losses, optimizers
+from tapeloop.trainers.records.run_dirs import SetupError, error_line
 
 MASKED = -1e9  # the logit a masked output gets: no probability, no gradient
 
@@ -24,6 +26,9 @@ def user_code(fn):
     the tracing before the first step. Code of yours that enters a compiled function (a
     step, a remedy's seams, an objective, a penalty) is converted as a `tf.function`
     would convert it, so an `if` or `for` on tensors in it keeps working.
+    Python errors raised in it (a missing batch key, a shape mismatch found while
+    tracing) become one-line `SetupError`s naming the error, the function and where it is
+    defined; TensorFlow's runtime errors pass unchanged.
     """
     if fn is None or getattr(fn, "__module__", "").startswith("tapeloop."):
         return fn
@@ -31,7 +36,32 @@ def user_code(fn):
     def call(*args, **kwargs):
         return fn(*args, **kwargs)
 
-    return tf.autograph.to_graph(call)
+    converted = tf.autograph.to_graph(call)
+
+    def guarded(*args, **kwargs):
+        try:
+            return converted(*args, **kwargs)
+        except (SetupError, tf.errors.OpError):
+            raise
+        except Exception as e:  # pylint: disable=broad-except  # any error of the user's code
+            batch = (f"; its batch holds {', '.join(sorted(args[0]))}"
+                     if args and isinstance(args[0], dict) else "")
+            raise SetupError(f"{_where(fn)} raised {type(e).__name__}: {error_line(e)} while "
+                             f"tapeloop compiled it{batch}") from e
+
+    return guarded
+
+
+def _where(fn) -> str:
+    """`file.py:qualname (line N)` of a user's function, method or callable object."""
+    target = getattr(fn, "__func__", fn)
+    code = getattr(target, "__code__", None)
+    if code is None:  # a callable object: its __call__
+        target = type(fn).__call__
+        code = getattr(target, "__code__", None)
+    name = getattr(target, "__qualname__", type(fn).__name__)
+    return (f"{Path(code.co_filename).name}:{name} (line {code.co_firstlineno})"
+            if code is not None else name)
 
 
 def masked(outputs: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -81,13 +111,13 @@ REQUIRED_METRICS = tuple(sorted(StepMetrics.__required_keys__))
 
 
 def check_metrics(metrics) -> None:
-    """Raises TypeError naming what a custom step's output lacks (at trace time)."""
+    """Raises SetupError naming what a custom step's output lacks (at trace time)."""
     if not isinstance(metrics, dict):
-        raise TypeError(f"a train step must return a dict of StepMetrics, not "
+        raise SetupError(f"a train step must return a dict of StepMetrics, not "
                         f"{type(metrics).__name__}")
     missing = [k for k in REQUIRED_METRICS if k not in metrics]
     if missing:
-        raise TypeError(f"the train step's output lacks {', '.join(missing)} "
+        raise SetupError(f"the train step's output lacks {', '.join(missing)} "
                         f"(StepMetrics needs {', '.join(REQUIRED_METRICS)})")
 
 

@@ -150,6 +150,25 @@ class PeriodicEvaluation(Action):
         self.history.append((step, result.accuracy))
 
 
+HOOKS = ("on_begin", "on_step", "on_epoch_start", "on_phase_start", "on_phase_end",
+         "on_epoch_end", "on_end")
+
+
+def never_runs(action: Action) -> str | None:
+    """Why `action` would never do anything (None: it would): it overrides no hook, or
+    only `on_step` and asks for no step."""
+    own = [h for h in HOOKS if getattr(type(action), h) is not getattr(Action, h)]
+    name = type(action).__name__
+    if not own:
+        hint = (" (__call__ is not one: name it on_step(self, step, context))"
+                if callable(action) else "")
+        return f"{name} overrides none of Action's hooks, {', '.join(HOOKS)}{hint}"
+    if own == ["on_step"] and not action.every_steps and not action.on_steps:
+        return (f"{name}.on_step runs at the steps it asks for, and it asks for none: "
+                f"pass every_steps= or on_steps= to Action.__init__")
+    return None
+
+
 def next_cut(actions, step: int) -> int | None:
     """The first step after `step` at which any of `actions` wants to run."""
     steps = [s for s in (a.next_step(step) for a in actions) if s is not None]

@@ -219,6 +219,9 @@ def checked_control(run_dir, *, actions, stop_after_steps: int, profile_steps,
     actions = tuple(actions)
     if any(not isinstance(a, actions_lib.Action) for a in actions):
         raise SetupError("actions must be tapeloop.Action objects")
+    idle = [actions_lib.never_runs(a) for a in actions if not isinstance(a, remedies_lib.Remedy)]
+    if any(idle):
+        raise SetupError(f"{next(w for w in idle if w)}: it would never run")
     return actions
 
 
