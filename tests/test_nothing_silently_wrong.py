@@ -19,7 +19,7 @@ import tensorflow as tf
 import tapeloop
 from tapeloop.trainers import report, sweep
 from tapeloop.trainers.run import controller
-from helpers import REPO, SCRIPT_ENV, read_events, run_train_here
+from helpers import REPO, SCRIPT_ENV, fake_mnist, read_events, run_train_here
 
 
 # What TensorFlow's C++ runtime logs as it starts (in a fresh process): not tapeloop's.
@@ -402,6 +402,33 @@ def test_a_noise_setting_for_another_data_set_is_refused():
         tapeloop.Config(noise_dim=3)
     assert tapeloop.Config(dataset="noise", noise_dim=3).noise_dim == 3
 
+
+
+def test_settings_that_would_be_ignored_are_refused_and_recorded_null(tmp_path):
+    """sgd's momentum under another optimizer, a scenario's steps_per_task under one of the
+    tutorial's orders: refused if given (they were ignored); null in config.json and left
+    out of HParams at their defaults, so the record holds only what trained."""
+    with pytest.raises(ValueError, match=r"^momentum \(0.9\) applies to optimizer 'sgd' only "
+                                         r"\(optimizer is 'adam'\)$"):
+        tapeloop.Config(momentum=0.9)
+    with pytest.raises(ValueError, match=r"^nesterov \(True\) applies to optimizer 'sgd' only"):
+        tapeloop.Config(optimizer="rmsprop", nesterov=True)
+    data = tapeloop.from_arrays(*fake_mnist(n_train=100, n_test=30), name="fake")
+    small = dict(order="sorted", epochs=1, batch_size=20, probe_per_class=3, hidden_sizes=(8,))
+    with pytest.raises(tapeloop.SetupError, match=r"^--steps_per_task=10 applies to a scenario "
+                                                  r"only \(order is 'sorted'\)$"):
+        tapeloop.train_and_evaluate(tapeloop.Config(steps_per_task=10, **small), tmp_path / "r",
+                                    data=data, verbose=False)
+    assert not (tmp_path / "r").exists()
+    for name, settings in (("adam", {}), ("sgd", dict(optimizer="sgd", momentum=0.5))):
+        tapeloop.train_and_evaluate(tapeloop.Config(**small, **settings), tmp_path / name,
+                                    data=data, verbose=False)
+    records = {name: json.loads((tmp_path / name / "config.json").read_text())
+               for name in ("adam", "sgd")}
+    assert [(r["momentum"], r["nesterov"], r["steps_per_task"]) for r in records.values()] == [
+        (None, None, None), (0.5, False, None)]
+    assert "momentum" not in _session_hparams(tmp_path / "adam")
+    assert _session_hparams(tmp_path / "sgd")["momentum"] == 0.5
 
 def _session_hparams(run_dir):
     from tensorboard.backend.event_processing import event_accumulator

@@ -216,8 +216,12 @@ class Config:
             raise ValueError(f"jit_compile runs on one device: not with strategy "
                              f"{self.strategy!r}")
         for name in ("validation_split", "momentum"):
-            if not 0.0 <= getattr(self, name) < 1.0:
+            if getattr(self, name) is not None and not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} ({getattr(self, name)}) must lie in [0, 1)")
+        if self.optimizer != "sgd" and (self.momentum or self.nesterov):  # would be ignored
+            name = "momentum" if self.momentum else "nesterov"
+            raise ValueError(f"{name} ({getattr(self, name)}) applies to optimizer 'sgd' only "
+                             f"(optimizer is {self.optimizer!r})")
         if self.validation_scope == "current_class" and self.order != "sorted":
             raise ValueError("validation_scope 'current_class' needs order 'sorted' "
                              f"(order is {self.order!r}: there is no current class)")
@@ -315,7 +319,7 @@ class Config:
         # remedies; an unused remedy's) against one that does: the recorded data, model,
         # scenario and remedies are compared instead (`run_dirs.check_recorded`).
         passed_in = {k for k in (*DATA_SETTINGS, *MODEL_SETTINGS, *REMEDY_SETTINGS, "remedy",
-                                 "order")
+                                 "order", "steps_per_task", "momentum", "nesterov")
                      if mine.get(k) is None or saved.get(k) is None}
         return sorted(k for k in mine.keys() | saved.keys()
                       if k not in RESUME_FREE and k != "recorded" and k not in passed_in
@@ -349,13 +353,16 @@ def passed_in(config: Config, *, data: bool, model: bool) -> Config:
 def applied_settings(config: Config, *, remedies_passed: bool) -> Config:
     """`config` with only the settings that apply, so that config.json records nothing
     the run did not do: the settings of built-in remedies the run does not use
-    (`REMEDY_SETTINGS`) and of the noise data set when it is not the data become None,
+    (`REMEDY_SETTINGS`), of the noise data set when it is not the data, and sgd's
+    momentum and nesterov under another optimizer become None,
     and `remedy` too when the script passes its own remedies and the flags name none
     (`recorded.remedies` holds them)."""
     chosen = set(config.remedy or ()) | ({"reservoir"} if config.order == "replay" else set())
     unused = {k: None for k, users in REMEDY_SETTINGS.items() if not chosen & set(users)}
     if config.dataset != "noise":  # (given for another data set, refused by Config)
         unused.update(dict.fromkeys(NOISE_SETTINGS))
+    if config.optimizer != "sgd":  # (given for another optimizer, refused by Config)
+        unused.update(momentum=None, nesterov=None)
     if remedies_passed and tuple(config.remedy or ()) == ("none",):
         unused["remedy"] = None
     return dataclasses.replace(config, **unused)

@@ -169,15 +169,16 @@ def order_settings(config: Config, scenario) -> Config:
     config.json and HParams record what trains: a tutorial's order passed as an object
     gives its order, class order and block length; a scenario (`--scenario` or an object)
     makes `order` None, and an object gives its `steps_per_task` (its name is recorded
-    under `recorded.scenario`).
+    under `recorded.scenario`); the tutorial's orders have no tasks: `steps_per_task` None.
 
     Raises:
-      SetupError: a setting given (not its default) that the object contradicts, or no
-        order at all (`order` None without a scenario).
+      SetupError: a setting given (not its default) that the object contradicts or that
+        does not apply (`steps_per_task` without a scenario), or no order at all (`order`
+        None without a scenario).
     """
     if isinstance(scenario, scenarios_lib.orders.Order):
         own = {"order": scenario.order, "class_order": scenario.class_order,
-               "block_steps": scenario.block_steps}
+               "block_steps": scenario.block_steps, "steps_per_task": None}
     elif scenario is not None:
         own = {"order": None, "class_order": None, "block_steps": 0,
                "steps_per_task": scenario.steps_per_task}
@@ -186,8 +187,12 @@ def order_settings(config: Config, scenario) -> Config:
     elif config.order is None:
         raise SetupError("order None needs a scenario: give an order, --scenario or a "
                          "scenario object")
-    else:
-        return config
+    else:  # one of the tutorial's orders, by name
+        own = {"steps_per_task": None}
+    if own.get("steps_per_task", 0) is None and config.steps_per_task not in (
+            config_lib.DEFAULTS["steps_per_task"], None):
+        raise SetupError(f"--steps_per_task={config.steps_per_task} applies to a scenario "
+                         f"only (order is {own.get('order', config.order)!r})")
     what = "order" if isinstance(scenario, scenarios_lib.orders.Order) else "scenario"
     for name, value in own.items():
         given = getattr(config, name)
