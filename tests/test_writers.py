@@ -114,18 +114,3 @@ def test_histogram_buckets_equal_tensorboards(data):
     theirs = summary_v2._buckets(tf.constant(data, tf.float32), bucket_count=30).numpy()
     np.testing.assert_array_equal(ours, theirs)
 
-
-def test_the_experiment_lists_what_differs_key_settings_first(tmp_path):
-    """TensorBoard's HParams table shows its first few columns only: the key settings
-    (`fallback`) that differ come first, the rest after in their order."""
-    from tensorboard.backend.event_processing import event_accumulator
-    from tensorboard.plugins.hparams import plugin_data_pb2
-    runs = [{"dropout": 0.5, "epochs": 1, "scenario": "split", "seed": 0},
-            {"dropout": 0.2, "epochs": 20, "seed": 0}]
-    path = writers.write_experiment(tmp_path, runs, ["result/x"],
-                                    fallback=("order", "scenario", "epochs"))
-    acc = event_accumulator.EventAccumulator(str(path), size_guidance={"tensors": 0})
-    acc.Reload()
-    content = acc.SummaryMetadata(acc.Tags()["tensors"][0]).plugin_data.content
-    infos = plugin_data_pb2.HParamsPluginData.FromString(content).experiment.hparam_infos
-    assert [i.name for i in infos] == ["scenario", "epochs", "dropout"]

@@ -334,14 +334,14 @@ def write_experiment(logdir: Path, runs: list[dict], metric_tags: list[str], *,
     between the runs (marked `differs`), or `fallback` when none do (one run), so
     the HParams tab shows them and `metric_tags` without a click; every value stays
     in each run's own record. The file replaces the one written before (TensorBoard
-    reads one experiment per logdir; a run started later sees more runs).
+    reads one experiment per logdir; a run started later sees more runs). TensorBoard
+    orders the list itself (those that differ first, then by name) and shows the first
+    five as columns; the others are ticked in its left pane.
     """
     names = list(dict.fromkeys(k for run in runs for k in run))
     values = [hparam_values(run) for run in runs]
     differs = {k: len({json.dumps(v.get(k)) for v in values}) > 1 for k in names}
     shown = [k for k in names if differs[k]] or [k for k in fallback if k in names]
-    # The key settings first: TensorBoard's table shows the first few columns only.
-    shown.sort(key=lambda k: fallback.index(k) if k in fallback else len(fallback))
     summary = hp.hparams_config_pb(hparams=[hp.HParam(k) for k in shown],
                                    metrics=[hp.Metric(t) for t in metric_tags])
     value = summary.value[0]
